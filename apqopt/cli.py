@@ -1,0 +1,222 @@
+"""`apqopt` command line: thin wrappers over the library, one subcommand per job.
+
+Why thin: everything a command does is a library call a user can make from Python too; the CLI
+only parses, reports errors as one clear line (exit 2), and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from apqopt.hardware.bitfusion import BitFusion
+from apqopt.hardware.build import bitfusion_from_config, build_lut
+from apqopt.hardware.lut import LUT, LUTError, load_shipped, shipped_lut_path
+from apqopt.space import Candidate, InvalidCandidateError, get_space, space_names
+
+
+def _space_arg(p: argparse.ArgumentParser, default: str | None = "fmnist") -> None:
+    p.add_argument("--space", default=default, choices=space_names(), help="search space preset")
+
+
+def _load_lut(args: argparse.Namespace) -> LUT:
+    return LUT.load(args.lut) if args.lut else load_shipped(args.space)
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_run(args: argparse.Namespace) -> int:
+    """The main job at this stage: price random candidates of each space on its shipped table."""
+    for name in args.spaces:
+        space = get_space(name)
+        lut = load_shipped(name)
+        genes = space.sample(args.samples, args.seed)
+        t0 = time.perf_counter()
+        lat, en = lut.price(space, genes)
+        dt = time.perf_counter() - t0
+        macs = np.array([space.macs(c) for c in space.to_candidates(genes[:200])])
+        print(f"== {name}: {space.description}")
+        print(
+            f"   table: {shipped_lut_path(name).name} ({len(lut)} entries, {lut.hardware}, batch "
+            f"{lut.config.get('batch', '?')}, mode {lut.config.get('mode', '?')})"
+        )
+        print(f"   priced {len(genes):,} random candidates in {dt * 1e3:.1f} ms ({len(genes) / dt:,.0f}/s)")
+        for label, v, unit in (("latency", lat, "ms"), ("energy", en, "mJ")):
+            q = np.percentile(v, [0, 50, 100])
+            print(f"   {label:8s} min {q[0]:.3f}  median {q[1]:.3f}  max {q[2]:.3f} {unit}")
+        print(
+            f"   MACs (first 200) min {macs.min() / 1e6:.1f}M  median {np.median(macs) / 1e6:.1f}M  "
+            f"max {macs.max() / 1e6:.1f}M"
+        )
+        if name == "apq-mbv2":
+            cost = lut.price_candidate(space.uniform((2, 3, 4, 3, 3, 1), kernel=3, middle=-1, bits=8))
+            print(
+                f"   MobileNetV2-like candidate (d 2/3/4/3/3/1, k3, 6x, W8A8): {cost.latency:.2f} ms, "
+                f"{cost.energy:.2f} mJ  (APQ Table 2, MobileNetV2 8-bit: 9.10 ms, 12.46 mJ)"
+            )
+    return 0
+
+
+def cmd_space_show(args: argparse.Namespace) -> int:
+    print(json.dumps(get_space(args.space).describe(), indent=2))
+    return 0
+
+
+def cmd_space_sample(args: argparse.Namespace) -> int:
+    space = get_space(args.space)
+    for cand in space.to_candidates(space.sample(args.n, args.seed)):
+        print(json.dumps(space.to_apq_spec(cand)) if args.apq else cand.to_json())
+    return 0
+
+
+def _read_candidate(text: str, apq: bool, space: str) -> Candidate:
+    path = Path(text)
+    if not text.lstrip().startswith("{") and path.exists():
+        text = path.read_text()
+    if apq:
+        try:
+            return get_space(space).from_apq_spec(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise InvalidCandidateError(f"APQ spec is not valid JSON: {exc}") from exc
+    return Candidate.from_json(text)
+
+
+def cmd_lut_build(args: argparse.Namespace) -> int:
+    if args.hardware != "bitfusion":
+        raise LUTError(f"unknown hardware '{args.hardware}'; `lut build` knows: bitfusion")
+    model = bitfusion_from_config(args.config)
+    overrides = {k: v for k, v in (("mode", args.mode), ("batch", args.batch)) if v is not None}
+    if overrides:
+        model = BitFusion(model.config.with_(**overrides))
+    parts = [f"apqopt lut build --space {args.space} --hardware {args.hardware}"]
+    if args.config:
+        parts.append(f"--config {Path(args.config).name}")
+    parts += [f"--{k} {v}" for k, v in overrides.items()]
+    out = Path(args.out) if args.out else shipped_lut_path(args.space, args.hardware)
+    t0 = time.perf_counter()
+    lut = build_lut(
+        args.space,
+        model,
+        command=" ".join(parts),
+        workers=args.workers,
+        progress=not args.quiet,
+        checkpoint=out.with_name(out.name + ".ckpt.jsonl"),
+    )
+    lut.save(out)
+    written = [out]
+    if args.format in ("apq", "both"):
+        written.append(lut.save(out.with_suffix(".dict")))
+        if args.format == "apq":
+            out.unlink()
+            written.pop(0)
+    print(
+        f"built {len(lut)} entries + head/tail in {time.perf_counter() - t0:.1f} s -> " + ", ".join(map(str, written))
+    )
+    return 0
+
+
+def cmd_lut_show(args: argparse.Namespace) -> int:
+    lut = _load_lut(args)
+    info: dict[str, Any] = {
+        "hardware": lut.hardware,
+        "command": lut.command,
+        "config": lut.config,
+        "entries": len(lut),
+        "layer_shapes": len(lut.shapes()),
+        "bit_pairs": [f"W{w}A{a}" for w, a in lut.bit_pairs()],
+        "head": {"latency_ms": lut.head[0], "energy_mJ": lut.head[1]},
+        "tail": {"latency_ms": lut.tail[0], "energy_mJ": lut.tail[1]},
+    }
+    if args.gaps:
+        gaps = lut.missing(args.gaps)
+        info["gaps"] = {"space": args.gaps, "missing": len(gaps), "first": [str(g) for g in gaps[:10]]}
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def cmd_lut_price(args: argparse.Namespace) -> int:
+    cand = _read_candidate(args.candidate, args.apq_spec, args.space)
+    args.space = cand.space
+    lut = _load_lut(args)
+    cost = lut.price_candidate(cand)
+    if args.layers:
+        for layer, lat, en in cost.layers:
+            print(f"{layer.name:14s} {layer.shape!s:34s} W{layer.w_bits}A{layer.a_bits}  {lat:8.4f} ms  {en:8.4f} mJ")
+        print(f"{'head':14s} {'':34s} {'':5s} {cost.head[0]:8.4f} ms  {cost.head[1]:8.4f} mJ")
+        print(f"{'tail':14s} {'':34s} {'':5s} {cost.tail[0]:8.4f} ms  {cost.tail[1]:8.4f} mJ")
+    print(json.dumps({"latency_ms": cost.latency, "energy_mJ": cost.energy, "layers": len(cost.layers)}))
+    return 0
+
+
+# ---------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="apqopt",
+        description="Hardware-aware joint search of architecture, pruning and mixed precision (APQ).",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="main job: price random candidates of each space on its shipped LUT")
+    run.add_argument("--spaces", nargs="+", default=["fmnist", "apq-mbv2"], choices=space_names())
+    run.add_argument("--samples", type=int, default=100_000, help="random candidates per space")
+    run.add_argument("--seed", type=int, default=0)
+    run.set_defaults(func=cmd_run)
+
+    space = sub.add_parser("space", help="inspect a search space").add_subparsers(dest="sub", required=True)
+    show = space.add_parser("show", help="print the space's structure, gene count and encoding width")
+    _space_arg(show)
+    show.set_defaults(func=cmd_space_show)
+    sample = space.add_parser("sample", help="print random candidates as JSON lines")
+    _space_arg(sample)
+    sample.add_argument("--n", type=int, default=5)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--apq", action="store_true", help="print APQ's spec dicts instead of apqopt JSON")
+    sample.set_defaults(func=cmd_space_sample)
+
+    lut = sub.add_parser("lut", help="build, inspect and use latency/energy tables").add_subparsers(
+        dest="sub", required=True
+    )
+    build = lut.add_parser("build", help="build a space's table from a hardware cost model")
+    _space_arg(build)
+    build.add_argument("--hardware", default="bitfusion", help="cost model (bitfusion)")
+    build.add_argument("--config", help="JSON file with BitFusionConfig fields (array size, clock, buffers, ...)")
+    build.add_argument(
+        "--mode", choices=["apq", "orig"], help="apq: APQ-compatible (default); orig: simulator as written"
+    )
+    build.add_argument("--batch", type=int, help="batch size (default 1)")
+    build.add_argument("--format", choices=["csv", "apq", "both"], default="csv", help="apq: APQ's JSON dict")
+    build.add_argument("--out", help="output path (default: the shipped table of the space)")
+    build.add_argument("--workers", type=int, default=2)
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(func=cmd_lut_build)
+    lshow = lut.add_parser("show", help="summarise a table (shipped by default)")
+    _space_arg(lshow)
+    lshow.add_argument("--lut", help="table file (apqopt CSV or APQ JSON)")
+    lshow.add_argument("--gaps", choices=space_names(), help="report entries this space needs that the table lacks")
+    lshow.set_defaults(func=cmd_lut_show)
+    price = lut.add_parser("price", help="price one candidate given as JSON (or a file)")
+    _space_arg(price, default="apq-mbv2")
+    price.add_argument("candidate", help="apqopt candidate JSON, an APQ spec dict (--apq-spec), or a file")
+    price.add_argument("--lut", help="table file (default: the shipped table of the candidate's space)")
+    price.add_argument("--apq-spec", action="store_true", help="the candidate is APQ's spec dict (ks, e, d, ...)")
+    price.add_argument("--layers", action="store_true", help="print the per-layer breakdown")
+    price.set_defaults(func=cmd_lut_price)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (InvalidCandidateError, LUTError, ValueError) as exc:
+        print(f"apqopt: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

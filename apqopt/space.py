@@ -1,0 +1,696 @@
+"""Search spaces and candidates: one typed, validated object per preset.
+
+Why this module exists: once-for-all and APQ keep their space in scattered dicts and magic
+indices. Here a :class:`SearchSpace` is the single source of truth. It knows its stages and
+blocks, encodes candidates into APQ's one-hot vectors and back, samples, mutates and crosses
+them over (vectorised, as integer *gene matrices*), and lists the layers a cost model prices.
+
+Two representations are used, each for what it is good at:
+
+* :class:`Candidate` -- the user-facing object: per stage, the active blocks with their kernel,
+  middle (expanded) channels and the four bit-widths. It is validated on construction and
+  serialises to JSON and to APQ's spec dict.
+* the *gene matrix* -- an ``(N, n_genes)`` integer matrix of choice indices: one depth gene per
+  stage, then six genes per block (kernel, middle, pw_w, pw_a, dw_w, dw_a). Genes of blocks beyond
+  a stage's depth are dormant: they are kept (evolution can revive them) but ignored by encoding
+  and pricing. Searchers work on this form because it makes batches of 100k cheap.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+BLOCK_GENES: tuple[str, ...] = ("kernel", "middle", "pw_w", "pw_a", "dw_w", "dw_a")
+BIT_FIELDS: tuple[str, ...] = ("pw_w", "pw_a", "dw_w", "dw_a")
+APQ_BIT_KEYS: dict[str, str] = {f: f"{f}_bits_setting" for f in BIT_FIELDS}
+
+
+class InvalidCandidateError(ValueError):
+    """A candidate, gene matrix or encoding that does not belong to its space."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One convolution as a cost model sees it (APQ's LUT key plus bit-widths)."""
+
+    name: str
+    c_in: int
+    c_out: int
+    h_in: int
+    kernel: int
+    stride: int
+    padding: int
+    groups: int
+    w_bits: int = 8
+    a_bits: int = 8
+
+    @property
+    def shape(self) -> tuple[int, int, int, int, int, int, int]:
+        """APQ's key order: (C_in, C_out, H_in, k, stride, padding, groups)."""
+        return (self.c_in, self.c_out, self.h_in, self.kernel, self.stride, self.padding, self.groups)
+
+    @property
+    def h_out(self) -> int:
+        return (self.h_in + 2 * self.padding - self.kernel) // self.stride + 1
+
+    @property
+    def macs(self) -> int:
+        return self.h_out * self.h_out * self.c_out * (self.c_in // self.groups) * self.kernel**2
+
+
+@dataclass(frozen=True)
+class Block:
+    """Choices of one active MBConv block: kernel, middle channels, and four bit-widths."""
+
+    kernel: int
+    middle: int
+    pw_w: int = 8
+    pw_a: int = 8
+    dw_w: int = 8
+    dw_a: int = 8
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage: output channels, stride of its first block, allowed depths."""
+
+    c_out: int
+    stride: int
+    depths: tuple[int, ...]
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.depths)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An architecture plus its quantization policy, validated against its space."""
+
+    space: str
+    stages: tuple[tuple[Block, ...], ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple(tuple(s) for s in self.stages))
+        get_space(self.space).validate(self)
+
+    @property
+    def depths(self) -> tuple[int, ...]:
+        return tuple(len(s) for s in self.stages)
+
+    @property
+    def blocks(self) -> tuple[Block, ...]:
+        return tuple(b for s in self.stages for b in s)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"space": self.space, "stages": [[asdict(b) for b in s] for s in self.stages]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Candidate:
+        if not isinstance(data, dict) or "space" not in data or "stages" not in data:
+            raise InvalidCandidateError("candidate JSON needs keys 'space' and 'stages'")
+        stages = []
+        for si, stage in enumerate(data["stages"]):
+            blocks = []
+            for bi, blk in enumerate(stage):
+                try:
+                    blocks.append(Block(**blk))
+                except TypeError as exc:
+                    raise InvalidCandidateError(
+                        f"stage {si} block {bi}: expected keys {list(BLOCK_GENES)}, got {sorted(blk)}"
+                    ) from exc
+            stages.append(tuple(blocks))
+        return cls(space=data["space"], stages=tuple(stages))
+
+    @classmethod
+    def from_json(cls, text: str) -> Candidate:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidCandidateError(f"candidate is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+
+def _steps_of_8(c_in: int, lo: float, hi: float) -> tuple[int, ...]:
+    return tuple(range(int(lo * c_in), int(hi * c_in) + 1, 8))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A MobileNetV2-style space of MBConv blocks with per-block mixed precision.
+
+    ``head`` and ``tail`` are the fixed layers a table prices as its ``head``/``tail`` constants;
+    ``unpriced`` are fixed layers that exist in the network (and count in MACs) but that the table
+    convention leaves out -- for apq-mbv2, APQ's table prices only the first conv as head and the
+    1x1 conv as tail, so the fixed MBConv 32->16 and the classifier are ``unpriced``. They are the
+    same for every candidate, so they shift costs by a constant and never change a ranking.
+
+    ``middle_ratios`` gives the middle (expanded) channel choices as multiples of each block's input
+    channels; ``middle_steps`` = (lo, hi) instead gives every multiple of 8 from lo*C_in to hi*C_in
+    (APQ's pruning dimension).
+    """
+
+    name: str
+    input_size: int
+    image_channels: int
+    num_classes: int
+    stem_channels: int
+    stages: tuple[Stage, ...]
+    head: tuple[Layer, ...]
+    tail: tuple[Layer, ...]
+    unpriced: tuple[Layer, ...] = ()
+    kernels: tuple[int, ...] = (3, 5, 7)
+    bits: tuple[int, ...] = (4, 6, 8)
+    middle_ratios: tuple[float, ...] | None = None
+    middle_steps: tuple[float, float] | None = None
+    description: str = field(default="", compare=False)
+
+    # ------------------------------------------------------------------ structure
+    @cached_property
+    def n_stages(self) -> int:
+        return len(self.stages)
+
+    @cached_property
+    def n_blocks(self) -> int:
+        return sum(s.max_depth for s in self.stages)
+
+    @cached_property
+    def block_stage(self) -> np.ndarray:
+        return np.array([si for si, s in enumerate(self.stages) for _ in range(s.max_depth)])
+
+    @cached_property
+    def block_pos(self) -> np.ndarray:
+        """Index of each block inside its stage (block is active iff pos < depth)."""
+        return np.array([j for s in self.stages for j in range(s.max_depth)])
+
+    @cached_property
+    def block_io(self) -> tuple[tuple[int, int, int, int], ...]:
+        """Per block: (C_in, C_out, H_in, stride)."""
+        out, c_in, h = [], self.stem_channels, self.head_output_size
+        for s in self.stages:
+            for j in range(s.max_depth):
+                stride = s.stride if j == 0 else 1
+                out.append((c_in, s.c_out, h, stride))
+                c_in = s.c_out
+                if stride > 1:
+                    h = (h - 1) // stride + 1
+        return tuple(out)
+
+    @cached_property
+    def head_output_size(self) -> int:
+        """Spatial size entering stage 0 (the head's layers run in sequence)."""
+        h = self.input_size
+        for layer in (*self.head, *self.unpriced):
+            if layer.h_in == h:
+                h = layer.h_out
+        return h
+
+    @cached_property
+    def middle_choices(self) -> tuple[tuple[int, ...], ...]:
+        out = []
+        for c_in, _, _, _ in self.block_io:
+            if self.middle_steps is not None:
+                out.append(_steps_of_8(c_in, *self.middle_steps))
+            else:
+                assert self.middle_ratios is not None
+                out.append(tuple(round(r * c_in) for r in self.middle_ratios))
+        return tuple(out)
+
+    @cached_property
+    def cardinalities(self) -> np.ndarray:
+        """Number of choices of every gene (depth genes first, then six per block)."""
+        card = [len(s.depths) for s in self.stages]
+        nk, nb = len(self.kernels), len(self.bits)
+        for b in range(self.n_blocks):
+            card += [nk, len(self.middle_choices[b]), nb, nb, nb, nb]
+        return np.array(card, dtype=np.int64)
+
+    @property
+    def n_genes(self) -> int:
+        return int(self.cardinalities.size)
+
+    def gene_names(self) -> list[str]:
+        names = [f"depth_{s}" for s in range(self.n_stages)]
+        for b in range(self.n_blocks):
+            names += [f"b{b}_{g}" for g in BLOCK_GENES]
+        return names
+
+    def gene_values(self, gene: int) -> tuple[int, ...]:
+        """The values behind the choice indices of one gene."""
+        if gene < self.n_stages:
+            return self.stages[gene].depths
+        b, g = divmod(gene - self.n_stages, len(BLOCK_GENES))
+        if g == 0:
+            return self.kernels
+        if g == 1:
+            return self.middle_choices[b]
+        return self.bits
+
+    def block_gene(self, block: int, name: str) -> int:
+        """Column of a block's gene in the gene matrix."""
+        return self.n_stages + block * len(BLOCK_GENES) + BLOCK_GENES.index(name)
+
+    def size(self) -> float:
+        """Number of distinct candidates (a float: it overflows int64)."""
+        total = 1.0
+        per_block = [
+            len(self.kernels) * len(self.middle_choices[b]) * len(self.bits) ** 4 for b in range(self.n_blocks)
+        ]
+        start = 0
+        for s in self.stages:
+            total *= sum(float(np.prod(per_block[start : start + d])) for d in s.depths)
+            start += s.max_depth
+        return total
+
+    # ------------------------------------------------------------------ encoding layout
+    @cached_property
+    def _offsets(self) -> dict[str, np.ndarray]:
+        nb, nk, nbit = self.n_blocks, len(self.kernels), len(self.bits)
+        kernel = np.arange(nb) * nk
+        mid_sizes = np.array([len(m) for m in self.middle_choices])
+        middle = nb * nk + np.concatenate([[0], np.cumsum(mid_sizes)[:-1]])
+        arch = int(nb * nk + mid_sizes.sum())
+        offs = {"kernel": kernel, "middle": middle}
+        for f, name in enumerate(BIT_FIELDS):
+            offs[name] = arch + f * nb * nbit + np.arange(nb) * nbit
+        return offs
+
+    @property
+    def arch_width(self) -> int:
+        """Width of the architecture part of the encoding (what the fp predictor reads)."""
+        return int(self.n_blocks * len(self.kernels) + sum(len(m) for m in self.middle_choices))
+
+    @property
+    def bits_width(self) -> int:
+        return self.n_blocks * len(BIT_FIELDS) * len(self.bits)
+
+    @property
+    def encoding_width(self) -> int:
+        return self.arch_width + self.bits_width
+
+    # ------------------------------------------------------------------ validation
+    def _allowed_error(self, what: str, where: str, value: Any, allowed: Sequence[Any]) -> InvalidCandidateError:
+        return InvalidCandidateError(
+            f"space '{self.name}': {where}: {what}={value!r} is not allowed; allowed values: {list(allowed)}"
+        )
+
+    def validate(self, cand: Candidate) -> None:
+        """Raise :class:`InvalidCandidateError` naming the field, block and allowed values."""
+        if cand.space != self.name:
+            raise InvalidCandidateError(f"candidate belongs to space '{cand.space}', not '{self.name}'")
+        if len(cand.stages) != self.n_stages:
+            raise InvalidCandidateError(f"space '{self.name}': expected {self.n_stages} stages, got {len(cand.stages)}")
+        b0 = 0
+        for si, (stage, blocks) in enumerate(zip(self.stages, cand.stages)):
+            if len(blocks) not in stage.depths:
+                raise self._allowed_error("depth", f"stage {si}", len(blocks), stage.depths)
+            for j, blk in enumerate(blocks):
+                b = b0 + j
+                where = f"stage {si} block {b}"
+                if not isinstance(blk, Block):
+                    raise InvalidCandidateError(f"space '{self.name}': {where}: expected a Block, got {blk!r}")
+                if blk.kernel not in self.kernels:
+                    raise self._allowed_error("kernel", where, blk.kernel, self.kernels)
+                if blk.middle not in self.middle_choices[b]:
+                    raise self._allowed_error("middle", where, blk.middle, self.middle_choices[b])
+                for f in BIT_FIELDS:
+                    if getattr(blk, f) not in self.bits:
+                        raise self._allowed_error(f, where, getattr(blk, f), self.bits)
+            b0 += stage.max_depth
+
+    def validate_matrix(self, genes: np.ndarray) -> np.ndarray:
+        """Check a gene matrix's shape and ranges; returns it as int64 (N, n_genes)."""
+        arr = np.asarray(genes)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] != self.n_genes:
+            raise InvalidCandidateError(
+                f"space '{self.name}': gene matrix must be (N, {self.n_genes}), got shape {arr.shape}"
+            )
+        if not np.issubdtype(arr.dtype, np.integer) and (
+            not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr))
+        ):
+            raise InvalidCandidateError(f"space '{self.name}': gene matrix must hold whole numbers")
+        arr = arr.astype(np.int64, copy=False)
+        if arr.size and (arr.min() < 0 or (arr >= self.cardinalities).any()):
+            bad = (arr < 0) | (arr >= self.cardinalities)
+            row, col = map(int, np.argwhere(bad)[0])
+            raise InvalidCandidateError(
+                f"space '{self.name}': row {row}, gene '{self.gene_names()[col]}': index {arr[row, col]} "
+                f"out of range 0..{self.cardinalities[col] - 1} (values {list(self.gene_values(col))})"
+            )
+        return arr
+
+    # ------------------------------------------------------------------ genes <-> candidates
+    def active(self, genes: np.ndarray) -> np.ndarray:
+        """(N, n_blocks) bool: which blocks the depth genes switch on."""
+        depth_vals = self.depth_values(genes)
+        return self.block_pos[None, :] < depth_vals[:, self.block_stage]
+
+    def depth_values(self, genes: np.ndarray) -> np.ndarray:
+        table = np.zeros((self.n_stages, max(len(s.depths) for s in self.stages)), dtype=np.int64)
+        for si, s in enumerate(self.stages):
+            table[si, : len(s.depths)] = s.depths
+        return table[np.arange(self.n_stages)[None, :], genes[:, : self.n_stages]]
+
+    def block_genes(self, genes: np.ndarray) -> np.ndarray:
+        """(N, n_blocks, 6) view of the per-block genes."""
+        return genes[:, self.n_stages :].reshape(genes.shape[0], self.n_blocks, len(BLOCK_GENES))
+
+    def to_candidates(self, genes: np.ndarray) -> list[Candidate]:
+        genes = self.validate_matrix(genes)
+        act = self.active(genes)
+        bg = self.block_genes(genes)
+        out = []
+        for n in range(genes.shape[0]):
+            stages, b0 = [], 0
+            for s in self.stages:
+                blocks = []
+                for b in range(b0, b0 + s.max_depth):
+                    if act[n, b]:
+                        g = bg[n, b]
+                        bits = [self.bits[i] for i in g[2:]]
+                        blocks.append(Block(self.kernels[g[0]], self.middle_choices[b][g[1]], *bits))
+                stages.append(tuple(blocks))
+                b0 += s.max_depth
+            out.append(Candidate(self.name, tuple(stages)))
+        return out
+
+    def from_candidates(self, cands: Iterable[Candidate]) -> np.ndarray:
+        """Gene matrix of candidates; genes of inactive blocks are set to choice 0."""
+        rows = []
+        for cand in cands:
+            self.validate(cand)
+            row = [s.depths.index(len(blocks)) for s, blocks in zip(self.stages, cand.stages)]
+            b0 = 0
+            for s, blocks in zip(self.stages, cand.stages):
+                for j in range(s.max_depth):
+                    if j < len(blocks):
+                        blk = blocks[j]
+                        row += [self.kernels.index(blk.kernel), self.middle_choices[b0 + j].index(blk.middle)]
+                        row += [self.bits.index(getattr(blk, f)) for f in BIT_FIELDS]
+                    else:
+                        row += [0] * len(BLOCK_GENES)
+                b0 += s.max_depth
+            rows.append(row)
+        return np.array(rows, dtype=np.int64).reshape(-1, self.n_genes)
+
+    def canonical(self, genes: np.ndarray) -> np.ndarray:
+        """Zero the dormant genes, so equal candidates have equal rows."""
+        genes = np.array(genes, dtype=np.int64)
+        bg = self.block_genes(genes)
+        bg[~self.active(genes)] = 0
+        return genes
+
+    # ------------------------------------------------------------------ one-hot encoding
+    def encode(self, genes: np.ndarray, bits: bool = True) -> np.ndarray:
+        """APQ's one-hot encoding, float32 (N, width); inactive blocks are all zeros.
+
+        Layout: kernel one-hots of all blocks, middle-channel one-hots of all blocks (together the
+        architecture part), then bit one-hots per field in the order pw_w, pw_a, dw_w, dw_a.
+        ``bits=False`` returns only the architecture part (the full-precision predictor's input).
+        """
+        genes = self.validate_matrix(genes)
+        n = genes.shape[0]
+        width = self.encoding_width if bits else self.arch_width
+        out = np.zeros((n, width), dtype=np.float32)
+        act = self.active(genes)
+        bg = self.block_genes(genes)
+        rows, blocks = np.nonzero(act)
+        names = ["kernel", "middle", *BIT_FIELDS] if bits else ["kernel", "middle"]
+        for name in names:
+            g = BLOCK_GENES.index(name)
+            out[rows, self._offsets[name][blocks] + bg[rows, blocks, g]] = 1.0
+        return out
+
+    def decode(self, encoding: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`encode` (full width); dormant genes come back as 0."""
+        enc = np.asarray(encoding)
+        if enc.ndim == 1:
+            enc = enc[None, :]
+        if enc.shape[1] != self.encoding_width:
+            raise InvalidCandidateError(
+                f"space '{self.name}': encoding must be {self.encoding_width} wide, got {enc.shape[1]}"
+            )
+        if not np.all((enc == 0) | (enc == 1)):
+            raise InvalidCandidateError(f"space '{self.name}': encoding must be one-hot (0/1 values)")
+        n = enc.shape[0]
+        genes = np.zeros((n, self.n_genes), dtype=np.int64)
+        present = np.zeros((n, self.n_blocks), dtype=bool)
+        for name in ("kernel", "middle", *BIT_FIELDS):
+            for b in range(self.n_blocks):
+                size = self.cardinalities[self.block_gene(b, name)]
+                seg = enc[:, self._offsets[name][b] : self._offsets[name][b] + size]
+                hot = seg.sum(axis=1)
+                if name == "kernel":
+                    present[:, b] = hot == 1
+                if np.any(hot > 1) or np.any((hot == 1) != present[:, b]):
+                    row = int(np.nonzero((hot > 1) | ((hot == 1) != present[:, b]))[0][0])
+                    raise InvalidCandidateError(
+                        f"space '{self.name}': row {row}, block {b}: '{name}' one-hot is malformed"
+                    )
+                genes[:, self.block_gene(b, name)] = seg.argmax(axis=1)
+        b0 = 0
+        for si, s in enumerate(self.stages):
+            depth = present[:, b0 : b0 + s.max_depth].sum(axis=1)
+            prefix = present[:, b0 : b0 + s.max_depth].cumsum(axis=1) == np.arange(1, s.max_depth + 1)
+            ok_prefix = (prefix | ~present[:, b0 : b0 + s.max_depth]).all(axis=1)
+            ok = np.isin(depth, s.depths) & ok_prefix
+            if not ok.all():
+                row = int(np.nonzero(~ok)[0][0])
+                raise InvalidCandidateError(
+                    f"space '{self.name}': row {row}, stage {si}: active blocks do not form an allowed "
+                    f"depth {list(s.depths)}"
+                )
+            genes[:, si] = np.searchsorted(np.array(s.depths), depth)
+            b0 += s.max_depth
+        return genes
+
+    # ------------------------------------------------------------------ sampling and variation
+    def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        """Uniformly sample n gene rows (each gene independently uniform)."""
+        rng = np.random.default_rng(rng)
+        return rng.integers(0, self.cardinalities, size=(n, self.n_genes), dtype=np.int64)
+
+    def mutate(self, genes: np.ndarray, prob: float = 0.1, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        """APQ §4 mutation: each stage's depth, and each block's choices as a group, re-sampled with prob."""
+        rng = np.random.default_rng(rng)
+        genes = np.array(genes, dtype=np.int64)
+        n = genes.shape[0]
+        fresh = self.sample(n, rng)
+        depth_hit = rng.random((n, self.n_stages)) < prob
+        block_hit = np.repeat(rng.random((n, self.n_blocks)) < prob, len(BLOCK_GENES), axis=1)
+        mask = np.concatenate([depth_hit, block_hit], axis=1)
+        return np.where(mask, fresh, genes)
+
+    def crossover(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        """APQ §4 crossover: each stage depth and each block (all its genes) from either parent."""
+        rng = np.random.default_rng(rng)
+        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+        n = a.shape[0]
+        pick_depth = rng.random((n, self.n_stages)) < 0.5
+        pick_block = np.repeat(rng.random((n, self.n_blocks)) < 0.5, len(BLOCK_GENES), axis=1)
+        return np.where(np.concatenate([pick_depth, pick_block], axis=1), a, b)
+
+    # ------------------------------------------------------------------ layers
+    def block_layers(self, b: int, kernel: int, middle: int, pw: tuple[int, int], dw: tuple[int, int]) -> list[Layer]:
+        """The three convolutions of block b: expand, depthwise, project."""
+        c_in, c_out, h, stride = self.block_io[b]
+        h_dw_out = (h - 1) // stride + 1
+        return [
+            Layer(f"b{b}_expand", c_in, middle, h, 1, 1, 0, 1, *pw),
+            Layer(f"b{b}_dw", middle, middle, h, kernel, stride, kernel // 2, middle, *dw),
+            Layer(f"b{b}_project", middle, c_out, h_dw_out, 1, 1, 0, 1, *pw),
+        ]
+
+    def layers(self, cand: Candidate) -> list[Layer]:
+        """Searchable layers of a candidate (head and tail are fixed; see ``head``/``tail``)."""
+        self.validate(cand)
+        out, b0 = [], 0
+        for s, blocks in zip(self.stages, cand.stages):
+            for j, blk in enumerate(blocks):
+                out += self.block_layers(b0 + j, blk.kernel, blk.middle, (blk.pw_w, blk.pw_a), (blk.dw_w, blk.dw_a))
+            b0 += s.max_depth
+        return out
+
+    def macs(self, cand: Candidate) -> int:
+        """Multiply-accumulates per image, head and tail included."""
+        return sum(layer.macs for layer in (*self.head, *self.unpriced, *self.layers(cand), *self.tail))
+
+    def layer_shapes(self) -> list[tuple[int, int, int, int, int, int, int]]:
+        """Every distinct searchable layer shape this space can produce (for building tables)."""
+        shapes = set()
+        for b in range(self.n_blocks):
+            for k in self.kernels:
+                for m in self.middle_choices[b]:
+                    shapes.update(layer.shape for layer in self.block_layers(b, k, m, (8, 8), (8, 8)))
+        return sorted(shapes)
+
+    def uniform(
+        self, depths: Sequence[int] | None = None, kernel: int | None = None, middle: int = -1, bits: int | None = None
+    ) -> Candidate:
+        """A candidate with the same choices everywhere: ``middle`` indexes each block's middle choices
+        (-1 = widest); defaults give the largest network at the widest bit-width."""
+        depths = depths or [s.max_depth for s in self.stages]
+        kernel = kernel or max(self.kernels)
+        bits = bits or max(self.bits)
+        stages, b0 = [], 0
+        for s, d in zip(self.stages, depths):
+            stages.append(tuple(Block(kernel, self.middle_choices[b0 + j][middle], *[bits] * 4) for j in range(d)))
+            b0 += s.max_depth
+        return Candidate(self.name, tuple(stages))
+
+    def smallest(self, bits: int | None = None) -> Candidate:
+        return self.uniform([min(s.depths) for s in self.stages], min(self.kernels), 0, bits or min(self.bits))
+
+    # ------------------------------------------------------------------ APQ spec dicts
+    def to_apq_spec(self, cand: Candidate) -> dict[str, Any]:
+        """APQ's spec dict: ks, e (middle / C_in), d, and the four *_bits_setting lists.
+
+        Blocks beyond a stage's depth get APQ's filler values (kernel 3, e 4, 8 bits), as its
+        converter does.
+        """
+        self.validate(cand)
+        spec: dict[str, Any] = {"wid": None, "ks": [], "e": [], "d": list(cand.depths)}
+        for key in APQ_BIT_KEYS.values():
+            spec[key] = []
+        b0 = 0
+        for s, blocks in zip(self.stages, cand.stages):
+            for j in range(s.max_depth):
+                b = b0 + j
+                blk = blocks[j] if j < len(blocks) else None
+                c_in = self.block_io[b][0]
+                spec["ks"].append(blk.kernel if blk else 3)
+                spec["e"].append(blk.middle / c_in if blk else self.middle_choices[b][0] / c_in)
+                for f, key in APQ_BIT_KEYS.items():
+                    spec[key].append(getattr(blk, f) if blk else 8)
+            b0 += s.max_depth
+        return spec
+
+    def from_apq_spec(self, spec: dict[str, Any]) -> Candidate:
+        """Read APQ's spec dict. A stage with a single allowed depth takes it whatever ``d`` says
+        (APQ samples ``d`` for its one-block last stage too and ignores it)."""
+        try:
+            ks, e, d = list(spec["ks"]), list(spec["e"]), list(spec["d"])
+            bits = {f: list(spec[key]) for f, key in APQ_BIT_KEYS.items()}
+        except KeyError as exc:
+            raise InvalidCandidateError(f"APQ spec is missing key {exc}") from exc
+        for name, seq in [("ks", ks), ("e", e), *[(APQ_BIT_KEYS[f], v) for f, v in bits.items()]]:
+            if len(seq) != self.n_blocks:
+                raise InvalidCandidateError(
+                    f"space '{self.name}': APQ spec '{name}' must have {self.n_blocks} entries, got {len(seq)}"
+                )
+        if len(d) != self.n_stages:
+            raise InvalidCandidateError(
+                f"space '{self.name}': APQ spec 'd' must have {self.n_stages} entries, got {len(d)}"
+            )
+        stages, b0 = [], 0
+        for si, s in enumerate(self.stages):
+            depth = s.depths[0] if len(s.depths) == 1 else int(d[si])
+            blocks = []
+            for j in range(min(depth, s.max_depth)):
+                b = b0 + j
+                c_in = self.block_io[b][0]
+                choices = self.middle_choices[b]
+                middle = min(choices, key=lambda m: abs(m - float(e[b]) * c_in))
+                if abs(middle - float(e[b]) * c_in) > 4:
+                    raise self._allowed_error("e", f"stage {si} block {b}", e[b], [m / c_in for m in choices])
+                blocks.append(Block(int(ks[b]), middle, *(int(bits[f][b]) for f in BIT_FIELDS)))
+            if depth > s.max_depth:
+                raise self._allowed_error("depth", f"stage {si}", depth, s.depths)
+            stages.append(tuple(blocks))
+            b0 += s.max_depth
+        return Candidate(self.name, tuple(stages))
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary (for `apqopt space show`)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_size": self.input_size,
+            "stages": [asdict(s) for s in self.stages],
+            "blocks": self.n_blocks,
+            "kernels": list(self.kernels),
+            "bits": list(self.bits),
+            "middle_choices_per_block": [len(m) for m in self.middle_choices],
+            "genes": self.n_genes,
+            "encoding_width": {"arch": self.arch_width, "bits": self.bits_width, "total": self.encoding_width},
+            "layer_shapes": len(self.layer_shapes()),
+            "size": f"{self.size():.3e}",
+        }
+
+
+# ---------------------------------------------------------------------- presets
+def _apq_mbv2() -> SearchSpace:
+    stage_out = (24, 40, 80, 96, 192, 320)
+    strides = (2, 2, 2, 1, 2, 1)
+    stages = tuple(Stage(c, s, (2, 3, 4) if i < 5 else (1,)) for i, (c, s) in enumerate(zip(stage_out, strides)))
+    return SearchSpace(
+        name="apq-mbv2",
+        input_size=224,
+        image_channels=3,
+        num_classes=1000,
+        stem_channels=16,
+        stages=stages,
+        head=(Layer("head_conv", 3, 32, 224, 3, 2, 1, 1),),
+        tail=(Layer("tail_conv", 320, 1280, 7, 1, 1, 0, 1),),
+        unpriced=(
+            Layer("head_mb_dw", 32, 32, 112, 3, 1, 1, 32),
+            Layer("head_mb_project", 32, 16, 112, 1, 1, 0, 1),
+            Layer("classifier", 1280, 1000, 1, 1, 1, 0, 1),
+        ),
+        middle_steps=(4.0, 6.0),
+        description="APQ's ImageNet space (CVPR 2020): 21 MBConv blocks, middle channels 4x-6x C_in in steps of 8",
+    )
+
+
+def _fmnist() -> SearchSpace:
+    stage_out = (16, 24, 32, 48, 64)
+    strides = (1, 2, 1, 2, 1)
+    return SearchSpace(
+        name="fmnist",
+        input_size=28,
+        image_channels=1,
+        num_classes=10,
+        stem_channels=16,
+        stages=tuple(Stage(c, s, (2, 3, 4)) for c, s in zip(stage_out, strides)),
+        head=(Layer("head_conv", 1, 16, 28, 3, 2, 1, 1),),
+        tail=(Layer("tail_conv", 64, 256, 4, 1, 1, 0, 1), Layer("classifier", 256, 10, 1, 1, 1, 0, 1)),
+        middle_ratios=(3.0, 4.0, 6.0),
+        description="CPU-sized Fashion-MNIST space: 20 MBConv blocks, expand ratio 3/4/6",
+    )
+
+
+_SPACES: dict[str, SearchSpace] = {}
+
+
+def register_space(space: SearchSpace) -> SearchSpace:
+    """Make a custom space available by name (Candidates look their space up by name)."""
+    _SPACES[space.name] = space
+    return space
+
+
+def get_space(name: str | SearchSpace) -> SearchSpace:
+    if isinstance(name, SearchSpace):
+        return name
+    try:
+        return _SPACES[name]
+    except KeyError:
+        raise InvalidCandidateError(f"unknown space '{name}'; known: {sorted(_SPACES)}") from None
+
+
+def space_names() -> list[str]:
+    return sorted(_SPACES)
+
+
+register_space(_apq_mbv2())
+register_space(_fmnist())

@@ -1,0 +1,100 @@
+"""The `apqopt` commands as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from apqopt.cli import main
+from apqopt.hardware.bitfusion import BitFusion
+from apqopt.hardware.build import build_lut
+from apqopt.hardware.lut import LUT, shipped_lut_path
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "apqopt.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_commands() -> None:
+    out = run("--help").stdout
+    for cmd in ("run", "space", "lut"):
+        assert cmd in out
+    assert "price one candidate" in run("lut", "--help").stdout
+
+
+def test_run_prices_and_summarises() -> None:
+    res = run("run", "--samples", "2000")
+    assert res.returncode == 0, res.stderr
+    assert "priced 2,000 random candidates" in res.stdout
+    assert "MobileNetV2-like candidate" in res.stdout and "9.18 ms" in res.stdout
+
+
+@pytest.mark.parametrize("space", ["fmnist", "apq-mbv2"])
+def test_lut_build_regenerates_shipped_byte_for_byte(tmp_path: Path, space: str) -> None:
+    out = tmp_path / f"{space}.csv"
+    assert main(["lut", "build", "--space", space, "--out", str(out), "--quiet", "--format", "both"]) == 0
+    assert out.read_bytes() == shipped_lut_path(space).read_bytes()
+    if space == "apq-mbv2":
+        assert out.with_suffix(".dict").read_bytes() == shipped_lut_path(space).with_suffix(".dict").read_bytes()
+
+
+def test_lut_build_with_user_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "bf.json"
+    cfg.write_text(json.dumps({"name": "bf_big", "rows": 32, "cols": 64, "clock_mhz": 1000.0}))
+    out = tmp_path / "big.csv"
+    assert main(["lut", "build", "--space", "fmnist", "--config", str(cfg), "--out", str(out), "--quiet"]) == 0
+    big, ref = LUT.load(out), LUT.load(shipped_lut_path("fmnist"))
+    assert big.config["rows"] == 32 and "--config bf.json" in big.command
+    assert all(big.entries[k][0] <= ref.entries[k][0] for k in ref.entries)
+    cfg.write_text("{bad")
+    assert main(["lut", "build", "--space", "fmnist", "--config", str(cfg), "--out", str(out), "--quiet"]) == 2
+
+
+def test_build_resumes_from_checkpoint(tmp_path: Path) -> None:
+    """Finished chunks in the checkpoint are reused, not recomputed; the checkpoint goes when done."""
+    model = BitFusion()
+    first = build_lut("fmnist", model, progress=False)
+    ckpt = tmp_path / "ckpt.jsonl"
+    config = {"space": "fmnist", "bits": [4, 6, 8], **model.config.to_dict()}
+    shapes = len(first.shapes())
+    planted = [[42.0, 43.0]] * shapes  # distinguishable from any real cost
+    ckpt.write_text(json.dumps({"config": config, "chunk": 0, "costs": planted}) + "\n" + '{"torn')
+    resumed = build_lut("fmnist", model, progress=False, checkpoint=ckpt)
+    w4a4 = [k for k in resumed.entries if k[7:] == (4, 4)]
+    assert all(resumed.entries[k] == (42.0, 43.0) for k in w4a4)
+    assert all(resumed.entries[k] == first.entries[k] for k in resumed.entries if k[7:] != (4, 4))
+    assert not ckpt.exists()
+
+
+def test_lut_price_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = json.dumps(
+        {
+            "ks": [3] * 21,
+            "e": [6] * 21,
+            "d": [2, 3, 4, 3, 3, 1],
+            **{f"{f}_bits_setting": [8] * 21 for f in ("pw_w", "pw_a", "dw_w", "dw_a")},
+        }
+    )
+    assert main(["lut", "price", "--apq-spec", spec, "--layers"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out.splitlines()[-1])["latency_ms"] == pytest.approx(9.1817, abs=1e-3)
+    assert "b20_project" in out
+    assert main(["lut", "show", "--space", "fmnist", "--gaps", "fmnist"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["gaps"]["missing"] == 0 and info["entries"] == 855
+
+
+def test_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
+    res = run("lut", "price", '{"space": "fmnist", "stages": [[{"kernel": 9, "middle": 48}]]}')
+    assert res.returncode == 2
+    assert "apqopt: error: space 'fmnist': expected 5 stages" in res.stderr and "Traceback" not in res.stderr
+    bad = tmp_path / "bad.csv"
+    bad.write_text("# apqopt-lut v1\n")
+    res = run("lut", "show", "--lut", str(bad))
+    assert res.returncode == 2 and "header lacks" in res.stderr
+    res = run("lut", "price", "--apq-spec", "{not json")
+    assert res.returncode == 2 and "not valid JSON" in res.stderr
