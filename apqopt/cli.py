@@ -20,6 +20,8 @@ from apqopt.hardware.build import bitfusion_from_config, build_lut
 from apqopt.hardware.lut import LUT, LUTError, load_shipped, shipped_lut_path
 from apqopt.space import Candidate, InvalidCandidateError, get_space, space_names
 
+ASSETS = Path(__file__).resolve().parent / "assets"
+
 
 def _space_arg(p: argparse.ArgumentParser, default: str | None = "fmnist") -> None:
     p.add_argument("--space", default=default, choices=space_names(), help="search space preset")
@@ -153,6 +155,80 @@ def cmd_lut_price(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_supernet_train(args: argparse.Namespace) -> int:
+    from apqopt.supernet.train import TrainConfig, train_supernet
+
+    cfg = TrainConfig(space=args.space, seed=args.seed, train_images=args.train_images)
+    out = Path(args.out)
+    log_path = out / "train.log"
+    out.mkdir(parents=True, exist_ok=True)
+
+    def log(line: str) -> None:
+        print(line)
+        with log_path.open("a") as fh:
+            fh.write(line + "\n")
+
+    t0 = time.time()
+    train_supernet(cfg, out, progress=not args.quiet, log=log)
+    log(json.dumps({"done": True, "wall_s": round(time.time() - t0, 1), "weights": str(out / "supernet.pt")}))
+    return 0
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like k/n (e.g. 0/2), got {text!r}") from None
+    return k, n
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from apqopt.supernet.collect import CollectConfig, collect
+    from apqopt.supernet.train import load_supernet
+
+    weights = Path(args.supernet) if args.supernet else ASSETS / args.space / "supernet.pt"
+    net = load_supernet(weights)
+    cfg = CollectConfig(
+        kind=args.kind,
+        space=args.space,
+        seed=args.seed,
+        eval_images=args.eval_images,
+        supernet=f"{weights.name}:{weights.stat().st_size}",
+    )
+    t0 = time.time()
+    path = collect(cfg, net, args.out, args.n, _parse_shard(args.shard), progress=not args.quiet)
+    print(f"{path}: done in {time.time() - t0:.0f} s")
+    return 0
+
+
+def cmd_supernet_eval(args: argparse.Namespace) -> int:
+    from apqopt.supernet.data import accuracy_stderr, load_split
+    from apqopt.supernet.evaluate import evaluate_subnet
+    from apqopt.supernet.train import load_supernet
+
+    weights = Path(args.supernet) if args.supernet else ASSETS / args.space / "supernet.pt"
+    net = load_supernet(weights)
+    space = net.space
+    named = {"largest": space.uniform(), "smallest": space.smallest()}
+    cands = [(c, named[c]) if c in named else (c, _read_candidate(c, False, space.name)) for c in args.candidates]
+    split = load_split(args.split)
+    for name, cand in cands:
+        acc = evaluate_subnet(net.extract(cand), split)
+        print(
+            json.dumps(
+                {
+                    "candidate": name[:60],
+                    "split": args.split,
+                    "images": len(split),
+                    "accuracy": acc,
+                    "stderr": accuracy_stderr(acc, len(split)),
+                    "macs": space.macs(cand),
+                }
+            )
+        )
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -177,6 +253,33 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--apq", action="store_true", help="print APQ's spec dicts instead of apqopt JSON")
     sample.set_defaults(func=cmd_space_sample)
+
+    sn = sub.add_parser("supernet", help="train the once-for-all supernet").add_subparsers(dest="sub", required=True)
+    train = sn.add_parser("train", help="progressive shrinking + in-place distillation; rerun to resume")
+    _space_arg(train)
+    train.add_argument("--out", default="runs/supernet-fmnist", help="folder for checkpoint.pt, supernet.pt, log")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--train-images", type=int, help="use only the first N training images (smoke tests)")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(func=cmd_supernet_train)
+    sev = sn.add_parser("eval", help="accuracy of subnets (BN re-estimated) with its standard error")
+    _space_arg(sev)
+    sev.add_argument("candidates", nargs="*", default=["largest", "smallest"], help="largest, smallest or JSON")
+    sev.add_argument("--split", default="test", choices=["train", "val", "test"])
+    sev.add_argument("--supernet", help="weights file (default: the shipped one)")
+    sev.set_defaults(func=cmd_supernet_eval)
+
+    col = sub.add_parser("collect", help="measure random subnets into an accuracy dataset (resumable)")
+    col.add_argument("kind", choices=["fp", "quant"], help="fp: full precision; quant: policy + short QAT")
+    _space_arg(col)
+    col.add_argument("--n", type=int, required=True, help="dataset size (indices 0..n-1)")
+    col.add_argument("--out", required=True, help="JSON-lines dataset file (appended; rerun to resume)")
+    col.add_argument("--seed", type=int, default=0, help="which candidates (a held-out set uses another seed)")
+    col.add_argument("--shard", default="0/1", help="k/n: this process measures indices i with i %% n == k")
+    col.add_argument("--eval-images", type=int, default=5000, help="val images per measurement")
+    col.add_argument("--supernet", help="weights file (default: the shipped one)")
+    col.add_argument("--quiet", action="store_true")
+    col.set_defaults(func=cmd_collect)
 
     lut = sub.add_parser("lut", help="build, inspect and use latency/energy tables").add_subparsers(
         dest="sub", required=True

@@ -16,3 +16,21 @@ def reference_dir() -> Path:
     if not ref.is_dir():
         pytest.skip(f"reference data not found at {ref} (CI has ../shared beside the project; set APQOPT_SHARED)")
     return ref
+
+
+@pytest.fixture(scope="session")
+def fmnist_available() -> None:
+    from apqopt.supernet.data import FILES, data_dir
+
+    if not (data_dir() / FILES["train"][0]).exists():
+        pytest.skip(f"Fashion-MNIST not installed at {data_dir()} (apt-get install -y dataset-fashion-mnist)")
+
+
+@pytest.fixture(scope="session")
+def shipped_supernet(fmnist_available: None):  # type: ignore[no-untyped-def]
+    from apqopt.supernet.train import load_supernet
+
+    path = Path(__file__).resolve().parents[1] / "apqopt" / "assets" / "fmnist" / "supernet.pt"
+    if not path.exists():
+        pytest.skip("no shipped supernet weights yet (apqopt supernet train)")
+    return load_supernet(path)

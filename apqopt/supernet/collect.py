@@ -1,0 +1,200 @@
+"""Collecting (architecture, accuracy) and (architecture + policy, quantized accuracy) pairs.
+
+Why it is built this way: collection runs for hours on a CPU, so it must survive being killed and
+split across processes without losing, duplicating or half-writing a record.
+
+* The i-th candidate of a dataset is a pure function of (seed, i): a rerun regenerates exactly the
+  same sequence and skips the indices already on disk; ``--shard k/n`` takes the indices with
+  ``i % n == k`` and writes its own file, so shards never share a file.
+* A dataset file is JSON lines: a header with every setting (a rerun with other settings is refused
+  rather than mixed in), then one self-contained record per line, flushed and fsynced. A torn last
+  line (a kill mid-write) is cut off before appending.
+* Quantized data follows APQ §4: half the candidates are fully random (architecture and policy), the
+  other half come in groups of 10 policies sharing one random architecture (indices are grouped by
+  ten: even groups random, odd groups shared).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from apqopt.space import BIT_FIELDS, SearchSpace, get_space
+from apqopt.supernet.data import accuracy_stderr, load_split
+from apqopt.supernet.evaluate import accuracy, bn_slice, evaluate_subnet, reestimate_bn
+from apqopt.supernet.network import Supernet
+from apqopt.supernet.quant import FinetuneConfig, finetune, quantize
+
+Kind = Literal["fp", "quant"]
+GROUP = 10
+
+
+class DatasetFileError(ValueError):
+    """A dataset file that does not match the requested settings or cannot be read."""
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    kind: Kind
+    space: str = "fmnist"
+    seed: int = 0
+    split: str = "val"
+    eval_images: int = 5000
+    bn_images: int = 2000
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    supernet: str = ""  # identity of the weights (file name + size), recorded for provenance
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if self.kind == "fp":
+            d.pop("finetune")
+        return d
+
+
+def candidate_genes(space: SearchSpace, cfg: CollectConfig, index: int) -> np.ndarray:
+    """The index-th candidate of a dataset (a pure function of seed and index)."""
+    genes = space.sample(1, np.random.default_rng([cfg.seed, index]))[0]
+    if cfg.kind == "quant" and (index // GROUP) % 2 == 1:
+        shared = space.sample(1, np.random.default_rng([cfg.seed, 1_000_003, index // GROUP]))[0]
+        bit_cols = [space.block_gene(b, f) for b in range(space.n_blocks) for f in BIT_FIELDS]
+        arch = np.setdiff1d(np.arange(space.n_genes), bit_cols)
+        genes[arch] = shared[arch]
+    return space.canonical(genes[None])[0]
+
+
+def _records(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], int]:
+    """(header, records, byte length of the intact part) of a dataset file."""
+    if not path.exists():
+        return None, [], 0
+    raw = path.read_bytes()
+    header, recs, good = None, [], 0
+    for line in raw.split(b"\n"):
+        end = good + len(line) + 1
+        if end > len(raw):  # no newline: torn last line
+            break
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if header is None:
+            if obj.get("type") != "header":
+                raise DatasetFileError(f"{path}: first line is not an apqopt dataset header")
+            header = obj
+        else:
+            recs.append(obj)
+        good = end
+    return header, recs, good
+
+
+def shard_path(path: Path, shard: tuple[int, int]) -> Path:
+    k, n = shard
+    return path if n == 1 else path.with_name(f"{path.stem}.shard{k}of{n}{path.suffix}")
+
+
+def load_dataset(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Header and records of a dataset file, with its shard files merged and ordered by index."""
+    path = Path(path)
+    files = sorted(path.parent.glob(f"{path.stem}.shard*of*{path.suffix}"))
+    if path.exists():
+        files.insert(0, path)
+    if not files:
+        raise DatasetFileError(f"no dataset at {path} (nor shard files beside it)")
+    header, recs = None, {}
+    for f in files:
+        h, rs, _ = _records(f)
+        if h is None:
+            continue
+        if header is not None and h["config"] != header["config"]:
+            raise DatasetFileError(f"{f}: written with other settings than {files[0]}")
+        header = h
+        for r in rs:
+            recs.setdefault(r["index"], r)
+    if header is None:
+        raise DatasetFileError(f"{path}: empty dataset")
+    return header, [recs[i] for i in sorted(recs)]
+
+
+def _indices(n: int, shard: tuple[int, int]) -> Iterator[int]:
+    k, m = shard
+    return (i for i in range(n) if i % m == k)
+
+
+def collect(
+    cfg: CollectConfig,
+    supernet: Supernet,
+    out: str | os.PathLike[str],
+    n: int,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+) -> Path:
+    """Measure candidates 0..n-1 (this shard's share) and append them to ``out``; resumable."""
+    k, m = shard
+    if not (m >= 1 and 0 <= k < m):
+        raise ValueError(f"shard must be k/n with 0 <= k < n, got {k}/{m}")
+    path = shard_path(Path(out), shard)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header, recs, good = _records(path)
+    want = {"type": "header", "kind": cfg.kind, "config": cfg.to_dict()}
+    if header is not None and header["config"] != want["config"]:
+        raise DatasetFileError(
+            f"{path} was collected with other settings; use another file. stored: {json.dumps(header['config'])}"
+        )
+    if path.exists() and good < path.stat().st_size:
+        with path.open("r+b") as fh:
+            fh.truncate(good)  # drop a torn last line
+    space = get_space(cfg.space)
+    done = {r["index"] for r in recs}
+    todo = [i for i in _indices(n, shard) if i not in done]
+    split = load_split(cfg.split).subset(cfg.eval_images)
+    train = load_split("train")
+    calib = bn_slice(cfg.finetune.calib_images)
+    bar = tqdm(total=len(todo) + len(done), initial=len(done), desc=f"collect {cfg.kind}", disable=not progress)
+    with path.open("a") as fh:
+        if header is None:
+            fh.write(json.dumps(want) + "\n")
+        for i in todo:
+            t0 = time.time()
+            genes = candidate_genes(space, cfg, i)
+            cand = space.to_candidates(genes[None])[0]
+            sub = supernet.extract(cand)
+            rec: dict[str, Any] = {"index": i, "genes": genes.tolist()}
+            if cfg.kind == "fp":
+                acc = evaluate_subnet(sub, split, cfg.bn_images)
+            else:
+                reestimate_bn(sub, bn_slice(cfg.bn_images))
+                q = quantize(sub, cand, calib)
+                finetune(q, train.images, train.labels, cfg.finetune, seed=cfg.seed * 1_000_003 + i)
+                reestimate_bn(q, bn_slice(cfg.bn_images))
+                acc = accuracy(q, split)
+            rec.update(
+                accuracy=acc,
+                stderr=accuracy_stderr(acc, len(split)),
+                macs=space.macs(cand),
+                seconds=round(time.time() - t0, 2),
+            )
+            fh.write(json.dumps(rec) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            bar.update(1)
+            bar.set_postfix(acc=f"{acc:.4f}")
+    bar.close()
+    return path
+
+
+def dataset_arrays(path: str | os.PathLike[str]) -> tuple[SearchSpace, np.ndarray, np.ndarray]:
+    """(space, gene matrix, accuracies) of a dataset, shards merged."""
+    header, recs = load_dataset(path)
+    space = get_space(header["config"]["space"])
+    genes = np.array([r["genes"] for r in recs], dtype=np.int64).reshape(-1, space.n_genes)
+    return space, genes, np.array([r["accuracy"] for r in recs], dtype=np.float64)
+
+
+__all__ = ["CollectConfig", "DatasetFileError", "collect", "dataset_arrays", "load_dataset"]

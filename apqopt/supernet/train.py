@@ -1,0 +1,247 @@
+"""Progressive-shrinking training of the supernet, with in-place distillation; resumable.
+
+Why these choices: once-for-all trains the largest network first, then lets kernel, depth and width
+shrink in turn, so small subnets inherit good weights instead of fighting the large ones. Each step
+follows the sandwich rule (BigNAS): the largest subnet learns from the labels and, in the same step,
+the phase's smallest subnet and ``n_random`` random subnets learn from the largest one's predictions
+(in-place distillation). Sampling random mid-sized subnets every step is what makes accuracy track
+capacity across the whole space, which is the signal the predictor needs.
+
+Everything is checkpointed atomically every ``ckpt_every`` steps (weights, optimiser, position in
+the schedule, RNG states): kill the process and rerun the same command, it continues.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from apqopt.space import Candidate, SearchSpace, get_space
+from apqopt.supernet.data import Split, load_split
+from apqopt.supernet.evaluate import evaluate_subnet
+from apqopt.supernet.network import Supernet
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stage of progressive shrinking: which dimensions are elastic, for how long, at which lr."""
+
+    name: str
+    epochs: float
+    lr: float
+    elastic: tuple[str, ...]  # subset of ("kernel", "depth", "width")
+    n_random: int = 1
+
+
+DEFAULT_PHASES: tuple[Phase, ...] = (
+    Phase("largest", 5, 0.1, ()),
+    Phase("kernel", 1.5, 0.03, ("kernel",), 1),
+    Phase("depth", 1.5, 0.03, ("kernel", "depth"), 1),
+    Phase("width", 3, 0.03, ("kernel", "depth", "width"), 2),
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    space: str = "fmnist"
+    phases: tuple[Phase, ...] = DEFAULT_PHASES
+    batch_size: int = 256
+    weight_decay: float = 4e-5
+    momentum: float = 0.9
+    seed: int = 0
+    train_images: int | None = None  # None = the whole 50k training split (tests use a slice)
+    ckpt_every: int = 25
+    eval_images: int = 2000  # val images for the end-of-phase report
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainState:
+    phase: int = 0
+    step: int = 0  # step within the phase
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def phase_steps(cfg: TrainConfig, phase: Phase, n_train: int) -> int:
+    return max(1, math.ceil(phase.epochs * n_train / cfg.batch_size))
+
+
+def sample_phase(space: SearchSpace, phase: Phase, rng: np.random.Generator, n: int) -> list[Candidate]:
+    """n random candidates where only the phase's elastic dimensions vary (others at their maximum)."""
+    genes = space.sample(n, rng)
+    largest = space.from_candidates([space.uniform()])[0]
+    bg = space.block_genes(genes)
+    big = space.block_genes(largest[None])[0]
+    if "depth" not in phase.elastic:
+        genes[:, : space.n_stages] = largest[: space.n_stages]
+    if "kernel" not in phase.elastic:
+        bg[..., 0] = big[:, 0]
+    if "width" not in phase.elastic:
+        bg[..., 1] = big[:, 1]
+    return space.to_candidates(genes)
+
+
+def phase_smallest(space: SearchSpace, phase: Phase) -> Candidate:
+    depths = [min(s.depths) if "depth" in phase.elastic else s.max_depth for s in space.stages]
+    kernel = min(space.kernels) if "kernel" in phase.elastic else max(space.kernels)
+    return space.uniform(depths, kernel, 0 if "width" in phase.elastic else -1)
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random horizontal flip and a random shift of up to 2 pixels (4 groups share a shift)."""
+    flip = torch.rand(x.shape[0], generator=gen) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    parts = []
+    for chunk in x.chunk(4):
+        dy, dx = torch.randint(-2, 3, (2,), generator=gen).tolist()
+        parts.append(torch.roll(F.pad(chunk, (2, 2, 2, 2)), (dy, dx), (2, 3))[:, :, 2:-2, 2:-2])
+    return torch.cat(parts).contiguous(memory_format=torch.channels_last)
+
+
+def _save(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def train_supernet(cfg: TrainConfig, out_dir: str | Path, progress: bool = True, log: Any = None) -> Supernet:
+    """Train (or resume) a supernet; writes ``out_dir/checkpoint.pt`` and ``out_dir/supernet.pt``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path, final_path = out / "checkpoint.pt", out / "supernet.pt"
+    space = get_space(cfg.space)
+    torch.manual_seed(cfg.seed)
+    net = Supernet(space).to(memory_format=torch.channels_last)
+    data = load_split("train")
+    if cfg.train_images:
+        data = data.subset(cfg.train_images)
+    n_train = len(data)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
+    state = TrainState()
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, weights_only=False)
+        if ck["config"] != cfg.to_dict():
+            raise ValueError(
+                f"{ckpt_path} was written with other settings; use another output folder or delete it. "
+                f"stored: {json.dumps(ck['config'])[:300]}"
+            )
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        state = TrainState(**ck["state"])
+        rng.bit_generator.state = ck["numpy_rng"]
+        gen.set_state(ck["torch_rng"])
+        torch.set_rng_state(ck["torch_global_rng"])
+
+    def checkpoint() -> None:
+        _save(
+            ckpt_path,
+            {
+                "config": cfg.to_dict(),
+                "model": net.state_dict(),
+                "optimizer": opt.state_dict(),
+                "state": asdict(state),
+                "numpy_rng": rng.bit_generator.state,
+                "torch_rng": gen.get_state(),
+                "torch_global_rng": torch.get_rng_state(),
+            },
+        )
+
+    largest = space.uniform()
+    while state.phase < len(cfg.phases):
+        phase = cfg.phases[state.phase]
+        total = phase_steps(cfg, phase, n_train)
+        if state.step == 0 and "width" in phase.elastic:
+            net.sort_channels()
+        bar = tqdm(
+            total=total,
+            initial=state.step,
+            desc=f"phase {state.phase + 1}/{len(cfg.phases)} {phase.name}",
+            disable=not progress,
+            unit="step",
+        )
+        net.train()
+        t0 = time.time()
+        while state.step < total:
+            lr = 0.5 * phase.lr * (1 + math.cos(math.pi * state.step / total))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            idx = torch.randint(0, n_train, (cfg.batch_size,), generator=gen)
+            x, y = augment(data.images[idx], gen), data.labels[idx]
+            opt.zero_grad(set_to_none=True)
+            logits = net(x, largest)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            acc = (logits.argmax(1) == y).float().mean().item()
+            soft = logits.detach().softmax(1)
+            students = []
+            if phase.elastic:
+                students = [phase_smallest(space, phase), *sample_phase(space, phase, rng, phase.n_random)]
+            kd_total = 0.0
+            for cand in students:
+                kd = -(soft * net(x, cand).log_softmax(1)).sum(1).mean()
+                kd.backward()
+                kd_total += kd.item()
+            opt.step()
+            state.step += 1
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{loss.item():.3f}",
+                acc=f"{acc:.3f}",
+                kd=f"{kd_total / max(1, len(students)):.3f}",
+                lr=f"{lr:.4f}",
+            )
+            if state.step % cfg.ckpt_every == 0:
+                checkpoint()
+        bar.close()
+        report = phase_report(net, space, cfg.eval_images)
+        report.update(phase=phase.name, seconds=round(time.time() - t0, 1))
+        state.history.append(report)
+        if log:
+            log(json.dumps(report))
+        state.phase += 1
+        state.step = 0
+        checkpoint()
+    _save(
+        final_path, {"space": space.name, "config": cfg.to_dict(), "model": net.state_dict(), "history": state.history}
+    )
+    return net
+
+
+def phase_report(net: Supernet, space: SearchSpace, n_images: int) -> dict[str, Any]:
+    """Val accuracy of the largest and smallest subnets (BN re-estimated), for the log."""
+    val = load_split("val").subset(n_images)
+    out = {}
+    for name, cand in (("largest", space.uniform()), ("smallest", space.smallest())):
+        out[name] = round(evaluate_subnet(net.extract(cand), val), 4)
+    return out
+
+
+def load_supernet(path: str | Path) -> Supernet:
+    """Load trained weights written by :func:`train_supernet` (``supernet.pt``)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"supernet weights not found: {path}; train with `apqopt supernet train`")
+    try:
+        payload = torch.load(path, weights_only=False, map_location="cpu")
+        net = Supernet(payload["space"])
+        net.load_state_dict(payload["model"])
+    except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"{path} is not a readable apqopt supernet file (truncated or corrupted?): {exc}") from exc
+    return net.to(memory_format=torch.channels_last).eval()
+
+
+__all__ = ["DEFAULT_PHASES", "Phase", "Split", "TrainConfig", "load_supernet", "train_supernet"]

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# System (Debian) packages apqopt needs: the Fashion-MNIST dataset (idx .gz files) for the supernet.
+# Installs only what is missing; uses sudo when not root.
+set -euo pipefail
+PKGS="dataset-fashion-mnist"
+missing=""
+for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
+fi

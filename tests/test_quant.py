@@ -1,0 +1,76 @@
+"""Fake quantization: levels, STE, KL clipping, per-block policies, and the effect on accuracy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from apqopt import Block, Candidate, get_space
+from apqopt.supernet.quant import QuantConv2d, fake_quant, kl_clip, quantize
+
+SP = get_space("fmnist")
+
+
+def test_levels_and_ste() -> None:
+    x = torch.linspace(-2, 2, 1001, requires_grad=True)
+    clip = torch.tensor(1.0)
+    q = fake_quant(x, clip, 4, signed=True)
+    assert q.detach().unique().numel() == 15  # 2^(4-1)-1 levels each side, plus 0
+    assert float(q.detach().max()) == 1.0
+    q.sum().backward()
+    inside = x.detach().abs() <= 1
+    assert torch.all(x.grad[inside] == 1) and torch.all(x.grad[~inside] == 0)
+    u = fake_quant(torch.linspace(0, 3, 1001), torch.tensor(2.0), 2, signed=False)
+    assert u.unique().numel() == 4
+
+
+def test_kl_clip_clips_heavy_tails_more_at_low_bits() -> None:
+    torch.manual_seed(0)
+    w = torch.randn(16, 4000)
+    r4 = (kl_clip(w, 4, True) / w.abs().amax(1)).mean()
+    r8 = (kl_clip(w, 8, True) / w.abs().amax(1)).mean()
+    assert 0.2 < r4 < r8 <= 1.0
+
+
+def _policy(cand: Candidate, **bits: int) -> Candidate:
+    return Candidate(
+        cand.space,
+        tuple(
+            tuple(
+                Block(b.kernel, b.middle, **{**dict(pw_w=b.pw_w, pw_a=b.pw_a, dw_w=b.dw_w, dw_a=b.dw_a), **bits})
+                for b in s
+            )
+            for s in cand.stages
+        ),
+    )
+
+
+def test_policy_reaches_each_conv() -> None:
+    torch.manual_seed(0)
+    from apqopt.supernet.network import Supernet
+
+    cand = _policy(SP.smallest(), pw_w=6, pw_a=4, dw_w=8, dw_a=6)
+    sub = Supernet(SP).extract(cand)
+    q = quantize(sub, cand, torch.randn(16, 1, 28, 28))
+    mb = q.blocks[0]
+    assert isinstance(mb.expand[0], QuantConv2d) and (mb.expand[0].w_bits, mb.expand[0].a_bits) == (6, 4)
+    assert (mb.dw[0].w_bits, mb.dw[0].a_bits) == (8, 6) and (mb.project[0].w_bits, mb.project[0].a_bits) == (6, 4)
+    assert not mb.dw[0].a_signed and mb.expand[0].a_signed is not None
+    assert (q.stem[0].w_bits, q.tail[0].a_bits) == (8, 8)
+    with pytest.raises(ValueError, match="architecture differs"):
+        quantize(sub, SP.uniform(), torch.randn(4, 1, 28, 28))
+
+
+@pytest.mark.slow
+def test_quantization_hurts_low_bits_more(shipped_supernet) -> None:  # type: ignore[no-untyped-def]
+    from apqopt.supernet.data import load_split
+    from apqopt.supernet.evaluate import accuracy, bn_slice, evaluate_subnet
+
+    val = load_split("val").subset(2000)
+    cand = SP.uniform()
+    sub = shipped_supernet.extract(cand)
+    fp = evaluate_subnet(sub, val)
+    q8 = accuracy(quantize(sub, _policy(cand, pw_w=8, pw_a=8, dw_w=8, dw_a=8), bn_slice(512)), val)
+    q4 = accuracy(quantize(sub, _policy(cand, pw_w=4, pw_a=4, dw_w=4, dw_a=4), bn_slice(512)), val)
+    assert abs(q8 - fp) < 0.01
+    assert q4 < q8
