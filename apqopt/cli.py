@@ -229,6 +229,26 @@ def cmd_supernet_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predictor_train(args: argparse.Namespace) -> int:
+    from apqopt.predictor.train import train_predictors
+
+    res = train_predictors(
+        args.fp, args.quant, args.heldout, args.out, args.space, args.variant, args.seed, progress=not args.quiet
+    )
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_predictor_evaluate(args: argparse.Namespace) -> int:
+    from apqopt.predictor import AccuracyPredictor
+    from apqopt.predictor.train import load_xy
+
+    pred = AccuracyPredictor.load(args.predictor)
+    X, y = load_xy(args.data, pred.space, bits=pred.variant != "fp")
+    print(json.dumps(pred.score(X, y), indent=2))
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -280,6 +300,22 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--supernet", help="weights file (default: the shipped one)")
     col.add_argument("--quiet", action="store_true")
     col.set_defaults(func=cmd_collect)
+
+    pr = sub.add_parser("predictor", help="accuracy predictors").add_subparsers(dest="sub", required=True)
+    ptrain = pr.add_parser("train", help="fp predictor, transfer to quantized data, report on the held-out set")
+    _space_arg(ptrain)
+    ptrain.add_argument("--fp", required=True, help="fp dataset (apqopt collect fp)")
+    ptrain.add_argument("--quant", required=True, help="quantized training dataset (apqopt collect quant)")
+    ptrain.add_argument("--heldout", required=True, help="quantized held-out dataset (another --seed)")
+    ptrain.add_argument("--out", required=True, help="folder for fp.pt, quant.pt and their .json")
+    ptrain.add_argument("--variant", choices=["branch", "wide"], default="branch", help="quantization-aware form")
+    ptrain.add_argument("--seed", type=int, default=0)
+    ptrain.add_argument("--quiet", action="store_true")
+    ptrain.set_defaults(func=cmd_predictor_train)
+    peval = pr.add_parser("evaluate", help="ranking metrics of a saved predictor on a dataset")
+    peval.add_argument("--predictor", required=True)
+    peval.add_argument("--data", required=True)
+    peval.set_defaults(func=cmd_predictor_evaluate)
 
     lut = sub.add_parser("lut", help="build, inspect and use latency/energy tables").add_subparsers(
         dest="sub", required=True

@@ -173,6 +173,14 @@ class LUT:
         self._compiled[space.name] = comp
         return comp
 
+    def block_minimums(self, space: SearchSpace | str) -> np.ndarray:
+        """(n_blocks, 2): each block's cheapest latency and energy over all its choices (NaN-safe)."""
+        space = get_space(space)
+        comp = self._compile(space)
+        ends = [*comp.base[1:], comp.latency.size - 1]
+        return np.array([[np.nanmin(comp.latency[a:b]), np.nanmin(comp.energy[a:b])]
+                         for a, b in zip(comp.base, ends)])  # fmt: skip
+
     def price(
         self,
         space: SearchSpace | str,

@@ -1,0 +1,341 @@
+"""The accuracy predictor as a scikit-learn-style estimator, with APQ's predictor transfer.
+
+Why: during search the predictor replaces measuring accuracy, so it must be a plain, fast
+estimator: ``fit(X, y)`` and ``predict(X)`` on the space's one-hot encodings (one matrix product for
+100k candidates). The network is APQ's exactly: three hidden layers of 400 with ReLU and a scalar
+regressor, trained with MSE on accuracy as a fraction, so APQ's released checkpoints load.
+
+Quantization-aware variants:
+
+* ``"branch"`` (APQ's code): the fp trunk reads the architecture part; a bit branch
+  ``quantize_fc = Linear(bits, 400)`` is added after the first ReLU. :meth:`AccuracyPredictor.transfer`
+  copies trunk and regressor from a full-precision predictor and fine-tunes on quantized pairs.
+* ``"wide"``: the first layer reads architecture and bits together (transfer copies the architecture
+  columns of the first layer and starts the bit columns at zero).
+
+Unlike APQ's released search code, which encodes every candidate as 8-bit when it calls the
+predictor, the quantization-aware predictor here always reads the candidate's own policy.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from apqopt.predictor.metrics import ranking_report
+from apqopt.space import SearchSpace, get_space
+
+Variant = Literal["fp", "branch", "wide"]
+
+
+class PredictorError(ValueError):
+    """A predictor used with the wrong space or input, or a file that cannot be loaded."""
+
+
+class MLP(nn.Module):
+    """APQ's predictor network; parameter names match APQ's checkpoints (layers.{i}.0, regressor, quantize_fc)."""
+
+    def __init__(self, arch_width: int, bits_width: int, variant: Variant, hidden: int = 400, depth: int = 3) -> None:
+        super().__init__()
+        self.arch_width, self.bits_width, self.variant = arch_width, bits_width, variant
+        first = arch_width + (bits_width if variant == "wide" else 0)
+        self.layers = nn.ModuleList(
+            nn.Sequential(nn.Linear(first if i == 0 else hidden, hidden), nn.ReLU()) for i in range(depth)
+        )
+        if variant == "branch":
+            self.quantize_fc = nn.Linear(bits_width, hidden)
+        self.regressor = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.variant == "branch":
+            h = self.layers[0](x[:, : self.arch_width]) + self.quantize_fc(x[:, self.arch_width :])
+        elif self.variant == "wide":
+            h = self.layers[0](x)
+        else:
+            h = self.layers[0](x[:, : self.arch_width])
+        for layer in self.layers[1:]:
+            h = layer(h)
+        return self.regressor(h).squeeze(1)
+
+
+@dataclass
+class FitReport:
+    epochs: int = 0
+    best_epoch: int = 0
+    train_mse: float = float("nan")
+    val_mse: float = float("nan")
+    history: list[float] = field(default_factory=list)
+
+
+class AccuracyPredictor:
+    """Predicts accuracy (a fraction) from a space's one-hot encodings.
+
+    ``variant="fp"`` reads only the architecture part (full-width input is accepted and sliced);
+    ``"branch"``/``"wide"`` read architecture and bits.
+    """
+
+    def __init__(
+        self,
+        space: str | SearchSpace = "fmnist",
+        variant: Variant = "fp",
+        hidden: int = 400,
+        depth: int = 3,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 256,
+        max_epochs: int = 1000,
+        patience: int = 50,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> None:
+        self.space = get_space(space).name
+        if variant not in ("fp", "branch", "wide"):
+            raise PredictorError(f"variant must be 'fp', 'branch' or 'wide', got {variant!r}")
+        self.variant = variant
+        self.hidden, self.depth = hidden, depth
+        self.lr, self.weight_decay, self.batch_size = lr, weight_decay, batch_size
+        self.max_epochs, self.patience, self.val_fraction = max_epochs, patience, val_fraction
+        self.seed, self.progress = seed, progress
+        self.model_: MLP | None = None
+        self.report_ = FitReport()
+        self.metadata_: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _space(self) -> SearchSpace:
+        return get_space(self.space)
+
+    def _input(self, X: np.ndarray | torch.Tensor) -> torch.Tensor:
+        sp = self._space()
+        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        if x.ndim != 2:
+            raise PredictorError(f"X must be 2-D (N, features), got shape {tuple(x.shape)}")
+        width = x.shape[1]
+        if self.variant == "fp" and width in (sp.arch_width, sp.encoding_width):
+            return x[:, : sp.arch_width]
+        if self.variant != "fp" and width == sp.encoding_width:
+            return x
+        need = f"{sp.arch_width} or {sp.encoding_width}" if self.variant == "fp" else str(sp.encoding_width)
+        raise PredictorError(f"predictor for space '{self.space}' ({self.variant}) needs {need} features, got {width}")
+
+    def _new_model(self) -> MLP:
+        sp = self._space()
+        torch.manual_seed(self.seed)
+        return MLP(sp.arch_width, sp.bits_width, self.variant, self.hidden, self.depth)
+
+    def get_params(self) -> dict[str, Any]:
+        keys = (
+            "variant",
+            "hidden",
+            "depth",
+            "lr",
+            "weight_decay",
+            "batch_size",
+            "max_epochs",
+            "patience",
+            "val_fraction",
+            "seed",
+        )
+        return {"space": self.space, **{k: getattr(self, k) for k in keys}}
+
+    def init_weights(self) -> AccuracyPredictor:
+        """Build the network with seeded random weights (an untrained predictor of the right shape:
+        for timing searches, or before loading weights)."""
+        self.model_ = self._new_model()
+        return self
+
+    # ------------------------------------------------------------------ training
+    def fit(self, X: np.ndarray, y: np.ndarray, warm_start: bool = False) -> AccuracyPredictor:
+        """Adam + MSE with early stopping on a held-out ``val_fraction`` of (X, y); keeps the best epoch."""
+        x = self._input(X)
+        t = torch.as_tensor(np.asarray(y, dtype=np.float32))
+        if t.shape != (x.shape[0],):
+            raise PredictorError(f"y must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        if not torch.all((t >= 0) & (t <= 1)):
+            raise PredictorError("accuracies must be fractions in [0, 1]")
+        if not warm_start or self.model_ is None:
+            self.model_ = self._new_model()
+            with torch.no_grad():
+                self.model_.regressor.bias.fill_(float(t.mean()))
+        model = self.model_
+        gen = torch.Generator().manual_seed(self.seed)
+        perm = torch.randperm(len(t), generator=gen)
+        n_val = round(len(t) * self.val_fraction) if len(t) >= 10 else 0
+        val, tr = perm[:n_val], perm[n_val:]
+        opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        best, best_state, best_epoch, bad = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
+        history = []
+        bar = tqdm(range(self.max_epochs), desc=f"fit {self.variant}", disable=not self.progress, leave=False)
+        for epoch in bar:
+            model.train()
+            order = tr[torch.randperm(len(tr), generator=gen)]
+            for i in range(0, len(order), self.batch_size):
+                b = order[i : i + self.batch_size]
+                loss = ((model(x[b]) - t[b]) ** 2).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            model.eval()
+            with torch.no_grad():
+                idx = val if n_val else tr
+                score = float(((model(x[idx]) - t[idx]) ** 2).mean())
+            history.append(score)
+            bar.set_postfix(val_mse=f"{score:.2e}")
+            if score < best - 1e-9:
+                best, best_state, best_epoch, bad = score, copy.deepcopy(model.state_dict()), epoch, 0
+            else:
+                bad += 1
+                if bad >= self.patience:
+                    break
+        model.load_state_dict(best_state)
+        with torch.no_grad():
+            train_mse = float(((model(x[tr]) - t[tr]) ** 2).mean())
+        self.report_ = FitReport(len(history), best_epoch, train_mse, best, history)
+        self.metadata_["fit"] = {
+            "n": len(t),
+            "epochs": len(history),
+            "best_epoch": best_epoch,
+            "val_mse": best,
+            "train_mse": train_mse,
+        }
+        return self
+
+    @classmethod
+    def transfer(
+        cls, fp: AccuracyPredictor, X: np.ndarray, y: np.ndarray, variant: Variant = "branch", **params: Any
+    ) -> AccuracyPredictor:
+        """APQ's predictor transfer: a quantization-aware predictor that starts from ``fp``'s trunk and
+        regressor and is fine-tuned on (architecture + policy, quantized accuracy) pairs."""
+        if fp.model_ is None or fp.variant != "fp":
+            raise PredictorError("transfer needs a fitted full-precision ('fp') predictor")
+        if variant == "fp":
+            raise PredictorError("transfer builds a quantization-aware predictor: variant 'branch' or 'wide'")
+        q = cls(
+            space=fp.space,
+            variant=variant,
+            **{**{k: v for k, v in fp.get_params().items() if k not in ("space", "variant")}, **params},
+        )
+        q.model_ = q._new_model()
+        src = fp.model_.state_dict()
+        with torch.no_grad():
+            dst = q.model_.state_dict()
+            for k, v in src.items():
+                if k == "layers.0.0.weight" and variant == "wide":
+                    dst[k].zero_()
+                    dst[k][:, : v.shape[1]] = v
+                else:
+                    dst[k].copy_(v)
+            if variant == "branch":
+                dst["quantize_fc.weight"].zero_()  # starts as the fp predictor exactly
+                dst["quantize_fc.bias"].zero_()
+            q.model_.load_state_dict(dst)
+        q.metadata_["transferred_from"] = fp.metadata_.get("fit", {})
+        return q.fit(X, y, warm_start=True)
+
+    # ------------------------------------------------------------------ inference
+    def predict(self, X: np.ndarray, batch: int = 65536) -> np.ndarray:
+        if self.model_ is None:
+            raise PredictorError("predictor is not fitted")
+        x = self._input(X)
+        self.model_.eval()
+        with torch.no_grad():
+            return np.concatenate(
+                [self.model_(x[i : i + batch]).numpy() for i in range(0, len(x), batch)]
+                or [np.zeros(0, dtype=np.float32)]
+            )
+
+    def predict_genes(self, genes: np.ndarray) -> np.ndarray:
+        """Predict from a gene matrix (encodes with the candidates' own bits)."""
+        return self.predict(self._space().encode(genes, bits=self.variant != "fp"))
+
+    def score(self, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        return ranking_report(np.asarray(y), self.predict(X))
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str], metrics: dict[str, Any] | None = None) -> Path:
+        """``path`` (state dict, .pt) plus ``path.json`` (space, input layout, settings, metrics)."""
+        if self.model_ is None:
+            raise PredictorError("predictor is not fitted")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sp = self._space()
+        meta = {
+            "format": "apqopt-predictor v1",
+            "params": self.get_params(),
+            "input": {
+                "arch_width": sp.arch_width,
+                "bits_width": sp.bits_width,
+                "encoding_width": sp.encoding_width,
+                "layout": "kernel one-hots, middle one-hots, bits pw_w/pw_a/dw_w/dw_a",
+            },
+            **self.metadata_,
+            "metrics": metrics or self.metadata_.get("metrics", {}),
+            "report": asdict(self.report_) | {"history": self.report_.history[-5:]},
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.model_.state_dict(), tmp)
+        tmp.replace(path)
+        Path(str(path) + ".json").write_text(json.dumps(meta, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], space: str | None = None) -> AccuracyPredictor:
+        """Load a saved predictor; ``space`` (if given) must match the one it was trained for."""
+        path = Path(path)
+        meta_path = Path(str(path) + ".json")
+        if not path.exists() or not meta_path.exists():
+            raise PredictorError(f"predictor files not found: {path} and {meta_path}")
+        try:
+            meta = json.loads(meta_path.read_text())
+            params = meta["params"]
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise PredictorError(f"{meta_path} is not an apqopt predictor description: {exc}") from exc
+        if space is not None and params["space"] != get_space(space).name:
+            raise PredictorError(f"{path} was trained for space '{params['space']}', not '{space}'")
+        pred = cls(**params)
+        pred.model_ = pred._new_model()
+        try:
+            pred.model_.load_state_dict(torch.load(path, weights_only=True))
+        except Exception as exc:  # torch raises many types for damaged files
+            raise PredictorError(f"{path} is not a readable predictor state dict (truncated?): {exc}") from exc
+        pred.metadata_ = {k: v for k, v in meta.items() if k not in ("params", "format", "input", "report")}
+        return pred
+
+    @classmethod
+    def from_apq_checkpoint(
+        cls, state_dict: dict[str, torch.Tensor] | str | os.PathLike[str], space: str = "apq-mbv2"
+    ) -> AccuracyPredictor:
+        """Load APQ's released ``acc.pt`` (fp) or ``acc_quant.pt`` (with ``quantize_fc``) for a space."""
+        sd = (
+            torch.load(state_dict, map_location="cpu", weights_only=True)
+            if not isinstance(state_dict, dict)
+            else state_dict
+        )
+        variant: Variant = "branch" if "quantize_fc.weight" in sd else "fp"
+        first = sd.get("layers.0.0.weight")
+        if first is None:
+            raise PredictorError(f"not an APQ predictor checkpoint: keys {sorted(sd)[:6]}")
+        pred = cls(
+            space=space,
+            variant=variant,
+            hidden=first.shape[0],
+            depth=len({k.split(".")[1] for k in sd if k.startswith("layers.")}),
+        )
+        sp = pred._space()
+        if first.shape[1] != sp.arch_width:
+            raise PredictorError(
+                f"checkpoint's first layer reads {first.shape[1]} features; space '{sp.name}' has {sp.arch_width}"
+            )
+        pred.model_ = pred._new_model()
+        pred.model_.load_state_dict(sd)
+        pred.metadata_["source"] = "APQ checkpoint"
+        return pred

@@ -1,0 +1,73 @@
+"""pymoo's NSGA-II on an integer-coded :class:`pymoo.core.problem.Problem` built from our Problem.
+
+``PymooProblem`` is a real pymoo problem (vectorised ``_evaluate``, integer variables, G <= 0
+constraints), so users can hand it to any pymoo algorithm directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.core.problem import Problem as _PymooBase
+from pymoo.operators.crossover.sbx import SBX
+from pymoo.operators.mutation.pm import PM
+from pymoo.operators.repair.rounding import RoundingRepair
+from pymoo.operators.sampling.rnd import IntegerRandomSampling
+from pymoo.optimize import minimize
+
+from apqopt.search.base import Searcher, register
+from apqopt.search.problem import Problem
+
+PENALTY = 1e9
+
+
+class PymooProblem(_PymooBase):
+    """Minimise [-accuracy, costs...] subject to cost - limit <= 0, over the integer genes."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        card = problem.space.cardinalities
+        super().__init__(
+            n_var=len(card),
+            n_obj=1 + len(problem.objectives),
+            n_ieq_constr=len(problem.constraints),
+            xl=np.zeros(len(card)),
+            xu=card - 1,
+            vtype=int,
+        )
+
+    def _evaluate(self, X: np.ndarray, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        genes = np.clip(np.round(X), 0, self.problem.space.cardinalities - 1).astype(np.int64)
+        n = len(genes)
+        F = np.full((n, self.n_obj), PENALTY)
+        G = np.full((n, self.n_ieq_constr), PENALTY)
+        k = min(n, self.problem.remaining)
+        if k > 0:
+            ev = self.problem.evaluate(genes[:k])
+            F[:k] = self.problem.objective_matrix(ev)
+            G[:k] = self.problem.constraint_matrix(ev)
+        out["F"] = F
+        if self.n_ieq_constr:
+            out["G"] = G
+
+
+@register
+class PymooNSGA2(Searcher):
+    name = "pymoo-nsga2"
+
+    def __init__(self, seed: int = 0, population: int = 100, eta_c: float = 15.0, eta_m: float = 20.0) -> None:
+        super().__init__(seed)
+        self.population, self.eta_c, self.eta_m = population, eta_c, eta_m
+
+    def _search(self, problem: Problem, progress: bool) -> dict[str, Any]:
+        algo = NSGA2(
+            pop_size=self.population,
+            sampling=IntegerRandomSampling(),
+            crossover=SBX(prob=0.9, eta=self.eta_c, vtype=float, repair=RoundingRepair()),
+            mutation=PM(eta=self.eta_m, vtype=float, repair=RoundingRepair()),
+            eliminate_duplicates=True,
+        )
+        res = minimize(PymooProblem(problem), algo, ("n_eval", problem.budget), seed=self.seed, verbose=progress)
+        return {"generations": int(res.algorithm.n_gen)}

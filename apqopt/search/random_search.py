@@ -1,0 +1,27 @@
+"""Random search: uniform samples, infeasible ones re-drawn (bounded), in batches. The baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from apqopt.search.base import Searcher, feasible_samples, register
+from apqopt.search.problem import Problem
+
+
+@register
+class RandomSearch(Searcher):
+    name = "random"
+
+    def __init__(self, seed: int = 0, batch: int = 1000, max_tries: int = 50) -> None:
+        super().__init__(seed)
+        self.batch, self.max_tries = batch, max_tries
+
+    def _search(self, problem: Problem, progress: bool) -> dict[str, Any]:
+        rng = np.random.default_rng(self.seed)
+        while problem.remaining > 0:
+            n = min(self.batch, problem.remaining)
+            genes, _ = feasible_samples(problem, lambda k: problem.space.sample(k, rng), n, self.max_tries)
+            problem.evaluate(genes)
+        return {}

@@ -1,0 +1,123 @@
+"""Accuracy predictor: APQ's network and checkpoint layout, transfer, bits reach the prediction, metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from apqopt import get_space
+from apqopt.predictor import AccuracyPredictor, pairwise_accuracy, ranking_report
+from apqopt.predictor.estimator import PredictorError
+
+SP = get_space("fmnist")
+
+
+def _toy(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A structured target over real encodings: more capacity and more bits -> higher accuracy.
+    Used only to exercise the estimator's mechanics; measured data lives in apqopt/assets."""
+    genes = SP.sample(n, seed)
+    enc = SP.encode(genes)
+    arch = enc[:, : SP.arch_width].sum(1) / 10 + 0.3 * enc[:, 20 * 3 :: 3][:, :20].sum(1) / 20
+    bits4 = enc[:, SP.arch_width :: 3].sum(1)  # 4-bit choices
+    return genes, enc, np.clip(0.5 + 0.04 * arch - 0.01 * bits4, 0, 1).astype(np.float32)
+
+
+def test_metrics() -> None:
+    t = np.array([0.1, 0.2, 0.3, 0.4])
+    assert pairwise_accuracy(t, t * 2) == 1.0 and pairwise_accuracy(t, -t) == 0.0
+    rng = np.random.default_rng(0)
+    a, b = rng.random(200), rng.random(200)
+    rep = ranking_report(a, b)
+    assert rep["pairwise_accuracy"] == pytest.approx((1 + stats.kendalltau(a, b).statistic) / 2, abs=1e-9)
+    assert rep["rmse"] >= rep["mae"] > 0 and rep["n"] == 200
+    with pytest.raises(ValueError, match="1-D of equal length"):
+        pairwise_accuracy(a, b[:-1])
+
+
+def test_apq_network_shape_and_names() -> None:
+    pred = AccuracyPredictor("apq-mbv2", variant="branch")
+    model = pred._new_model()
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes["layers.0.0.weight"] == (400, 520) and shapes["quantize_fc.weight"] == (400, 252)
+    assert shapes["layers.2.0.weight"] == (400, 400) and shapes["regressor.weight"] == (1, 400)
+
+
+def test_loads_apq_checkpoint_layout(tmp_path: Path) -> None:
+    """A state dict in APQ's released layout (acc_quant.pt) loads for apq-mbv2 and predicts from bits."""
+    torch.manual_seed(0)
+    sd = {f"layers.{i}.0.weight": torch.randn(400, 520 if i == 0 else 400) * 0.05 for i in range(3)}
+    sd |= {f"layers.{i}.0.bias": torch.zeros(400) for i in range(3)}
+    sd |= {
+        "regressor.weight": torch.randn(1, 400) * 0.05,
+        "regressor.bias": torch.tensor([0.7]),
+        "quantize_fc.weight": torch.randn(400, 252) * 0.05,
+        "quantize_fc.bias": torch.zeros(400),
+    }
+    torch.save(sd, tmp_path / "acc_quant.pt")
+    pred = AccuracyPredictor.from_apq_checkpoint(tmp_path / "acc_quant.pt")
+    assert pred.variant == "branch"
+    sp = get_space("apq-mbv2")
+    genes = sp.sample(5, 0)
+    out = pred.predict_genes(genes)
+    ref = torch.relu(torch.tensor(sp.encode(genes)[:, :520]) @ sd["layers.0.0.weight"].T) + (
+        torch.tensor(sp.encode(genes)[:, 520:]) @ sd["quantize_fc.weight"].T
+    )
+    for i in (1, 2):
+        ref = torch.relu(ref @ sd[f"layers.{i}.0.weight"].T)
+    np.testing.assert_allclose(out, (ref @ sd["regressor.weight"].T + 0.7).squeeze(1).numpy(), rtol=1e-4, atol=1e-5)
+    fp_sd = {k: v for k, v in sd.items() if not k.startswith("quantize_fc")}
+    assert AccuracyPredictor.from_apq_checkpoint(fp_sd).variant == "fp"
+    with pytest.raises(PredictorError, match="reads 520 features; space 'fmnist' has 120"):
+        AccuracyPredictor.from_apq_checkpoint(sd, space="fmnist")
+
+
+def test_fit_predict_transfer_and_bits_matter(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    genes, enc, y = _toy(1500)
+    fp = AccuracyPredictor("fmnist", "fp", max_epochs=60, patience=10).fit(enc, y)
+    assert fp.predict(enc).shape == (1500,)
+    q = AccuracyPredictor.transfer(fp, enc[:300], y[:300], max_epochs=60, patience=10)
+    # changing only the bits changes the prediction (APQ's search code lost the policy)
+    g2 = genes[:50].copy()
+    for b in range(SP.n_blocks):
+        for f in ("pw_w", "pw_a", "dw_w", "dw_a"):
+            g2[:, SP.block_gene(b, f)] = 0  # all 4-bit
+    assert np.abs(q.predict_genes(genes[:50]) - q.predict_genes(g2)).max() > 1e-3
+    assert np.array_equal(fp.predict_genes(genes[:50]), fp.predict_genes(g2))
+    _, enc_t, y_t = _toy(400, seed=9)
+    assert q.score(enc_t, y_t)["pairwise_accuracy"] > 0.7
+    path = q.save(tmp_path / "q.pt", metrics={"pairwise_accuracy": 0.9})
+    back = AccuracyPredictor.load(path, space="fmnist")
+    np.testing.assert_array_equal(back.predict(enc_t), q.predict(enc_t))
+    meta = json.loads(Path(str(path) + ".json").read_text())
+    assert meta["params"]["variant"] == "branch" and meta["input"]["encoding_width"] == 360
+    with pytest.raises(PredictorError, match="trained for space 'fmnist', not 'apq-mbv2'"):
+        AccuracyPredictor.load(path, space="apq-mbv2")
+    Path(path).write_bytes(Path(path).read_bytes()[:100])
+    with pytest.raises(PredictorError, match="not a readable predictor"):
+        AccuracyPredictor.load(path)
+
+
+def test_wide_variant_transfer_starts_from_fp() -> None:
+    torch.set_num_threads(1)
+    _, enc, y = _toy(400)
+    fp = AccuracyPredictor("fmnist", "fp", max_epochs=20, patience=5).fit(enc, y)
+    q = AccuracyPredictor.transfer(fp, enc[:100], y[:100], variant="wide", max_epochs=1, lr=1e-12)
+    np.testing.assert_allclose(q.predict(enc[:20]), fp.predict(enc[:20]), atol=1e-4)
+
+
+def test_bad_inputs() -> None:
+    pred = AccuracyPredictor("fmnist", "branch")
+    with pytest.raises(PredictorError, match="not fitted"):
+        pred.predict(np.zeros((1, 360)))
+    with pytest.raises(PredictorError, match="needs 360 features, got 120"):
+        pred.fit(np.zeros((20, 120)), np.zeros(20))
+    with pytest.raises(PredictorError, match="fractions"):
+        pred.fit(np.zeros((20, 360)), np.full(20, 91.0))
+    with pytest.raises(PredictorError, match="variant must be"):
+        AccuracyPredictor("fmnist", "big")  # type: ignore[arg-type]
