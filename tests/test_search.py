@@ -1,0 +1,104 @@
+"""Problem and searchers: budget, feasibility, seeding, pymoo/Optuna integration, beating random."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from apqopt import get_space
+from apqopt.hardware.lut import load_shipped
+from apqopt.search.base import make_searcher, searcher_names
+from apqopt.search.optuna_search import objective
+from apqopt.search.problem import BudgetExhaustedError, InfeasibleError, Problem
+from apqopt.search.pymoo_search import PymooProblem
+
+SP = get_space("fmnist")
+LUT = load_shipped("fmnist")
+W = np.random.default_rng(0).normal(size=SP.encoding_width)
+
+
+def capacity(genes: np.ndarray) -> np.ndarray:
+    """A fixed, structured stand-in for a predictor (bigger and wider-bit nets score higher), so that
+    searchers have something to find; the measured predictor is tested in test_predictor.py."""
+    enc = SP.encode(genes)
+    return (
+        0.8
+        + 0.002 * enc[:, : SP.arch_width] @ np.abs(W[: SP.arch_width])
+        + 0.0005 * enc[:, SP.arch_width :] @ W[SP.arch_width :]
+    )
+
+
+def problem(budget: int = 1000, limit: float = 0.6) -> Problem:
+    return Problem(SP, capacity, LUT, constraints={"latency": limit}, budget=budget)
+
+
+def test_min_cost_is_a_tight_lower_bound() -> None:
+    p = problem()
+    mins = p.min_cost()
+    lat, en = LUT.price(SP, SP.sample(20_000, 0))
+    assert lat.min() >= mins["latency"] - 1e-12 and en.min() >= mins["energy"] - 1e-12
+    with pytest.raises(
+        InfeasibleError, match=r"latency <= 0.1 ms is infeasible: the cheapest candidate .* needs 0\.\d+"
+    ):
+        Problem(SP, capacity, LUT, constraints={"latency": 0.1})
+    Problem(SP, capacity, LUT, constraints={"latency": mins["latency"] * 1.001})
+    with pytest.raises(ValueError, match="unknown cost 'power'"):
+        Problem(SP, capacity, LUT, constraints={"power": 1.0})
+
+
+def test_budget_is_exact() -> None:
+    p = problem(budget=150)
+    ev = p.evaluate(SP.sample(100, 0))
+    assert len(ev) == 100
+    assert len(p.evaluate(SP.sample(100, 1))) == 50
+    with pytest.raises(BudgetExhaustedError):
+        p.evaluate(SP.sample(1, 2))
+
+
+@pytest.mark.parametrize("name", ["random", "evolution", "pymoo-nsga2", "optuna-nsga2", "optuna-tpe"])
+def test_searchers_spend_exact_budget_and_are_seeded(name: str) -> None:
+    torch.set_num_threads(1)
+    budget = 300 if name.startswith("optuna") else 1000
+    r1 = make_searcher(name, seed=3).run(problem(budget))
+    r2 = make_searcher(name, seed=3).run(problem(budget))
+    assert len(r1.evaluated) == budget
+    np.testing.assert_array_equal(r1.evaluated.genes, r2.evaluated.genes)
+    assert r1.best() >= 0 and r1.evaluated.latency[r1.best()] <= 0.6
+
+
+def test_evolution_is_elitist_and_beats_random() -> None:
+    evo = make_searcher("evolution", seed=0).run(problem(3000))
+    best = evo.notes["best_per_generation"]
+    assert all(b2 >= b1 for b1, b2 in pairwise(best))
+    assert evo.notes["generations"] == (3000 - 100) // 100
+    rnd = make_searcher("random", seed=0).run(problem(3000))
+    assert evo.evaluated.accuracy[evo.best()] > rnd.evaluated.accuracy[rnd.best()]
+
+
+def test_pymoo_problem_is_usable_from_pymoo() -> None:
+    pp = PymooProblem(problem(50))
+    out = pp.evaluate(np.stack([SP.sample(1, i)[0] for i in range(10)]).astype(float), return_as_dictionary=True)
+    assert out["F"].shape == (10, 2) and out["G"].shape == (10, 1)
+    np.testing.assert_allclose(-out["F"][:, 0], capacity(np.stack([SP.sample(1, i)[0] for i in range(10)])))
+    assert np.all(out["F"][:, 1] > 0)
+
+
+def test_optuna_objective_and_both_constraint_forms() -> None:
+    p = problem(20)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective(p), n_trials=20)
+    t = study.trials[0]
+    assert "constraints" in t.system_attrs and "constraints:latency" in t.system_attrs
+    assert t.system_attrs["constraints"] == [t.system_attrs["constraints:latency"]]
+    assert t.user_attrs["latency_ms"] == pytest.approx(t.values[1])
+    assert p.n_evaluated == 20
+
+
+def test_unknown_searcher() -> None:
+    with pytest.raises(ValueError, match="unknown searcher 'hill'; known: "):
+        make_searcher("hill")
+    assert {"evolution", "random", "pymoo-nsga2", "optuna-nsga2", "optuna-tpe"} <= set(searcher_names())
