@@ -249,6 +249,76 @@ def cmd_predictor_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _problem(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from apqopt.predictor import AccuracyPredictor
+    from apqopt.search.problem import Problem
+
+    if args.apq_checkpoint:
+        pred = AccuracyPredictor.from_apq_checkpoint(args.apq_checkpoint, space=args.space)
+    else:
+        path = Path(args.predictor) if args.predictor else ASSETS / args.space / "predictor" / "quant.pt"
+        if not path.exists():
+            raise ValueError(
+                f"no accuracy predictor at {path}; train one with `apqopt predictor train` "
+                "or pass --predictor PATH / --apq-checkpoint acc_quant.pt"
+            )
+        pred = AccuracyPredictor.load(path, space=args.space)
+    constraints = {k: v for k, v in (("latency", args.latency), ("energy", args.energy)) if v is not None}
+    lut = _load_lut(args)
+    return Problem(get_space(args.space), pred.predict_genes, lut, tuple(args.objectives), constraints, args.budget)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from apqopt.search.base import make_searcher
+    from apqopt.studies import record
+
+    problem = _problem(args)
+    res = make_searcher(args.searcher, seed=args.seed).run(problem, progress=not args.quiet)
+    study = record(res, problem, args.storage, args.study)
+    b = res.best()
+    if b < 0:
+        print(f"no feasible candidate found in {len(res.evaluated)} evaluations")
+        return 1
+    ev = res.evaluated
+    cand = problem.space.to_candidates(ev.genes[b : b + 1])[0]
+    print(
+        json.dumps(
+            {
+                "study": study.study_name,
+                "evaluated": len(ev),
+                "wall_s": round(res.wall_s, 2),
+                "best": {
+                    "predicted_accuracy": float(ev.accuracy[b]),
+                    "latency_ms": float(ev.latency[b]),
+                    "energy_mJ": float(ev.energy[b]),
+                    "candidate": cand.to_dict(),
+                },
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from apqopt.search.compare import compare, write_report
+
+    problem = _problem(args)
+    report, results = compare(
+        problem,
+        args.searchers,
+        args.seeds,
+        args.latency_budgets,
+        storage=args.storage,
+        tag=args.tag,
+        progress=not args.quiet,
+    )
+    paths = write_report(report, results, args.out)
+    print(report.markdown())
+    print("written: " + ", ".join(map(str, paths)))
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -317,6 +387,37 @@ def build_parser() -> argparse.ArgumentParser:
     peval.add_argument("--data", required=True)
     peval.set_defaults(func=cmd_predictor_evaluate)
 
+    def problem_args(p: argparse.ArgumentParser) -> None:
+        _space_arg(p)
+        p.add_argument("--budget", type=int, default=2000, help="evaluated candidates per run")
+        p.add_argument("--latency", type=float, help="latency limit (ms)")
+        p.add_argument("--energy", type=float, help="energy limit (mJ)")
+        p.add_argument("--objectives", nargs="+", default=["latency"], choices=["latency", "energy"])
+        p.add_argument("--predictor", help="saved AccuracyPredictor (default: the space's shipped one)")
+        p.add_argument("--apq-checkpoint", help="APQ's acc_quant.pt instead of an apqopt predictor")
+        p.add_argument("--lut", help="table file (default: the space's shipped BitFusion table)")
+        p.add_argument(
+            "--storage", default=None, help="Optuna storage URL or journal path (default sqlite studies/apqopt.db)"
+        )
+        p.add_argument("--quiet", action="store_true")
+
+    se = sub.add_parser("search", help="run one searcher on one problem and record it as an Optuna study")
+    problem_args(se)
+    se.add_argument("--searcher", default="evolution")
+    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--study", help="study name (default: searcher-space-seedN)")
+    se.set_defaults(func=cmd_search)
+    co = sub.add_parser("compare", help="searchers x seeds on one problem: HV, best accuracy, evals to target")
+    problem_args(co)
+    co.add_argument(
+        "--searchers", nargs="+", default=["random", "evolution", "pymoo-nsga2", "optuna-nsga2", "optuna-tpe"]
+    )
+    co.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    co.add_argument("--latency-budgets", nargs="+", type=float, help="report best accuracy under these (ms)")
+    co.add_argument("--tag", default="compare", help="prefix of the recorded study names")
+    co.add_argument("--out", default="studies/compare", help="folder for compare.md/.json and plots")
+    co.set_defaults(func=cmd_compare)
+
     lut = sub.add_parser("lut", help="build, inspect and use latency/energy tables").add_subparsers(
         dest="sub", required=True
     )
@@ -352,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (InvalidCandidateError, LUTError, ValueError) as exc:
+    except (InvalidCandidateError, LUTError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"apqopt: error: {exc}", file=sys.stderr)
         return 2
 
