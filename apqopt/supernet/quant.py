@@ -115,8 +115,8 @@ class QuantConv2d(nn.Module):
 class FinetuneConfig:
     """The fixed quantization-aware fine-tune budget every quantized measurement uses."""
 
-    steps: int = 60
-    batch_size: int = 128
+    steps: int = 40
+    batch_size: int = 64
     lr: float = 0.005
     momentum: float = 0.9
     calib_images: int = 512
