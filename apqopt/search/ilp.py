@@ -52,8 +52,7 @@ class OperatorCosts:
                 lat += [pw_l, dw_l]
                 en += [pw_e, dw_e]
             b0 += s.max_depth
-        return cls(cand, choices, np.array(lat), np.array(en),
-                   (lut.head[0] + lut.tail[0], lut.head[1] + lut.tail[1]))  # fmt: skip
+        return cls(cand, choices, np.array(lat), np.array(en), (lut.head[0] + lut.tail[0], lut.head[1] + lut.tail[1]))
 
     def policy(self, picks: np.ndarray) -> Candidate:
         """The candidate with operator i set to choice picks[i]."""
@@ -80,8 +79,10 @@ def solve(sensitivity: np.ndarray, costs: OperatorCosts, budgets: dict[str, floa
         fixed = costs.fixed[COSTS.index(name)]
         least = fixed + costs.cost(name).min(axis=1).sum()
         if budgets[name] < least:
-            raise InfeasibleError(f"{name} <= {budgets[name]} {UNITS[name]} is infeasible for this architecture: "
-                                  f"the cheapest policy needs {least:.4f} {UNITS[name]}")  # fmt: skip
+            raise InfeasibleError(
+                f"{name} <= {budgets[name]} {UNITS[name]} is infeasible for this architecture: "
+                f"the cheapest policy needs {least:.4f} {UNITS[name]}"
+            )
     c = sensitivity.ravel()
     one_each = np.kron(np.eye(n_ops), np.ones(n_ch))
     cons = [LinearConstraint(one_each, 1, 1)]

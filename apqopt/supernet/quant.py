@@ -122,18 +122,32 @@ class FinetuneConfig:
     calib_images: int = 512
 
 
-def quantize(subnet: Subnet, cand: Candidate, calib: torch.Tensor, fixed_bits: int = 8) -> Subnet:
-    """A fake-quantized copy of ``subnet`` under the candidate's policy, calibrated on ``calib``."""
+def quantize(
+    subnet: Subnet,
+    cand: Candidate,
+    calib: torch.Tensor,
+    fixed_bits: int | None = 8,
+    operators: set[int] | None = None,
+) -> Subnet:
+    """A fake-quantized copy of ``subnet`` under the candidate's policy, calibrated on ``calib``.
+
+    ``operators`` limits quantization to those operators (2*i = block i's pointwise convs, 2*i+1 its
+    depthwise conv), leaving every other layer in floating point -- OHQ's masked estimation;
+    ``fixed_bits=None`` also leaves stem and tail in floating point.
+    """
     arch = [(b.kernel, b.middle) for b in cand.blocks]
     if cand.depths != subnet.candidate.depths or arch != [(b.kernel, b.middle) for b in subnet.candidate.blocks]:
         raise ValueError("quantize: the policy's architecture differs from the subnet's")
     net = copy.deepcopy(subnet)
-    net.stem[0] = QuantConv2d(net.stem.conv, fixed_bits, fixed_bits)
-    net.tail[0] = QuantConv2d(net.tail.conv, fixed_bits, fixed_bits)
-    for mb, blk in zip(net.blocks, cand.blocks):
-        mb.expand[0] = QuantConv2d(mb.expand.conv, blk.pw_w, blk.pw_a)
-        mb.dw[0] = QuantConv2d(mb.dw.conv, blk.dw_w, blk.dw_a)
-        mb.project[0] = QuantConv2d(mb.project.conv, blk.pw_w, blk.pw_a)
+    if fixed_bits is not None:
+        net.stem[0] = QuantConv2d(net.stem.conv, fixed_bits, fixed_bits)
+        net.tail[0] = QuantConv2d(net.tail.conv, fixed_bits, fixed_bits)
+    for i, (mb, blk) in enumerate(zip(net.blocks, cand.blocks)):
+        if operators is None or 2 * i in operators:
+            mb.expand[0] = QuantConv2d(mb.expand.conv, blk.pw_w, blk.pw_a)
+            mb.project[0] = QuantConv2d(mb.project.conv, blk.pw_w, blk.pw_a)
+        if operators is None or 2 * i + 1 in operators:
+            mb.dw[0] = QuantConv2d(mb.dw.conv, blk.dw_w, blk.dw_a)
     qconvs = [m for m in net.modules() if isinstance(m, QuantConv2d)]
     for q in qconvs:
         q.calibrate_weights()
