@@ -102,3 +102,28 @@ def test_unknown_searcher() -> None:
     with pytest.raises(ValueError, match="unknown searcher 'hill'; known: "):
         make_searcher("hill")
     assert {"evolution", "random", "pymoo-nsga2", "optuna-nsga2", "optuna-tpe"} <= set(searcher_names())
+
+
+def test_restricted_problem_searches_only_bits() -> None:
+    arch = SP.uniform(kernel=5, middle=1)
+    p = problem(400, limit=0.9).restricted_to(arch)
+    assert [(b.kernel, b.middle) for b in p.architecture.blocks] == [(b.kernel, b.middle) for b in arch.blocks]
+    for name in ("random", "evolution", "pymoo-nsga2"):
+        res = make_searcher(name, seed=0).run(p.fresh())
+        cands = SP.to_candidates(res.evaluated.genes[:50])
+        assert all(
+            [(b.kernel, b.middle) for b in c.blocks] == [(b.kernel, b.middle) for b in arch.blocks] for c in cands
+        )
+        assert len({tuple(r) for r in res.evaluated.genes}) > 10  # the bits do vary
+
+
+def test_haq_respects_budget_and_learns_something() -> None:
+    torch.set_num_threads(1)
+    arch = SP.uniform(kernel=3, middle=0)
+    p = problem(60, limit=0.5).restricted_to(arch)
+    res = make_searcher("haq", seed=0, warmup=10, updates_per_episode=4, hidden=64).run(p)
+    assert len(res.evaluated) == 60 and res.notes["episodes"] == 60
+    assert res.evaluated.feasible.all()  # the budget is enforced after every episode
+    assert res.notes["final_sigma"] == pytest.approx(0.5 * 0.99**50)
+    with pytest.raises(ValueError, match="restricted_to"):
+        make_searcher("haq").run(problem(5))

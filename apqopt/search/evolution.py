@@ -46,7 +46,7 @@ class Evolution(Searcher):
     def _search(self, problem: Problem, progress: bool) -> dict[str, Any]:
         rng = np.random.default_rng(self.seed)
         sp = problem.space
-        genes, left = feasible_samples(problem, lambda k: sp.sample(k, rng), self.population, self.max_tries)
+        genes, left = feasible_samples(problem, lambda k: problem.sample(k, rng), self.population, self.max_tries)
         pop = problem.evaluate(genes)
         unresolved = left
         generations = 0
@@ -57,7 +57,7 @@ class Evolution(Searcher):
             par = pop.genes[top]
 
             def mutants(k: int, par: np.ndarray = par) -> np.ndarray:
-                return sp.mutate(par[rng.integers(0, len(par), k)], self.mutate_prob, rng)
+                return problem.apply_fixed(sp.mutate(par[rng.integers(0, len(par), k)], self.mutate_prob, rng))
 
             def children(k: int, par: np.ndarray = par) -> np.ndarray:
                 return sp.crossover(par[rng.integers(0, len(par), k)], par[rng.integers(0, len(par), k)], rng)

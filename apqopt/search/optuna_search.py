@@ -34,10 +34,11 @@ def directions(problem: Problem) -> list[str]:
 def suggest_genes(trial: optuna.Trial, problem: Problem) -> np.ndarray:
     """Ask the trial for every gene; returns the gene row (choice indices)."""
     sp = problem.space
+    lo, hi = problem.gene_bounds()
     row = []
     for g, name in enumerate(sp.gene_names()):
-        values = sp.gene_values(g)
-        row.append(values.index(trial.suggest_categorical(name, list(values))))
+        values = sp.gene_values(g)[lo[g] : hi[g] + 1]
+        row.append(lo[g] + values.index(trial.suggest_categorical(name, list(values))))
     return np.array(row, dtype=np.int64)
 
 

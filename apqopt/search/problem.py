@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from apqopt.hardware.lut import LUT, load_shipped
-from apqopt.space import SearchSpace, get_space
+from apqopt.space import BIT_FIELDS, Candidate, SearchSpace, get_space
 
 COSTS = ("latency", "energy")
 UNITS = {"latency": "ms", "energy": "mJ"}
@@ -80,6 +80,7 @@ class Problem:
     n_evaluated: int = 0
     history: list[Evaluation] = field(default_factory=list)
     eval_seconds: float = 0.0
+    fixed: np.ndarray | None = None  # (n_genes,): value of a fixed gene, -1 where free
 
     def __post_init__(self) -> None:
         self.space = get_space(self.space)
@@ -88,7 +89,7 @@ class Problem:
                 raise ValueError(f"unknown cost '{name}'; choose from {list(COSTS)}")
         if self.budget <= 0:
             raise ValueError(f"budget must be a positive number of evaluations, got {self.budget}")
-        mins = self.min_cost()
+        mins = self.min_cost() if self.fixed is None else self._min_cost_fixed()
         for name, limit in self.constraints.items():
             if limit < mins[name]:
                 raise InfeasibleError(
@@ -116,8 +117,57 @@ class Problem:
             out[name] = float(total + self.lut.head[m] + self.lut.tail[m])
         return out
 
+    # ------------------------------------------------------------------ fixed architecture
+    def restricted_to(self, cand: Candidate) -> Problem:
+        """The same problem over one architecture: only the bits of its active blocks stay free
+        (how HAQ and OHQ are compared with the other searchers)."""
+        sp = self.space
+        row = sp.from_candidates([cand])[0]
+        fixed = row.copy()
+        act = sp.active(row[None])[0]
+        for b in np.flatnonzero(act):
+            for f in BIT_FIELDS:
+                fixed[sp.block_gene(b, f)] = -1
+        p = self.fresh()
+        p.fixed = fixed
+        p.__post_init__()
+        return p
+
+    @property
+    def architecture(self) -> Candidate | None:
+        """The fixed architecture (bits at their widest) of a restricted problem."""
+        if self.fixed is None:
+            return None
+        row = np.where(self.fixed >= 0, self.fixed, len(self.space.bits) - 1)
+        return self.space.to_candidates(row[None])[0]
+
+    def gene_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Inclusive (low, high) choice index per gene; a fixed gene has low == high."""
+        hi = self.space.cardinalities - 1
+        if self.fixed is None:
+            return np.zeros_like(hi), hi
+        lo = np.where(self.fixed >= 0, self.fixed, 0)
+        return lo, np.where(self.fixed >= 0, self.fixed, hi)
+
+    def apply_fixed(self, genes: np.ndarray) -> np.ndarray:
+        if self.fixed is None:
+            return genes
+        mask = self.fixed >= 0
+        genes = np.array(genes, dtype=np.int64, copy=True)
+        genes[:, mask] = self.fixed[mask]
+        return genes
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return self.apply_fixed(self.space.sample(n, rng))
+
+    def _min_cost_fixed(self) -> dict[str, float]:
+        lowest = np.where(self.fixed >= 0, self.fixed, 0)  # 4-bit everywhere is the cheapest policy
+        lat, en = self.lut.price(self.space, lowest[None], on_missing="infeasible")
+        return {"latency": float(lat[0]), "energy": float(en[0])}
+
     def cost(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(latency, energy, violation) without spending budget; missing LUT entries are infeasible."""
+        genes = self.apply_fixed(genes)
         lat, en = self.lut.price(self.space, genes, on_missing="infeasible")
         viol = np.zeros(len(lat))
         for name, limit in self.constraints.items():
@@ -133,7 +183,7 @@ class Problem:
         """Predict and price a batch; only the first ``remaining`` rows are evaluated."""
         if self.remaining <= 0:
             raise BudgetExhaustedError(f"budget of {self.budget} evaluations is spent")
-        genes = self.space.validate_matrix(genes)[: self.remaining]
+        genes = self.apply_fixed(self.space.validate_matrix(genes)[: self.remaining])
         t0 = time.perf_counter()
         lat, en, viol = self.cost(genes)
         acc = np.asarray(self.predictor(genes), dtype=np.float64)
@@ -157,4 +207,6 @@ class Problem:
 
     def fresh(self) -> Problem:
         """The same problem with its budget and history reset (one per searcher x seed)."""
-        return Problem(self.space, self.predictor, self.lut, self.objectives, dict(self.constraints), self.budget)
+        p = Problem(self.space, self.predictor, self.lut, self.objectives, dict(self.constraints), self.budget)
+        p.fixed = None if self.fixed is None else self.fixed.copy()
+        return p

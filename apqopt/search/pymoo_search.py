@@ -24,22 +24,24 @@ PENALTY = 1e9
 
 
 class PymooProblem(_PymooBase):
-    """Minimise [-accuracy, costs...] subject to cost - limit <= 0, over the integer genes."""
+    """Minimise [-accuracy, costs...] subject to cost - limit <= 0, over the free integer genes."""
 
     def __init__(self, problem: Problem) -> None:
-        self.problem = problem
-        card = problem.space.cardinalities
+        lo, hi = problem.gene_bounds()
+        free = np.flatnonzero(hi > lo)  # fixed genes (single choice) are not pymoo variables
         super().__init__(
-            n_var=len(card),
+            n_var=len(free),
             n_obj=1 + len(problem.objectives),
             n_ieq_constr=len(problem.constraints),
-            xl=np.zeros(len(card)),
-            xu=card - 1,
+            xl=lo[free],
+            xu=hi[free],
             vtype=int,
         )
+        self.problem, self.free, self.template = problem, free, lo
 
     def _evaluate(self, X: np.ndarray, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-        genes = np.clip(np.round(X), 0, self.problem.space.cardinalities - 1).astype(np.int64)
+        genes = np.repeat(self.template[None], len(X), axis=0)
+        genes[:, self.free] = np.clip(np.round(X), self.xl, self.xu).astype(np.int64)
         n = len(genes)
         F = np.full((n, self.n_obj), PENALTY)
         G = np.full((n, self.n_ieq_constr), PENALTY)

@@ -22,6 +22,6 @@ class RandomSearch(Searcher):
         rng = np.random.default_rng(self.seed)
         while problem.remaining > 0:
             n = min(self.batch, problem.remaining)
-            genes, _ = feasible_samples(problem, lambda k: problem.space.sample(k, rng), n, self.max_tries)
+            genes, _ = feasible_samples(problem, lambda k: problem.sample(k, rng), n, self.max_tries)
             problem.evaluate(genes)
         return {}
