@@ -319,6 +319,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from apqopt.supernet.train import load_supernet
+    from apqopt.verify import verify_study
+
+    weights = Path(args.supernet) if args.supernet else ASSETS / "fmnist" / "supernet.pt"
+    res = verify_study(args.study, args.storage, load_supernet(weights), args.top, progress=not args.quiet)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -417,6 +427,14 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--tag", default="compare", help="prefix of the recorded study names")
     co.add_argument("--out", default="studies/compare", help="folder for compare.md/.json and plots")
     co.set_defaults(func=cmd_compare)
+
+    ve = sub.add_parser("verify", help="measure a study's front candidates for real (supernet, quantize, fine-tune)")
+    ve.add_argument("--study", required=True)
+    ve.add_argument("--storage", default=None)
+    ve.add_argument("--top", type=int, default=5, help="front candidates to measure")
+    ve.add_argument("--supernet", help="weights file (default: the shipped one)")
+    ve.add_argument("--quiet", action="store_true")
+    ve.set_defaults(func=cmd_verify)
 
     lut = sub.add_parser("lut", help="build, inspect and use latency/energy tables").add_subparsers(
         dest="sub", required=True

@@ -70,6 +70,21 @@ def candidate_genes(space: SearchSpace, cfg: CollectConfig, index: int) -> np.nd
     return space.canonical(genes[None])[0]
 
 
+def measure(supernet: Supernet, cand: Any, cfg: CollectConfig, seed: int, split: Any = None) -> float:
+    """Measured accuracy of one candidate: fp (BN re-estimated) or quantized under its policy after the
+    fixed quantization-aware fine-tune. The single definition behind datasets and verification."""
+    split = split if split is not None else load_split(cfg.split).subset(cfg.eval_images)
+    sub = supernet.extract(cand)
+    if cfg.kind == "fp":
+        return evaluate_subnet(sub, split, cfg.bn_images)
+    train = load_split("train")
+    reestimate_bn(sub, bn_slice(cfg.bn_images))
+    q = quantize(sub, cand, bn_slice(cfg.finetune.calib_images))
+    finetune(q, train.images, train.labels, cfg.finetune, seed=seed)
+    reestimate_bn(q, bn_slice(cfg.bn_images))
+    return accuracy(q, split)
+
+
 def _records(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], int]:
     """(header, records, byte length of the intact part) of a dataset file."""
     if not path.exists():
@@ -154,8 +169,6 @@ def collect(
     done = {r["index"] for r in recs}
     todo = [i for i in _indices(n, shard) if i not in done]
     split = load_split(cfg.split).subset(cfg.eval_images)
-    train = load_split("train")
-    calib = bn_slice(cfg.finetune.calib_images)
     bar = tqdm(total=len(todo) + len(done), initial=len(done), desc=f"collect {cfg.kind}", disable=not progress)
     with path.open("a") as fh:
         if header is None:
@@ -164,16 +177,8 @@ def collect(
             t0 = time.time()
             genes = candidate_genes(space, cfg, i)
             cand = space.to_candidates(genes[None])[0]
-            sub = supernet.extract(cand)
             rec: dict[str, Any] = {"index": i, "genes": genes.tolist()}
-            if cfg.kind == "fp":
-                acc = evaluate_subnet(sub, split, cfg.bn_images)
-            else:
-                reestimate_bn(sub, bn_slice(cfg.bn_images))
-                q = quantize(sub, cand, calib)
-                finetune(q, train.images, train.labels, cfg.finetune, seed=cfg.seed * 1_000_003 + i)
-                reestimate_bn(q, bn_slice(cfg.bn_images))
-                acc = accuracy(q, split)
+            acc = measure(supernet, cand, cfg, seed=cfg.seed * 1_000_003 + i, split=split)
             rec.update(
                 accuracy=acc,
                 stderr=accuracy_stderr(acc, len(split)),

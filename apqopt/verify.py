@@ -1,0 +1,101 @@
+"""Checking the predictor's claims for real: build chosen candidates from the supernet, quantize,
+fine-tune and measure them, and store measured accuracy beside predicted.
+
+Why a separate step: search runs on predicted accuracy; on ``fmnist`` the claims can be checked,
+and the gap (mean absolute error, rank agreement) is what tells a user how far to trust a front.
+Finished Optuna trials cannot be changed, so measurements of a recorded study go into the study
+attr ``verified`` (trial number -> measured accuracy, its standard error, predicted accuracy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from tqdm import tqdm
+
+from apqopt.predictor.metrics import ranking_report
+from apqopt.space import SearchSpace, get_space
+from apqopt.studies import open_storage
+from apqopt.supernet.collect import CollectConfig, measure
+from apqopt.supernet.data import accuracy_stderr
+from apqopt.supernet.network import Supernet
+
+
+@dataclass
+class Verification:
+    genes: np.ndarray
+    predicted: np.ndarray
+    measured: np.ndarray
+    stderr: np.ndarray
+
+    def report(self) -> dict[str, Any]:
+        rep = {"n": len(self.measured), "mae": float(np.mean(np.abs(self.predicted - self.measured)))}
+        if len(self.measured) > 2:
+            rep |= {k: v for k, v in ranking_report(self.measured, self.predicted).items() if k != "n"}
+        return rep
+
+
+def verify(
+    supernet: Supernet,
+    genes: np.ndarray,
+    predicted: np.ndarray,
+    cfg: CollectConfig | None = None,
+    progress: bool = True,
+) -> Verification:
+    """Measure each candidate (quantized under its own policy by default)."""
+    cfg = cfg or CollectConfig(kind="quant", space=supernet.space.name)
+    space = supernet.space
+    measured = []
+    for i, cand in enumerate(tqdm(space.to_candidates(genes), desc="verify", disable=not progress)):
+        measured.append(measure(supernet, cand, cfg, seed=7_919 * (i + 1)))
+    m = np.array(measured)
+    return Verification(
+        np.asarray(genes),
+        np.asarray(predicted, dtype=float),
+        m,
+        np.array([accuracy_stderr(a, cfg.eval_images) for a in m]),
+    )
+
+
+def trial_genes(space: SearchSpace, trial: optuna.trial.FrozenTrial) -> np.ndarray:
+    return np.array([space.gene_values(g).index(trial.params[n]) for g, n in enumerate(space.gene_names())])
+
+
+def pick_front(trials: list[optuna.trial.FrozenTrial], k: int) -> list[optuna.trial.FrozenTrial]:
+    """Up to k feasible non-dominated trials, spread evenly along latency."""
+    feas = [t for t in trials if t.user_attrs.get("feasible", True) and t.values is not None]
+    feas.sort(key=lambda t: (t.user_attrs["latency_ms"], -t.values[0]))
+    front, best = [], -np.inf
+    for t in feas:
+        if t.values[0] > best:
+            front.append(t)
+            best = t.values[0]
+    if len(front) <= k:
+        return front
+    return [front[i] for i in np.linspace(0, len(front) - 1, k).round().astype(int)]
+
+
+def verify_study(
+    study_name: str, storage: str | None, supernet: Supernet, top: int = 5, progress: bool = True
+) -> dict[str, Any]:
+    """Measure up to ``top`` front candidates of a recorded study; store them in its ``verified`` attr."""
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    space = get_space(study.user_attrs["space"])
+    if space.name != supernet.space.name:
+        raise ValueError(f"study '{study_name}' is on space '{space.name}', the supernet on '{supernet.space.name}'")
+    chosen = pick_front(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)), top)
+    genes = np.stack([trial_genes(space, t) for t in chosen])
+    ver = verify(supernet, genes, np.array([t.values[0] for t in chosen]), progress=progress)
+    stored = dict(study.user_attrs.get("verified", {}))
+    for t, m, se, p in zip(chosen, ver.measured, ver.stderr, ver.predicted):
+        stored[str(t.number)] = {
+            "measured_accuracy": float(m),
+            "stderr": float(se),
+            "predicted_accuracy": float(p),
+            "latency_ms": t.user_attrs["latency_ms"],
+        }
+    study.set_user_attr("verified", stored)
+    return {"study": study_name, **ver.report(), "trials": [t.number for t in chosen]}
