@@ -127,3 +127,17 @@ def test_haq_respects_budget_and_learns_something() -> None:
     assert res.notes["final_sigma"] == pytest.approx(0.5 * 0.99**50)
     with pytest.raises(ValueError, match="restricted_to"):
         make_searcher("haq").run(problem(5))
+
+
+def test_ohq_sweeps_budgets_with_given_sensitivity() -> None:
+    arch = SP.uniform(kernel=3, middle=0)
+    p = problem(100, limit=0.6).restricted_to(arch)
+    n_ops = 2 * sum(arch.depths)
+    sens = np.tile(np.array([9, 8, 7, 6, 5, 4, 3, 2, 1], dtype=float), (n_ops, 1))  # more bits, less damage
+    res = make_searcher("ohq", sensitivity=sens, points=10).run(p)
+    assert 1 <= len(res.evaluated) <= 10 and res.evaluated.feasible.all()
+    assert res.notes["budgets_solved"] >= len(res.evaluated)
+    # the loosest budget buys the most bits
+    i = int(np.argmax(res.evaluated.latency))
+    cand = SP.to_candidates(res.evaluated.genes[i : i + 1])[0]
+    assert np.mean([b.pw_w + b.pw_a + b.dw_w + b.dw_a for b in cand.blocks]) > 4 * 4

@@ -91,7 +91,7 @@ def register(cls: type[Searcher]) -> type[Searcher]:
 
 def make_searcher(name: str, **params: Any) -> Searcher:
     """A searcher by name, e.g. ``make_searcher("evolution", seed=1)``."""
-    from apqopt.search import evolution, haq, optuna_search, pymoo_search, random_search  # noqa: F401  (registration)
+    from apqopt.search import evolution, haq, ohq, optuna_search, pymoo_search, random_search  # noqa: F401  (registration)
 
     if name not in _REGISTRY:
         raise ValueError(f"unknown searcher '{name}'; known: {sorted(_REGISTRY)}")
@@ -99,6 +99,6 @@ def make_searcher(name: str, **params: Any) -> Searcher:
 
 
 def searcher_names() -> list[str]:
-    from apqopt.search import evolution, haq, optuna_search, pymoo_search, random_search  # noqa: F401
+    from apqopt.search import evolution, haq, ohq, optuna_search, pymoo_search, random_search  # noqa: F401
 
     return sorted(_REGISTRY)
