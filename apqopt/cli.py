@@ -329,6 +329,27 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import subprocess
+
+    app = Path(__file__).resolve().parent / "dashboard.py"
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(args.port),
+        "--",
+        "--storage",
+        args.storage or "sqlite:///studies/apqopt.db",
+    ]
+    return subprocess.call(cmd)
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -435,6 +456,11 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--supernet", help="weights file (default: the shipped one)")
     ve.add_argument("--quiet", action="store_true")
     ve.set_defaults(func=cmd_verify)
+
+    da = sub.add_parser("dashboard", help="review studies in the Streamlit dashboard (read-only)")
+    da.add_argument("--storage", help="Optuna storage URL or journal path (default sqlite:///studies/apqopt.db)")
+    da.add_argument("--port", type=int, default=8501)
+    da.set_defaults(func=cmd_dashboard)
 
     lut = sub.add_parser("lut", help="build, inspect and use latency/energy tables").add_subparsers(
         dest="sub", required=True
