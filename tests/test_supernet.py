@@ -82,7 +82,7 @@ TRAIN_SCRIPT = """
 import sys, torch
 torch.set_num_threads(1)
 from apqopt.supernet.train import Phase, TrainConfig, train_supernet
-cfg = TrainConfig(phases=(Phase("largest", 0.5, 0.05, ()), Phase("width", 0.5, 0.02, ("kernel", "depth", "width"), 1)),
+cfg = TrainConfig(phases=(Phase("largest", 1.0, 0.05, ()), Phase("width", 1.0, 0.02, ("kernel", "depth", "width"), 1)),
                   batch_size=32, train_images=256, ckpt_every=1, eval_images=100)
 train_supernet(cfg, sys.argv[1], progress=False)
 """
@@ -97,9 +97,8 @@ def test_training_resumes_after_sigkill(tmp_path: Path, fmnist_available: None) 
     proc = subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, str(killed)], env=env)
     deadline = time.time() + 300
     while not (killed / "checkpoint.pt").exists() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGKILL)
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # mid-way through the first phase (16 steps in all)
     proc.wait()
     assert not (killed / "supernet.pt").exists(), "the run finished before it could be killed"
     subprocess.run([sys.executable, "-c", TRAIN_SCRIPT, str(killed)], check=True, env=env, timeout=600)
