@@ -23,6 +23,11 @@ from apqopt.space import Candidate, InvalidCandidateError, get_space, space_name
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
+def _supernet_path(args: argparse.Namespace, space: str) -> Path:
+    """--supernet, or the weights shipped for the space."""
+    return Path(args.supernet) if args.supernet else ASSETS / space / "supernet.pt"
+
+
 def _space_arg(p: argparse.ArgumentParser, default: str | None = "fmnist") -> None:
     p.add_argument("--space", default=default, choices=space_names(), help="search space preset")
 
@@ -186,7 +191,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from apqopt.supernet.collect import CollectConfig, collect
     from apqopt.supernet.train import load_supernet
 
-    weights = Path(args.supernet) if args.supernet else ASSETS / args.space / "supernet.pt"
+    weights = _supernet_path(args, args.space)
     net = load_supernet(weights)
     cfg = CollectConfig(
         kind=args.kind,
@@ -206,7 +211,7 @@ def cmd_supernet_eval(args: argparse.Namespace) -> int:
     from apqopt.supernet.evaluate import evaluate_subnet
     from apqopt.supernet.train import load_supernet
 
-    weights = Path(args.supernet) if args.supernet else ASSETS / args.space / "supernet.pt"
+    weights = _supernet_path(args, args.space)
     net = load_supernet(weights)
     space = net.space
     named = {"largest": space.uniform(), "smallest": space.smallest()}
@@ -323,7 +328,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from apqopt.supernet.train import load_supernet
     from apqopt.verify import verify_study
 
-    weights = Path(args.supernet) if args.supernet else ASSETS / "fmnist" / "supernet.pt"
+    weights = _supernet_path(args, "fmnist")
     res = verify_study(args.study, args.storage, load_supernet(weights), args.top, progress=not args.quiet)
     print(json.dumps(res, indent=2))
     return 0

@@ -19,7 +19,7 @@ Two representations are used, each for what it is good at:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
@@ -512,14 +512,20 @@ class SearchSpace:
             Layer(f"b{b}_project", middle, c_out, h_dw_out, 1, 1, 0, 1, *pw),
         ]
 
+    def active_blocks(self, cand: Candidate) -> Iterator[tuple[int, Block]]:
+        """(block index in the space, its choices) for every active block of a candidate, in order."""
+        b0 = 0
+        for s, blocks in zip(self.stages, cand.stages):
+            for j, blk in enumerate(blocks):
+                yield b0 + j, blk
+            b0 += s.max_depth
+
     def layers(self, cand: Candidate) -> list[Layer]:
         """Searchable layers of a candidate (head and tail are fixed; see ``head``/``tail``)."""
         self.validate(cand)
-        out, b0 = [], 0
-        for s, blocks in zip(self.stages, cand.stages):
-            for j, blk in enumerate(blocks):
-                out += self.block_layers(b0 + j, blk.kernel, blk.middle, (blk.pw_w, blk.pw_a), (blk.dw_w, blk.dw_a))
-            b0 += s.max_depth
+        out: list[Layer] = []
+        for b, blk in self.active_blocks(cand):
+            out += self.block_layers(b, blk.kernel, blk.middle, (blk.pw_w, blk.pw_a), (blk.dw_w, blk.dw_a))
         return out
 
     def macs(self, cand: Candidate) -> int:

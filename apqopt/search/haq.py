@@ -50,30 +50,28 @@ def observations(problem: Problem) -> tuple[np.ndarray, list[int]]:
     arch = problem.architecture
     if arch is None:
         raise ValueError("HAQ searches the bits of one architecture: use problem.restricted_to(candidate)")
-    feats, cols, b0 = [], [], 0
-    for s, chosen in zip(sp.stages, arch.stages):
-        for j, blk in enumerate(chosen):
-            b = b0 + j
-            exp, dw, _ = sp.block_layers(b, blk.kernel, blk.middle, (8, 8), (8, 8))
-            for f in BIT_FIELDS:
-                layer = dw if f.startswith("dw") else exp
-                params = layer.c_out * (layer.c_in // layer.groups) * layer.kernel**2
-                feats.append(
-                    [
-                        len(feats),
-                        layer.c_in,
-                        layer.c_out,
-                        layer.kernel,
-                        layer.stride,
-                        layer.h_in,
-                        params,
-                        float(f.startswith("dw")),
-                        float(f.endswith("_w")),
-                        0.0,
-                    ]
-                )
-                cols.append(sp.block_gene(b, f))
-        b0 += s.max_depth
+    feats: list[list[float]] = []
+    cols: list[int] = []
+    for b, blk in sp.active_blocks(arch):
+        exp, dw, _ = sp.block_layers(b, blk.kernel, blk.middle, (8, 8), (8, 8))
+        for f in BIT_FIELDS:
+            layer = dw if f.startswith("dw") else exp
+            params = layer.c_out * (layer.c_in // layer.groups) * layer.kernel**2
+            feats.append(
+                [
+                    len(feats),
+                    layer.c_in,
+                    layer.c_out,
+                    layer.kernel,
+                    layer.stride,
+                    layer.h_in,
+                    params,
+                    float(f.startswith("dw")),
+                    float(f.endswith("_w")),
+                    0.0,
+                ]
+            )
+            cols.append(sp.block_gene(b, f))
     obs = np.array(feats, dtype=np.float64)
     span = obs.max(0) - obs.min(0)
     obs = (obs - obs.min(0)) / np.where(span > 0, span, 1)

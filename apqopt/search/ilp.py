@@ -38,20 +38,17 @@ class OperatorCosts:
         space = get_space(cand.space)
         choices = tuple((w, a) for w in space.bits for a in space.bits)
         lat, en = [], []
-        b0 = 0
-        for s, chosen in zip(space.stages, cand.stages):
-            for j, blk in enumerate(chosen):
-                pw_l, pw_e, dw_l, dw_e = [], [], [], []
-                for w, a in choices:
-                    layers = space.block_layers(b0 + j, blk.kernel, blk.middle, (w, a), (w, a))
-                    exp, dwl, proj = (lut.lookup(x) for x in layers)
-                    pw_l.append(exp[0] + proj[0])
-                    pw_e.append(exp[1] + proj[1])
-                    dw_l.append(dwl[0])
-                    dw_e.append(dwl[1])
-                lat += [pw_l, dw_l]
-                en += [pw_e, dw_e]
-            b0 += s.max_depth
+        for b, blk in space.active_blocks(cand):
+            pw_l, pw_e, dw_l, dw_e = [], [], [], []
+            for w, a in choices:
+                layers = space.block_layers(b, blk.kernel, blk.middle, (w, a), (w, a))
+                exp, dwl, proj = (lut.lookup(x) for x in layers)
+                pw_l.append(exp[0] + proj[0])
+                pw_e.append(exp[1] + proj[1])
+                dw_l.append(dwl[0])
+                dw_e.append(dwl[1])
+            lat += [pw_l, dw_l]
+            en += [pw_e, dw_e]
         return cls(cand, choices, np.array(lat), np.array(en), (lut.head[0] + lut.tail[0], lut.head[1] + lut.tail[1]))
 
     def policy(self, picks: np.ndarray) -> Candidate:

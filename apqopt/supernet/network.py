@@ -16,7 +16,6 @@ layers, which is what gets evaluated, quantized and fine-tuned.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import cache
 
 import torch
@@ -113,12 +112,10 @@ class Subnet(nn.Module):
         self.space_name, self.candidate = space.name, cand
         head = space.head[0]
         self.stem = ConvBN(head.c_in, head.c_out, head.kernel, head.stride)
-        blocks, b0 = [], 0
-        for s, chosen in zip(space.stages, cand.stages):
-            for j, blk in enumerate(chosen):
-                c_in, c_out, _, stride = space.block_io[b0 + j]
-                blocks.append(MBConv(c_in, c_out, blk.middle, blk.kernel, stride))
-            b0 += s.max_depth
+        blocks = []
+        for b, blk in space.active_blocks(cand):
+            c_in, c_out, _, stride = space.block_io[b]
+            blocks.append(MBConv(c_in, c_out, blk.middle, blk.kernel, stride))
         self.blocks = nn.Sequential(*blocks)
         tail, cls = space.tail
         self.tail = ConvBN(tail.c_in, tail.c_out, 1)
@@ -211,16 +208,9 @@ class Supernet(nn.Module):
         self.tail = ConvBN(tail.c_in, tail.c_out, 1)
         self.classifier = nn.Linear(cls.c_in, cls.c_out)
 
-    def _active(self, cand: Candidate) -> Iterator[tuple[int, Block]]:
-        b0 = 0
-        for s, chosen in zip(self.space.stages, cand.stages):
-            for j, blk in enumerate(chosen):
-                yield b0 + j, blk
-            b0 += s.max_depth
-
     def forward(self, x: torch.Tensor, cand: Candidate) -> torch.Tensor:
         x = self.stem(x)
-        for b, blk in self._active(cand):
+        for b, blk in self.space.active_blocks(cand):
             x = self.blocks[b](x, blk.kernel, blk.middle)
         x = F.adaptive_avg_pool2d(self.tail(x), 1).flatten(1)
         return self.classifier(x)
@@ -237,6 +227,6 @@ class Supernet(nn.Module):
         net.stem.load_state_dict(self.stem.state_dict())
         net.tail.load_state_dict(self.tail.state_dict())
         net.classifier.load_state_dict(self.classifier.state_dict())
-        for i, (b, blk) in enumerate(self._active(cand)):
+        for i, (b, blk) in enumerate(self.space.active_blocks(cand)):
             net.blocks[i].load_state_dict(self.blocks[b].export(blk).state_dict())
         return net.to(memory_format=torch.channels_last)
