@@ -18,14 +18,13 @@ import numpy as np
 from apqopt.hardware.bitfusion import BitFusion
 from apqopt.hardware.build import bitfusion_from_config, build_lut
 from apqopt.hardware.lut import LUT, LUTError, load_shipped, shipped_lut_path
+from apqopt.shipped import predictor_path, supernet_path
 from apqopt.space import Candidate, InvalidCandidateError, get_space, space_names
-
-ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 def _supernet_path(args: argparse.Namespace, space: str) -> Path:
     """--supernet, or the weights shipped for the space."""
-    return Path(args.supernet) if args.supernet else ASSETS / space / "supernet.pt"
+    return Path(args.supernet) if args.supernet else supernet_path(space)
 
 
 def _space_arg(p: argparse.ArgumentParser, default: str | None = "fmnist") -> None:
@@ -188,10 +187,22 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from apqopt.supernet.collect import CollectConfig, collect
+    from apqopt.supernet.collect import CollectConfig, candidate_genes, collect
     from apqopt.supernet.train import load_supernet
 
     weights = _supernet_path(args, args.space)
+    if args.storage:  # a live measure study: enqueue the candidates, work on them beside other workers
+        from apqopt.live import LiveSpec, create_live_study, enqueue
+
+        spec = LiveSpec(
+            "measure", space=args.space, budget=args.n, seed=args.seed, measure=args.kind, supernet=args.supernet or ""
+        )
+        study = create_live_study(spec, args.storage, args.study or f"collect-{args.kind}-{args.space}-seed{args.seed}")
+        cfg = CollectConfig(kind=args.kind, space=args.space, seed=args.seed)
+        space = get_space(args.space)
+        added = enqueue(study, np.stack([candidate_genes(space, cfg, i) for i in range(args.n)]))
+        print(f"study '{study.study_name}': {added} candidates enqueued")
+        return _work_locally(args.storage, study.study_name, args.workers, args.quiet)
     net = load_supernet(weights)
     cfg = CollectConfig(
         kind=args.kind,
@@ -261,7 +272,7 @@ def _problem(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if args.apq_checkpoint:
         pred = AccuracyPredictor.from_apq_checkpoint(args.apq_checkpoint, space=args.space)
     else:
-        path = Path(args.predictor) if args.predictor else ASSETS / args.space / "predictor" / "quant.pt"
+        path = Path(args.predictor) if args.predictor else predictor_path(args.space)
         if not path.exists():
             raise ValueError(
                 f"no accuracy predictor at {path}; train one with `apqopt predictor train` "
@@ -273,10 +284,60 @@ def _problem(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return Problem(get_space(args.space), pred.predict_genes, lut, tuple(args.objectives), constraints, args.budget)
 
 
+def _work_locally(storage: str, study: str, workers: int, quiet: bool) -> int:
+    """Work on a live study here with ``workers`` processes (this one and workers-1 children)."""
+    import subprocess
+
+    from apqopt.live import work
+
+    cmd = [sys.executable, "-m", "apqopt.cli", "worker", "--study", study, "--storage", storage, "--quiet"]
+    children = [subprocess.Popen(cmd) for _ in range(workers - 1)]
+    rep = work(storage, study, progress=not quiet)
+    codes = [c.wait() for c in children]
+    print(f"study '{study}': {rep.complete} complete trials; this worker told {rep.told} in {rep.wall_s:.1f} s")
+    return max([0, *codes])
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from apqopt.live import work
+
+    rep = work(args.storage, args.study, max_trials=args.max_trials, progress=not args.quiet)
+    print(json.dumps(rep.__dict__))
+    return 0
+
+
+def _live_search(args: argparse.Namespace) -> int:
+    from apqopt.live import LiveSpec, create_live_study
+
+    if not args.searcher.startswith("optuna-"):
+        raise ValueError(
+            f"--live runs Optuna samplers (optuna-nsga2, optuna-tpe, optuna-random), not {args.searcher!r}; "
+            "batch searchers scale out as independent islands: one `apqopt search --searcher evolution --seed K "
+            "--storage URL` per process or machine, each recording its own study into the shared storage"
+        )
+    _problem(args)  # validates predictor, LUT and constraints before anything is stored
+    spec = LiveSpec(
+        "search",
+        space=args.space,
+        budget=args.budget,
+        sampler=args.searcher.removeprefix("optuna-"),
+        seed=args.seed,
+        objectives=tuple(args.objectives),
+        constraints={k: v for k, v in (("latency", args.latency), ("energy", args.energy)) if v is not None},
+        lut=str(Path(args.lut).resolve()) if args.lut else "",
+        predictor=str(Path(args.predictor).resolve()) if args.predictor else "",
+    )
+    name = args.study or f"live-{args.searcher}-{args.space}-seed{args.seed}"
+    study = create_live_study(spec, args.storage, name)
+    return _work_locally(args.storage or "sqlite:///studies/apqopt.db", study.study_name, args.workers, args.quiet)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from apqopt.search.base import make_searcher
     from apqopt.studies import record
 
+    if args.live:
+        return _live_search(args)
     problem = _problem(args)
     res = make_searcher(args.searcher, seed=args.seed).run(problem, progress=not args.quiet)
     study = record(res, problem, args.storage, args.study)
@@ -404,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--shard", default="0/1", help="k/n: this process measures indices i with i %% n == k")
     col.add_argument("--eval-images", type=int, default=5000, help="val images per measurement")
     col.add_argument("--supernet", help="weights file (default: the shipped one)")
+    col.add_argument("--storage", help="SQLite/PostgreSQL URL: collect as a live study that workers share")
+    col.add_argument("--study", help="live study name (default collect-KIND-SPACE-seedN)")
+    col.add_argument("--workers", type=int, default=1, help="local worker processes for a live study")
     col.add_argument("--quiet", action="store_true")
     col.set_defaults(func=cmd_collect)
 
@@ -442,7 +506,15 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--searcher", default="evolution")
     se.add_argument("--seed", type=int, default=0)
     se.add_argument("--study", help="study name (default: searcher-space-seedN)")
+    se.add_argument("--live", action="store_true", help="write trials as they come; other workers may join")
+    se.add_argument("--workers", type=int, default=1, help="local worker processes for --live")
     se.set_defaults(func=cmd_search)
+    wo = sub.add_parser("worker", help="join a live study (search or measure) until its budget is complete")
+    wo.add_argument("--study", required=True)
+    wo.add_argument("--storage", required=True, help="SQLite or PostgreSQL URL of the live study")
+    wo.add_argument("--max-trials", type=int, help="leave after telling this many trials")
+    wo.add_argument("--quiet", action="store_true")
+    wo.set_defaults(func=cmd_worker)
     co = sub.add_parser("compare", help="searchers x seeds on one problem: HV, best accuracy, evals to target")
     problem_args(co)
     co.add_argument(

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# System (Debian) packages apqopt needs: the Fashion-MNIST dataset (idx .gz files) for the supernet.
-# Installs only what is missing; uses sudo when not root.
+# System (Debian) packages apqopt needs. Always: the Fashion-MNIST dataset (idx .gz files) for the
+# supernet. With --test: also the PostgreSQL server (the live-study tests start a private one) and
+# Chromium (the dashboard's end-to-end browser test). Installs only what is missing; sudo when not root.
 set -euo pipefail
 PKGS="dataset-fashion-mnist"
+if [ "${1:-}" = "--test" ]; then PKGS="$PKGS postgresql chromium"; fi
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

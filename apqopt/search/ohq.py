@@ -18,8 +18,7 @@ import numpy as np
 from apqopt.search.base import Searcher, register
 from apqopt.search.ilp import OperatorCosts, solve
 from apqopt.search.problem import InfeasibleError, Problem
-
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
+from apqopt.shipped import supernet_path
 
 
 @register
@@ -53,7 +52,7 @@ class OHQ(Searcher):
         from apqopt.supernet.evaluate import bn_slice, reestimate_bn
         from apqopt.supernet.train import load_supernet
 
-        weights = Path(self.supernet) if self.supernet else ASSETS / problem.space.name / "supernet.pt"
+        weights = Path(self.supernet) if self.supernet else supernet_path(problem.space.name)
         if not weights.exists():
             raise ValueError(f"OHQ needs sensitivities: no supernet at {weights}; pass sensitivity=... or supernet=...")
         net = load_supernet(weights)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from apqopt.search.base import Searcher, register
 from apqopt.search.problem import Evaluation, Problem
+from apqopt.space import SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -31,10 +32,11 @@ def directions(problem: Problem) -> list[str]:
     return ["maximize", *["minimize"] * len(problem.objectives)]
 
 
-def suggest_genes(trial: optuna.Trial, problem: Problem) -> np.ndarray:
-    """Ask the trial for every gene; returns the gene row (choice indices)."""
-    sp = problem.space
-    lo, hi = problem.gene_bounds()
+def suggest_genes(trial: optuna.Trial, problem: Problem | SearchSpace) -> np.ndarray:
+    """Ask the trial for every gene (an enqueued trial returns its fixed params); returns the gene row
+    (choice indices). A problem restricts the choices of its fixed genes."""
+    sp = problem if isinstance(problem, SearchSpace) else problem.space
+    lo, hi = (np.zeros_like(sp.cardinalities), sp.cardinalities - 1) if sp is problem else problem.gene_bounds()
     row = []
     for g, name in enumerate(sp.gene_names()):
         values = sp.gene_values(g)[lo[g] : hi[g] + 1]

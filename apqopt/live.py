@@ -1,0 +1,387 @@
+"""Live studies: one Optuna study in a shared database, worked on by many processes or machines.
+
+Why: a recorded run (:mod:`apqopt.studies`) is written once at the end by one process. When one
+machine is not enough -- many Optuna-sampler workers on one search, or supernet measurements that
+take a minute each -- the study itself must be the work queue, and a killed worker must cost
+nothing but its unfinished trial.
+
+Two kinds of live study, both described by a :class:`LiveSpec` kept in the study (so a worker needs
+only the storage URL and the study name):
+
+* ``search``: workers ask an Optuna sampler (NSGA-II, TPE, random) for candidates and evaluate
+  them with the predictor and the LUT, until the study holds ``budget`` complete trials;
+* ``measure``: candidates are enqueued (:func:`enqueue`), workers take them and measure their
+  accuracy on the supernet (full precision, or quantized after the fixed fine-tune).
+
+How the count stays exact: a worker takes a *ticket* under a study lock (a PostgreSQL advisory
+lock, or an ``flock`` on a file beside the SQLite database): it counts complete, running and waiting
+trials and asks for a new trial only while that count is below the budget (asking pops a waiting
+trial first). Only counting and trial creation are serialised; sampling, evaluation and telling run
+in parallel.
+
+How nothing is lost or half-written: every running trial carries a heartbeat (a thread beats while
+it is evaluated). A trial whose worker died goes stale after the grace period; any worker then
+fails it and re-enqueues its candidate (Optuna's ``RetryHeartbeatStaleTrialCallback``), so the
+candidate is evaluated exactly once more. Values and the COMPLETE state are written by ``tell`` in
+one transaction. Journal files carry no heartbeats, so live studies need SQLite or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import threading
+import time
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import optuna
+import sqlalchemy
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+from tqdm import tqdm
+
+from apqopt.studies import DEFAULT_STORAGE, StorageError
+
+# Heartbeats with ask-and-tell are what a shared queue needs; Optuna warns about both uses.
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+warnings.filterwarnings(
+    "ignore", message=".*(heartbeat|grace_period|fail_stale_trials|RetryHeartbeatStaleTrialCallback).*experimental"
+)
+
+Kind = Literal["search", "measure"]
+SPEC_ATTR = "live_spec"
+
+
+@dataclass(frozen=True)
+class LiveSpec:
+    """Everything a worker needs to take part in a live study (stored in the study as JSON).
+
+    ``lut``/``predictor``/``supernet``: file paths as seen by every worker (empty: the space's
+    shipped asset). ``budget``: complete trials wanted (``search``) or enqueued candidates (``measure``).
+    """
+
+    kind: Kind
+    space: str = "fmnist"
+    budget: int = 1000
+    sampler: str = "nsga2"
+    seed: int = 0
+    population: int = 50
+    objectives: tuple[str, ...] = ("latency",)
+    constraints: dict[str, float] = field(default_factory=dict)
+    lut: str = ""
+    predictor: str = ""
+    measure: str = "quant"
+    supernet: str = ""
+    heartbeat_s: int = 10
+    grace_s: int = 30
+
+    def __post_init__(self) -> None:
+        from apqopt.search.optuna_search import SAMPLERS
+
+        if self.kind not in ("search", "measure"):
+            raise ValueError(f"live study kind must be 'search' or 'measure', got {self.kind!r}")
+        if self.kind == "search" and self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; live searches use {sorted(SAMPLERS)}")
+        if self.budget <= 0:
+            raise ValueError(f"budget must be positive, got {self.budget}")
+        if self.measure not in ("fp", "quant"):
+            raise ValueError(f"measure must be 'fp' or 'quant', got {self.measure!r}")
+        if not 0 < self.heartbeat_s < self.grace_s:
+            raise ValueError("need 0 < heartbeat_s < grace_s (a trial is stale after grace_s without a beat)")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self) | {"objectives": list(self.objectives)}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> LiveSpec:
+        d = json.loads(text)
+        d["objectives"] = tuple(d["objectives"])
+        return cls(**d)
+
+    def directions(self) -> list[str]:
+        return ["maximize", *["minimize"] * len(self.objectives)] if self.kind == "search" else ["maximize"]
+
+
+# ---------------------------------------------------------------------- storage and lock
+def open_rdb(url: str | None, spec: LiveSpec | None = None) -> RDBStorage:
+    """An RDB storage (SQLite or PostgreSQL URL), with heartbeats when the spec is known."""
+    url = url or DEFAULT_STORAGE
+    if "://" not in url or not url.startswith(("sqlite:///", "postgresql")):
+        raise StorageError(
+            f"live studies need an SQLite or PostgreSQL URL (sqlite:///path.db, postgresql://user@host/db), "
+            f"got {url!r}; journal files keep no heartbeats, so killed workers could not be recovered"
+        )
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    kw: dict[str, Any] = {}
+    if spec is not None:
+        kw = {
+            "heartbeat_interval": spec.heartbeat_s,
+            "grace_period": spec.grace_s,
+            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=None),
+        }
+    try:
+        storage = RDBStorage(url, **kw)
+        with storage.engine.connect() as conn:  # fail now, with the URL in the message
+            conn.execute(sqlalchemy.text("SELECT 1"))
+        return storage
+    except ModuleNotFoundError as exc:
+        raise StorageError(f"cannot open storage {url!r}: {exc}; pip install 'apqopt[postgres]'") from exc
+    except Exception as exc:
+        raise StorageError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def study_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
+    """Serialise ticket-taking across processes and machines for one study."""
+    engine = storage.engine
+    if engine.dialect.name == "postgresql":
+        key = zlib.crc32(f"apqopt:{study_name}".encode())
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+    elif engine.dialect.name == "sqlite":
+        path = Path(f"{engine.url.database}.{zlib.crc32(study_name.encode()):08x}.lock")
+        with path.open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+    else:  # pragma: no cover - open_rdb admits only the two
+        raise StorageError(f"no study lock for {engine.dialect.name}")
+
+
+# ---------------------------------------------------------------------- creating and enqueueing
+def create_live_study(spec: LiveSpec, storage: str | None, name: str) -> optuna.Study:
+    """Create the study, or join it when it exists with the same spec (a clear error otherwise)."""
+    store = open_rdb(storage, spec)
+    study = optuna.create_study(study_name=name, storage=store, directions=spec.directions(), load_if_exists=True)
+    stored = study.user_attrs.get(SPEC_ATTR)
+    if stored is None:
+        if study.trials:
+            raise StorageError(f"study '{name}' exists and is not an apqopt live study; choose another name")
+        study.set_user_attr(SPEC_ATTR, spec.to_json())
+        for key, value in _summary_attrs(spec).items():
+            study.set_user_attr(key, value)
+    elif stored != spec.to_json():
+        old = json.loads(stored)
+        new = json.loads(spec.to_json())
+        diff = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+        raise StorageError(f"study '{name}' exists with other settings (stored, requested): {diff}")
+    return study
+
+
+def _summary_attrs(spec: LiveSpec) -> dict[str, Any]:
+    """The attrs every apqopt study carries, so the dashboard lists live studies like recorded ones."""
+    return {
+        "searcher": f"optuna-{spec.sampler}" if spec.kind == "search" else f"measure-{spec.measure}",
+        "seed": spec.seed,
+        "space": spec.space,
+        "lut": spec.lut or "shipped",
+        "predictor": spec.predictor or "shipped",
+        "objectives": list(spec.objectives),
+        "constraints": spec.constraints,
+        "budget": spec.budget,
+        "trials_hold": "every evaluated candidate (live study)",
+    }
+
+
+def load_spec(study: optuna.Study) -> LiveSpec:
+    text = study.user_attrs.get(SPEC_ATTR)
+    if text is None:
+        raise StorageError(f"study '{study.study_name}' is not an apqopt live study (no '{SPEC_ATTR}' attr)")
+    return LiveSpec.from_json(text)
+
+
+def enqueue(study: optuna.Study, genes: np.ndarray) -> int:
+    """Put candidates (gene rows) in a ``measure`` study's queue, each once: rows already queued or
+    measured (same ``index``) are skipped, so re-running an interrupted enqueue is safe."""
+    from apqopt.space import get_space
+
+    spec = load_spec(study)
+    if spec.kind != "measure":
+        raise ValueError(f"study '{study.study_name}' is a {spec.kind} study; only measure studies take a queue")
+    space = get_space(spec.space)
+    genes = space.validate_matrix(np.asarray(genes))
+    if len(genes) > spec.budget:
+        raise ValueError(f"{len(genes)} candidates exceed the study's budget of {spec.budget}")
+    have = {t.user_attrs.get("index") for t in study.get_trials(deepcopy=False)}
+    names = space.gene_names()
+    added = 0
+    for i, row in enumerate(genes):
+        if i in have:
+            continue
+        params = {n: space.gene_values(g)[int(row[g])] for g, n in enumerate(names)}
+        study.enqueue_trial(params, user_attrs={"index": i}, skip_if_exists=False)
+        added += 1
+    return added
+
+
+# ---------------------------------------------------------------------- the worker
+@contextlib.contextmanager
+def _beating(storage: RDBStorage, trial_id: int, interval: float) -> Iterator[None]:
+    """Record the trial's heartbeat every ``interval`` seconds while the body runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            storage.record_heartbeat(trial_id)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@dataclass
+class WorkerReport:
+    worker: int
+    told: int
+    wall_s: float
+    complete: int
+
+
+def _count(storage: RDBStorage, study_id: int, *states: TrialState) -> int:
+    return storage.get_n_trials(study_id, state=states)
+
+
+def _claim_worker(study: optuna.Study, storage: RDBStorage) -> int:
+    """A worker number unique in the study (seeds each worker's sampler differently)."""
+    with study_lock(storage, study.study_name):
+        sys_attrs = storage.get_study_system_attrs(study._study_id)
+        n = int(sys_attrs.get("apqopt:workers", 0))
+        storage.set_study_system_attr(study._study_id, "apqopt:workers", n + 1)
+    return n
+
+
+def workers_joined(study: optuna.Study) -> int:
+    """How many workers have taken part in the study so far."""
+    return int(study._storage.get_study_system_attrs(study._study_id).get("apqopt:workers", 0))
+
+
+def _evaluator(spec: LiveSpec) -> Callable[[optuna.Trial], list[float]]:
+    """Turn a trial into objective values (writing its attrs), per study kind."""
+    from apqopt.space import get_space
+
+    space = get_space(spec.space)
+    if spec.kind == "search":
+        from apqopt.hardware.lut import LUT, load_shipped
+        from apqopt.predictor.estimator import AccuracyPredictor
+        from apqopt.search.optuna_search import record_outcome, suggest_genes
+        from apqopt.search.problem import Problem
+        from apqopt.shipped import predictor_path
+
+        pred = AccuracyPredictor.load(spec.predictor or predictor_path(spec.space), space=spec.space)
+        lut = LUT.load(spec.lut) if spec.lut else load_shipped(spec.space)
+        problem = Problem(space, pred.predict_genes, lut, spec.objectives, dict(spec.constraints), budget=2**62)
+
+        def search(trial: optuna.Trial) -> list[float]:
+            ev = problem.evaluate(suggest_genes(trial, problem)[None])
+            return record_outcome(trial, problem, ev, 0)
+
+        return search
+
+    from apqopt.shipped import supernet_path
+    from apqopt.supernet.collect import CollectConfig, measure
+    from apqopt.supernet.data import accuracy_stderr
+    from apqopt.supernet.train import load_supernet
+
+    supernet = load_supernet(spec.supernet or supernet_path(spec.space))
+    cfg = CollectConfig(kind=spec.measure, space=spec.space)  # type: ignore[arg-type]
+    from apqopt.search.optuna_search import suggest_genes
+
+    def measured(trial: optuna.Trial) -> list[float]:
+        row = suggest_genes(trial, space)
+        index = int(trial.user_attrs["index"])
+        t0 = time.time()
+        acc = measure(supernet, space.to_candidates(row[None])[0], cfg, seed=spec.seed * 1_000_003 + index)
+        trial.set_user_attr("stderr", accuracy_stderr(acc, cfg.eval_images))
+        trial.set_user_attr("seconds", round(time.time() - t0, 2))
+        return [acc]
+
+    return measured
+
+
+def work(
+    storage: str | None,
+    study_name: str,
+    max_trials: int | None = None,
+    progress: bool = True,
+    poll_s: float = 0.5,
+) -> WorkerReport:
+    """Take part in a live study until it holds its budget of complete trials.
+
+    ``max_trials``: stop after telling this many (a worker that leaves early; tests use it).
+    Returns once the study is done (all complete) or this worker's share is over.
+    """
+    t0 = time.perf_counter()
+    try:
+        spec = load_spec(optuna.load_study(study_name=study_name, storage=open_rdb(storage)))
+    except KeyError:
+        raise StorageError(f"no study '{study_name}' in {storage or DEFAULT_STORAGE}") from None
+    rdb = open_rdb(storage, spec)
+    study = optuna.load_study(study_name=study_name, storage=rdb)
+    me = _claim_worker(study, rdb)
+    if spec.kind == "search":
+        from apqopt.search.optuna_search import SAMPLERS
+
+        study.sampler = SAMPLERS[spec.sampler](spec.seed * 1_000 + me, spec.population)
+    evaluate = _evaluator(spec)
+    sid = study._study_id
+    told = 0
+    bar = tqdm(total=spec.budget, desc=f"worker {me} {study_name}", disable=not progress)
+    while max_trials is None or told < max_trials:
+        optuna.storages.fail_stale_trials(study)  # re-enqueue candidates of dead workers
+        trial = None
+        with study_lock(rdb, study_name):
+            waiting = _count(rdb, sid, TrialState.WAITING)
+            active = _count(rdb, sid, TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+            if waiting or (spec.kind == "search" and active < spec.budget):
+                trial = study.ask()
+                rdb.record_heartbeat(trial._trial_id)
+        if trial is None:
+            if _count(rdb, sid, TrialState.RUNNING) == 0:
+                break  # nothing waiting, nothing running: the study is done
+            time.sleep(poll_s)  # others still evaluating (or stale, soon re-enqueued)
+            continue
+        with _beating(rdb, trial._trial_id, spec.heartbeat_s):
+            try:
+                values = evaluate(trial)
+            except Exception as exc:
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+            study.tell(trial, values)
+        told += 1
+        bar.n = _count(rdb, sid, TrialState.COMPLETE)
+        bar.refresh()
+    bar.close()
+    return WorkerReport(me, told, time.perf_counter() - t0, _count(rdb, sid, TrialState.COMPLETE))
+
+
+__all__ = [
+    "LiveSpec",
+    "WorkerReport",
+    "create_live_study",
+    "enqueue",
+    "load_spec",
+    "open_rdb",
+    "study_lock",
+    "work",
+    "workers_joined",
+]

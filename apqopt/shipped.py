@@ -1,0 +1,24 @@
+"""Where the assets shipped inside the package live (supernet weights, predictors, datasets).
+
+Why one module: every command and searcher that falls back to "the shipped one" must agree on the
+path, on every machine a live study's workers run on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def asset_dir(space: str) -> Path:
+    return ASSETS / space
+
+
+def supernet_path(space: str) -> Path:
+    return asset_dir(space) / "supernet.pt"
+
+
+def predictor_path(space: str, kind: str = "quant") -> Path:
+    """The shipped predictor: ``quant`` (quantization-aware, what searches use) or ``fp``."""
+    return asset_dir(space) / "predictor" / f"{kind}.pt"

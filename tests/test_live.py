@@ -1,0 +1,150 @@
+"""Live studies: several worker processes on one study (SQLite and a real PostgreSQL server),
+exact trial counts, SIGKILL mid-run and resume, enqueued measurements."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from apqopt.live import LiveSpec, create_live_study, enqueue, work, workers_joined
+from apqopt.predictor import AccuracyPredictor
+from apqopt.studies import StorageError
+
+
+@pytest.fixture(scope="module")
+def predictor_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A quantization-aware predictor of the right shape (seeded weights): what workers load by path."""
+    path = tmp_path_factory.mktemp("pred") / "quant.pt"
+    AccuracyPredictor("fmnist", variant="branch", seed=3).init_weights().save(path)
+    return str(path)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'live.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def spec(predictor: str, budget: int, **kw: object) -> LiveSpec:
+    return LiveSpec("search", budget=budget, predictor=predictor, constraints={"latency": 0.6}, population=10, **kw)  # type: ignore[arg-type]
+
+
+def worker_cmd(url: str, study: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "apqopt.cli", "worker", "--study", study, "--storage", url, "--quiet", *extra]
+
+
+def states(study: optuna.Study) -> Counter[str]:
+    return Counter(t.state.name for t in study.get_trials(deepcopy=False))
+
+
+def assert_complete_and_whole(study: optuna.Study, budget: int) -> None:
+    """Exactly ``budget`` complete trials, each with every value and attribute written."""
+    trials = study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == budget
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert len({t.number for t in trials}) == len(trials)
+    n_genes = len(done[0].params)
+    for t in done:
+        assert len(t.values) == 2 and len(t.params) == n_genes
+        assert {"latency_ms", "energy_mJ", "predicted_accuracy", "feasible"} <= set(t.user_attrs)
+        assert np.isclose(t.values[1], t.user_attrs["latency_ms"])
+        assert np.isclose(t.system_attrs["constraints:latency"], t.user_attrs["latency_ms"] - 0.6)
+
+
+def test_spec_is_kept_and_clashes_are_named(tmp_path: Path, predictor_file: str) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    create_live_study(spec(predictor_file, 20), url, "a")
+    create_live_study(spec(predictor_file, 20), url, "a")  # same settings: joins
+    with pytest.raises(StorageError, match=r"study 'a' exists with other settings .*'budget': \(20, 30\)"):
+        create_live_study(spec(predictor_file, 30), url, "a")
+    with pytest.raises(StorageError, match="live studies need an SQLite or PostgreSQL URL"):
+        create_live_study(spec(predictor_file, 20), str(tmp_path / "j.log"), "a")
+    with pytest.raises(ValueError, match="unknown sampler 'cmaes'"):
+        spec(predictor_file, 20, sampler="cmaes")
+    with pytest.raises(ValueError, match="heartbeat_s < grace_s"):
+        spec(predictor_file, 20, heartbeat_s=5, grace_s=5)
+
+
+def test_four_workers_share_one_postgres_study(postgres_url: str, predictor_file: str) -> None:
+    budget = 48
+    create_live_study(spec(predictor_file, budget), postgres_url, "four")
+    procs = [subprocess.Popen(worker_cmd(postgres_url, "four"), stdout=subprocess.PIPE) for _ in range(4)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
+    study = optuna.load_study(study_name="four", storage=postgres_url)
+    assert states(study) == Counter(COMPLETE=budget)  # no duplicates beyond the budget, no errors
+    assert_complete_and_whole(study, budget)
+    assert workers_joined(study) == 4
+    told = [int(o.decode().split('"told": ')[1].split(",")[0]) for o in outs]
+    assert sum(told) == budget and sum(t > 0 for t in told) >= 2  # the work was really shared
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume(storage_url: str, predictor_file: str) -> None:
+    budget = 30
+    create_live_study(spec(predictor_file, budget, heartbeat_s=1, grace_s=2), storage_url, "kill")
+    proc = subprocess.Popen(worker_cmd(storage_url, "kill"))
+    study = optuna.load_study(study_name="kill", storage=storage_url)
+    deadline = time.time() + 300
+    while states(study)["COMPLETE"] < 8 and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    at_kill = states(study)
+    assert 0 < at_kill["COMPLETE"] < budget
+    rep = work(storage_url, "kill", progress=False)  # a restarted worker finishes the study
+    assert rep.complete == budget
+    assert_complete_and_whole(study, budget)
+    trials = study.get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == at_kill["RUNNING"]  # only the trial(s) in flight at the kill
+    retried = {t.system_attrs.get("failed_trial"): t for t in trials if t.state == TrialState.COMPLETE}
+    for f in failed:  # each interrupted candidate was evaluated again, with the params it had got
+        again = retried[f.number]
+        assert all(again.params[k] == v for k, v in f.params.items())
+
+
+def test_live_search_via_cli_and_bad_requests(tmp_path: Path, predictor_file: str) -> None:
+    from apqopt.cli import main
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    common = ["--budget", "12", "--latency", "0.6", "--predictor", predictor_file, "--storage", url, "--quiet"]
+    assert main(["search", "--live", "--searcher", "optuna-tpe", "--study", "c", *common]) == 0
+    study = optuna.load_study(study_name="c", storage=url)
+    assert_complete_and_whole(study, 12)
+    assert study.user_attrs["searcher"] == "optuna-tpe" and study.user_attrs["budget"] == 12
+    assert main(["search", "--live", "--searcher", "evolution", "--study", "e", *common]) == 2
+    assert main(["worker", "--study", "nope", "--storage", url, "--quiet"]) == 2
+    assert main(["search", "--live", "--searcher", "optuna-tpe", "--study", "c", *common[:1], "13", *common[2:]]) == 2
+    assert states(optuna.load_study(study_name="c", storage=url)) == Counter(COMPLETE=12)  # untouched
+
+
+@pytest.mark.slow
+def test_enqueued_measurements_are_taken_once(tmp_path: Path, shipped_supernet: object) -> None:
+    from apqopt.space import get_space
+    from apqopt.supernet.collect import CollectConfig, candidate_genes, measure
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    sp = get_space("fmnist")
+    cfg = CollectConfig(kind="fp", space="fmnist", seed=5)
+    genes = np.stack([candidate_genes(sp, cfg, i) for i in range(3)])
+    study = create_live_study(LiveSpec("measure", budget=3, seed=5, measure="fp"), url, "m")
+    assert enqueue(study, genes) == 3 and enqueue(study, genes) == 0  # re-enqueueing adds nothing
+    procs = [subprocess.Popen(worker_cmd(url, "m")) for _ in range(2)]
+    assert [p.wait(timeout=600) for p in procs] == [0, 0]
+    done = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.user_attrs["index"])
+    assert [t.user_attrs["index"] for t in done] == [0, 1, 2] and states(study) == Counter(COMPLETE=3)
+    direct = measure(shipped_supernet, sp.to_candidates(genes[:1])[0], cfg, seed=5 * 1_000_003)  # type: ignore[arg-type]
+    assert done[0].values[0] == pytest.approx(direct, abs=1e-12)
