@@ -334,11 +334,12 @@ def _live_search(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from apqopt.search.base import make_searcher
-    from apqopt.studies import record
+    from apqopt.studies import open_storage, record
 
     if args.live:
         return _live_search(args)
     problem = _problem(args)
+    open_storage(args.storage)  # a wrong URL fails now, not after the search
     res = make_searcher(args.searcher, seed=args.seed).run(problem, progress=not args.quiet)
     study = record(res, problem, args.storage, args.study)
     b = res.best()

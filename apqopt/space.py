@@ -118,16 +118,26 @@ class Candidate:
     def from_dict(cls, data: dict[str, Any]) -> Candidate:
         if not isinstance(data, dict) or "space" not in data or "stages" not in data:
             raise InvalidCandidateError("candidate JSON needs keys 'space' and 'stages'")
+        if not isinstance(data["space"], str) or data["space"] not in _SPACES:
+            raise InvalidCandidateError(f"unknown space {data['space']!r}; known: {sorted(_SPACES)}")
+        if not isinstance(data["stages"], list):
+            raise InvalidCandidateError("'stages' must be a list of stages, each a list of blocks")
         stages = []
         for si, stage in enumerate(data["stages"]):
+            if not isinstance(stage, list):
+                raise InvalidCandidateError(f"stage {si}: expected a list of blocks, got {type(stage).__name__}")
             blocks = []
             for bi, blk in enumerate(stage):
-                try:
-                    blocks.append(Block(**blk))
-                except TypeError as exc:
+                if not isinstance(blk, dict) or not {"kernel", "middle"} <= set(blk) <= set(BLOCK_GENES):
+                    got = sorted(map(str, blk)) if isinstance(blk, dict) else type(blk).__name__
                     raise InvalidCandidateError(
-                        f"stage {si} block {bi}: expected keys {list(BLOCK_GENES)}, got {sorted(blk)}"
-                    ) from exc
+                        f"stage {si} block {bi}: expected keys kernel, middle and optionally the bits "
+                        f"{list(BLOCK_GENES)[2:]} (default 8), got {got}"
+                    )
+                wrong = {k: v for k, v in blk.items() if type(v) is not int}
+                if wrong:
+                    raise InvalidCandidateError(f"stage {si} block {bi}: values must be integers, got {wrong}")
+                blocks.append(Block(**blk))
             stages.append(tuple(blocks))
         return cls(space=data["space"], stages=tuple(stages))
 

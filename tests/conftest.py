@@ -36,39 +36,12 @@ def shipped_supernet(fmnist_available: None):  # type: ignore[no-untyped-def]
     return load_supernet(path)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def postgres_url():  # type: ignore[no-untyped-def]
-    """A private PostgreSQL server (Debian `postgresql`) on a temporary directory and a localhost port,
-    started for this test session and removed afterwards. Root runs it as the `postgres` user."""
-    import glob
-    import shutil
-    import subprocess
-    import tempfile
+    """A private PostgreSQL server for the test session (tests/pgserver.py)."""
+    from tests.pgserver import MISSING, private_postgres, server_bindir
 
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not bins:
-        pytest.skip("PostgreSQL server not installed (bash scripts/setup-system.sh --test installs it)")
-    bindir = Path(bins[-1]).parent
-    root = Path(tempfile.mkdtemp(prefix="apqopt-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", _free_port()
-    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True)  # noqa: E731
-    run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
-    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100"
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start")
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], check=False)
-        shutil.rmtree(root, ignore_errors=True)
+    if server_bindir() is None:
+        pytest.skip(MISSING)
+    with private_postgres() as url:
+        yield url

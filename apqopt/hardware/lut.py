@@ -39,6 +39,7 @@ Key = tuple[int, int, int, int, int, int, int, int, int]  # shape + (w_bits, a_b
 METRICS = ("latency", "energy")
 UNITS = {"latency": "ms", "energy": "mJ"}
 CSV_MAGIC = "# apqopt-lut v1"
+CSV_END = "# end:"  # last line: "# end: N rows" (N = head + tail + layer rows)
 CSV_COLUMNS = [
     "role",
     "c_in",
@@ -237,6 +238,7 @@ class LUT:
         for key in sorted(self.entries):
             lat, en = self.entries[key]
             writer.writerow(["layer", *key, repr(lat), repr(en)])
+        buf.write(f"{CSV_END} {len(self.entries) + 2} rows\n")
         return buf.getvalue()
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -271,7 +273,14 @@ class LUT:
             config = json.loads(meta["config"])
         except json.JSONDecodeError as exc:
             raise LUTFormatError(f"{source}: header 'config' is not JSON: {exc}") from exc
-        reader = csv.reader(lines[n:])
+        # The end line proves the file is whole: a cut can fall mid-number and still parse.
+        end = lines[-1].strip() if len(lines) > n else ""
+        if not end.startswith(CSV_END):
+            raise LUTFormatError(f"{source}: no '{CSV_END} N rows' line at the end (file truncated?)")
+        body = lines[n:-1]
+        if end != f"{CSV_END} {len(body) - 1} rows":
+            raise LUTFormatError(f"{source}: end line says {end[len(CSV_END) :].strip()!r} but {len(body) - 1} rows")
+        reader = csv.reader(body)
         header = next(reader, None)
         if header != CSV_COLUMNS:
             raise LUTFormatError(f"{source}: line {n + 1}: expected columns {CSV_COLUMNS}, got {header}")

@@ -315,11 +315,12 @@ class AccuracyPredictor:
         cls, state_dict: dict[str, torch.Tensor] | str | os.PathLike[str], space: str = "apq-mbv2"
     ) -> AccuracyPredictor:
         """Load APQ's released ``acc.pt`` (fp) or ``acc_quant.pt`` (with ``quantize_fc``) for a space."""
-        sd = (
-            torch.load(state_dict, map_location="cpu", weights_only=True)
-            if not isinstance(state_dict, dict)
-            else state_dict
-        )
+        sd = state_dict
+        if not isinstance(sd, dict):
+            try:
+                sd = torch.load(sd, map_location="cpu", weights_only=True)
+            except Exception as exc:  # torch raises many types for damaged files
+                raise PredictorError(f"{state_dict} is not a readable checkpoint (truncated?): {exc}") from exc
         variant: Variant = "branch" if "quantize_fc.weight" in sd else "fp"
         first = sd.get("layers.0.0.weight")
         if first is None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from apqopt.hardware.lut import LUT, load_shipped
+from apqopt.hardware.lut import LUT, MissingEntryError, apq_key, load_shipped
 from apqopt.space import BIT_FIELDS, Candidate, SearchSpace, get_space
 
 COSTS = ("latency", "energy")
@@ -81,6 +81,7 @@ class Problem:
     history: list[Evaluation] = field(default_factory=list)
     eval_seconds: float = 0.0
     fixed: np.ndarray | None = None  # (n_genes,): value of a fixed gene, -1 where free
+    allow_missing: bool = False  # price candidates a table lacks as infeasible instead of refusing the table
 
     def __post_init__(self) -> None:
         self.space = get_space(self.space)
@@ -89,6 +90,12 @@ class Problem:
                 raise ValueError(f"unknown cost '{name}'; choose from {list(COSTS)}")
         if self.budget <= 0:
             raise ValueError(f"budget must be a positive number of evaluations, got {self.budget}")
+        if not self.allow_missing and (gaps := self.lut.missing(self.space)):
+            raise MissingEntryError(
+                f"the table lacks {len(gaps)} layer x bits entries that space '{self.space.name}' needs, e.g. "
+                f"{apq_key(gaps[0][:7], gaps[0][7], gaps[0][8])}; rebuild it (apqopt lut build) or pass "
+                "allow_missing=True to treat such candidates as infeasible (e.g. precisions a host cannot run)"
+            )
         mins = self.min_cost() if self.fixed is None else self._min_cost_fixed()
         for name, limit in self.constraints.items():
             if limit < mins[name]:
@@ -207,6 +214,14 @@ class Problem:
 
     def fresh(self) -> Problem:
         """The same problem with its budget and history reset (one per searcher x seed)."""
-        p = Problem(self.space, self.predictor, self.lut, self.objectives, dict(self.constraints), self.budget)
+        p = Problem(
+            self.space,
+            self.predictor,
+            self.lut,
+            self.objectives,
+            dict(self.constraints),
+            self.budget,
+            allow_missing=self.allow_missing,
+        )
         p.fixed = None if self.fixed is None else self.fixed.copy()
         return p
