@@ -126,6 +126,44 @@ def cmd_lut_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lut_measure(args: argparse.Namespace) -> int:
+    """Time every layer shape here (fp32 or int8), write the table, optionally check whole networks."""
+    from apqopt.hardware.host import HostCPU, check_sums
+
+    model = HostCPU(args.precision, warmup=args.warmup, repeats=args.repeats, threads=args.threads)
+    out = Path(args.out or f"luts/host_{args.precision}_{args.space}.csv")
+    cmd = f"apqopt lut measure --space {args.space} --precision {args.precision} --repeats {args.repeats}"
+    t0 = time.perf_counter()
+    lut = build_lut(
+        args.space,
+        model,
+        command=cmd,
+        bits=model.bits,
+        progress=not args.quiet,
+        checkpoint=out.with_name(out.name + ".ckpt.jsonl"),
+    )
+    lut.config.update(model.spread_summary())
+    lut.save(out)
+    report: dict[str, Any] = {"table": str(out), "entries": len(lut), "seconds": round(time.perf_counter() - t0, 1)}
+    report |= {k: lut.config[k] for k in ("threads", "engine", "unsupported", "median_spread_ms", "max_spread_ms")}
+    if args.check:
+        chk = check_sums(
+            args.space,
+            lut,
+            args.precision,
+            args.check,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            progress=not args.quiet,
+        )
+        report["check"] = chk
+        Path(str(out) + ".check.json").write_text(json.dumps(chk, indent=2) + "\n")
+        chk = {k: v for k, v in chk.items() if k != "pairs"}
+        report["check"] = chk
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_lut_show(args: argparse.Namespace) -> int:
     lut = _load_lut(args)
     info: dict[str, Any] = {
@@ -556,6 +594,16 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--workers", type=int, default=2)
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=cmd_lut_build)
+    meas = lut.add_parser("measure", help="time every layer shape on this CPU with PyTorch (fp32 or int8)")
+    _space_arg(meas)
+    meas.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    meas.add_argument("--out", help="output CSV (default luts/host_PRECISION_SPACE.csv)")
+    meas.add_argument("--warmup", type=int, default=5)
+    meas.add_argument("--repeats", type=int, default=25, help="timed samples per layer (median kept)")
+    meas.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
+    meas.add_argument("--check", type=int, default=0, help="time N random subnets end to end against the sums")
+    meas.add_argument("--quiet", action="store_true")
+    meas.set_defaults(func=cmd_lut_measure)
     lshow = lut.add_parser("show", help="summarise a table (shipped by default)")
     _space_arg(lshow)
     lshow.add_argument("--lut", help="table file (apqopt CSV or APQ JSON)")

@@ -58,6 +58,11 @@ def page_studies(url: str, table: pd.DataFrame) -> None:
     st.header("Studies")
     chosen = st.multiselect("searchers", sorted(table["searcher"].unique()), key="filter_searchers")
     view = table[table["searcher"].isin(chosen)] if chosen else table
+    cols = st.columns(3)
+    cols[0].metric("studies", len(view))
+    cols[1].metric("trials", f"{int(view['trials'].sum()):,}")
+    best = view["best_accuracy"].max()
+    cols[2].metric("best predicted accuracy", "—" if pd.isna(best) else f"{best:.4f}")
     st.dataframe(view, hide_index=True, width="stretch")
     grouped = (
         view.groupby("searcher")

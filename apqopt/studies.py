@@ -63,6 +63,11 @@ def non_dominated(ev: Evaluation, objectives: tuple[str, ...]) -> np.ndarray:
     if not len(idx):
         return idx
     F = np.column_stack([-ev.accuracy[idx], *(ev.cost(o)[idx] for o in objectives)])
+    if F.shape[1] == 2:  # one cost: sort by cost, keep each strict improvement in accuracy (O(n log n))
+        order = np.lexsort((F[:, 0], F[:, 1]))
+        best = np.minimum.accumulate(F[order, 0])
+        new = np.r_[True, F[order[1:], 0] < best[:-1]]
+        return np.sort(idx[order[new]])
     order = np.lexsort(F.T[::-1])
     keep: list[int] = []
     for i in order:

@@ -3,7 +3,7 @@
 Each configuration runs one fresh live study (optuna NSGA-II, fmnist, a predictor of the shipped
 shape) with `apqopt worker` processes; throughput is complete trials over the span from the first
 trial's start to the last trial's end (process start-up excluded). A private PostgreSQL server is
-started for the run (tests/pgserver.py). Note: this machine has 2 cores, so beyond 2 workers the
+started for the run (tests/servers.py). Note: this machine has 2 cores, so beyond 2 workers the
 processes share cores; what scales is how well the storage handles concurrent writers.
 
 Run: python benchmarks/bench_live.py [--budget 200]
@@ -23,7 +23,7 @@ from _common import write
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from apqopt.live import LiveSpec, create_live_study
 from apqopt.predictor import AccuracyPredictor
-from tests.pgserver import private_postgres
+from tests.servers import private_postgres
 
 WORKERS = (1, 2, 4)
 

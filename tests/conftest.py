@@ -38,8 +38,8 @@ def shipped_supernet(fmnist_available: None):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def postgres_url():  # type: ignore[no-untyped-def]
-    """A private PostgreSQL server for the test session (tests/pgserver.py)."""
-    from tests.pgserver import MISSING, private_postgres, server_bindir
+    """A private PostgreSQL server for the test session (tests/servers.py)."""
+    from tests.servers import MISSING, private_postgres, server_bindir
 
     if server_bindir() is None:
         pytest.skip(MISSING)

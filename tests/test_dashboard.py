@@ -18,7 +18,12 @@ APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
 @pytest.fixture(scope="module")
 def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = str(tmp_path_factory.mktemp("dash") / "studies.log")
+    return recorded_storage(tmp_path_factory.mktemp("dash") / "studies.log")
+
+
+def recorded_storage(path: Path) -> str:
+    """A journal storage holding four real runs (random and evolution, two seeds each, 120 evaluations)."""
+    url = str(path)
     for name in ("random", "evolution"):
         for seed in (0, 1):
             p = problem(120)

@@ -71,6 +71,8 @@ def build_lut(
     config = {"space": space.name, "bits": list(bits)}
     if isinstance(model, BitFusion):
         config.update(model.config.to_dict())
+    elif hasattr(model, "table_config"):
+        config.update(model.table_config(space))
     lut = LUT(hardware=model.hardware, config=config, command=command)
     lut.head = model.network_cost(list(space.head), first_is_input=True)
     lut.tail = model.network_cost(list(space.tail), first_is_input=False)

@@ -90,6 +90,11 @@ class Problem:
                 raise ValueError(f"unknown cost '{name}'; choose from {list(COSTS)}")
         if self.budget <= 0:
             raise ValueError(f"budget must be a positive number of evaluations, got {self.budget}")
+        if self.lut.config.get("energy_measured") is False and "energy" in (*self.objectives, *self.constraints):
+            raise ValueError(
+                f"table '{self.lut.hardware}' measures latency only (energy_measured: false); "
+                "use latency objectives and constraints with it"
+            )
         if not self.allow_missing and (gaps := self.lut.missing(self.space)):
             raise MissingEntryError(
                 f"the table lacks {len(gaps)} layer x bits entries that space '{self.space.name}' needs, e.g. "

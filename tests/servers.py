@@ -1,6 +1,6 @@
-"""A private PostgreSQL server for tests and benchmarks: Debian's `postgresql` binaries, a temporary
-data directory, a free localhost port, trust auth; started on entry and removed on exit.
-Root runs it as the `postgres` user (the server refuses to run as root)."""
+"""Servers for tests and benchmarks: a free localhost port, and a private PostgreSQL server (Debian's
+`postgresql` binaries, a temporary data directory, a free localhost port, trust auth; started on entry
+and removed on exit; root runs it as the `postgres` user, as the server refuses to run as root)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class NoPostgresError(RuntimeError):
     """The PostgreSQL server binaries are not installed."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -44,7 +44,7 @@ def private_postgres() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
 
     def run(*cmd: str) -> None:
         subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True)
