@@ -36,35 +36,67 @@ def _load_lut(args: argparse.Namespace) -> LUT:
 
 
 # ---------------------------------------------------------------------- commands
+def _price_summary(name: str, samples: int, seed: int) -> None:
+    """Price random candidates of a space on its shipped table and print the spread."""
+    space = get_space(name)
+    lut = load_shipped(name)
+    genes = space.sample(samples, seed)
+    t0 = time.perf_counter()
+    lat, en = lut.price(space, genes)
+    dt = time.perf_counter() - t0
+    print(f"== {name}: {space.description}")
+    print(
+        f"   table: {shipped_lut_path(name).name} ({len(lut)} entries, {lut.hardware}, batch "
+        f"{lut.config.get('batch', '?')}, mode {lut.config.get('mode', '?')})"
+    )
+    print(f"   priced {len(genes):,} random candidates in {dt * 1e3:.1f} ms ({len(genes) / dt:,.0f}/s)")
+    for label, v, unit in (("latency", lat, "ms"), ("energy", en, "mJ")):
+        q = np.percentile(v, [0, 50, 100])
+        print(f"   {label:8s} min {q[0]:.3f}  median {q[1]:.3f}  max {q[2]:.3f} {unit}")
+    if name == "apq-mbv2":
+        cost = lut.price_candidate(space.uniform((2, 3, 4, 3, 3, 1), kernel=3, middle=-1, bits=8))
+        print(
+            f"   MobileNetV2-like candidate (d 2/3/4/3/3/1, k3, 6x, W8A8): {cost.latency:.2f} ms, "
+            f"{cost.energy:.2f} mJ  (APQ Table 2, MobileNetV2 8-bit: 9.10 ms, 12.46 mJ)"
+        )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    """The main job at this stage: price random candidates of each space on its shipped table."""
-    for name in args.spaces:
-        space = get_space(name)
-        lut = load_shipped(name)
-        genes = space.sample(args.samples, args.seed)
-        t0 = time.perf_counter()
-        lat, en = lut.price(space, genes)
-        dt = time.perf_counter() - t0
-        macs = np.array([space.macs(c) for c in space.to_candidates(genes[:200])])
-        print(f"== {name}: {space.description}")
-        print(
-            f"   table: {shipped_lut_path(name).name} ({len(lut)} entries, {lut.hardware}, batch "
-            f"{lut.config.get('batch', '?')}, mode {lut.config.get('mode', '?')})"
+    """The main job on the embedded defaults: shipped tables -> searchers compared head to head on the
+    shipped predictor (fmnist), recorded as Optuna studies -> best front verified on the supernet."""
+    from apqopt.search.compare import compare, write_report
+    from apqopt.supernet.train import load_supernet
+    from apqopt.verify import verify_study
+
+    print("[1/3] hardware tables")
+    for name in space_names():
+        _price_summary(name, args.samples, args.seed)
+    print(f"\n[2/3] search: fmnist, latency <= {args.latency} ms, {args.budget} evaluations per run")
+    problem = _problem(
+        argparse.Namespace(
+            space="fmnist",
+            apq_checkpoint=None,
+            predictor=None,
+            lut=None,
+            latency=args.latency,
+            energy=None,
+            objectives=["latency"],
+            budget=args.budget,
         )
-        print(f"   priced {len(genes):,} random candidates in {dt * 1e3:.1f} ms ({len(genes) / dt:,.0f}/s)")
-        for label, v, unit in (("latency", lat, "ms"), ("energy", en, "mJ")):
-            q = np.percentile(v, [0, 50, 100])
-            print(f"   {label:8s} min {q[0]:.3f}  median {q[1]:.3f}  max {q[2]:.3f} {unit}")
-        print(
-            f"   MACs (first 200) min {macs.min() / 1e6:.1f}M  median {np.median(macs) / 1e6:.1f}M  "
-            f"max {macs.max() / 1e6:.1f}M"
-        )
-        if name == "apq-mbv2":
-            cost = lut.price_candidate(space.uniform((2, 3, 4, 3, 3, 1), kernel=3, middle=-1, bits=8))
-            print(
-                f"   MobileNetV2-like candidate (d 2/3/4/3/3/1, k3, 6x, W8A8): {cost.latency:.2f} ms, "
-                f"{cost.energy:.2f} mJ  (APQ Table 2, MobileNetV2 8-bit: 9.10 ms, 12.46 mJ)"
-            )
+    )
+    tag = time.strftime("run-%Y%m%d-%H%M%S")
+    report, results = compare(
+        problem, args.searchers, args.seeds, storage=args.storage, tag=tag, progress=not args.quiet
+    )
+    paths = write_report(report, results, Path(args.out) / tag)
+    print(report.markdown())
+    print("   report: " + ", ".join(map(str, paths)))
+    if args.verify:
+        best = max(report.runs, key=lambda r: r.hv)
+        print(f"\n[3/3] verify: {args.verify} front candidates of {best.study} measured on the supernet")
+        res = verify_study(str(best.study), args.storage, load_supernet(supernet_path("fmnist")), args.verify)
+        print(json.dumps(res, indent=2))
+    print(f"\nstudies: {args.storage} -- review them with `apqopt dashboard --storage {args.storage}`")
     return 0
 
 
@@ -463,10 +495,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="main job: price random candidates of each space on its shipped LUT")
-    run.add_argument("--spaces", nargs="+", default=["fmnist", "apq-mbv2"], choices=space_names())
-    run.add_argument("--samples", type=int, default=100_000, help="random candidates per space")
+    run = sub.add_parser("run", help="main job: tables, searchers head to head on fmnist, verification")
+    run.add_argument("--samples", type=int, default=100_000, help="random candidates priced per space")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--latency", type=float, default=0.5, help="latency limit (ms, shipped BitFusion table)")
+    run.add_argument("--budget", type=int, default=1000, help="evaluated candidates per run")
+    run.add_argument(
+        "--searchers",
+        nargs="+",
+        default=["random", "evolution", "pymoo-nsga2", "optuna-nsga2"],
+        help="optuna-tpe costs ~110 s per 1,000 trials here (multivariate TPE), so it is opt-in",
+    )
+    run.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    run.add_argument("--storage", default="sqlite:///studies/apqopt.db", help="where the studies go")
+    run.add_argument("--out", default="studies/reports", help="folder for the compare report")
+    run.add_argument("--verify", type=int, default=2, help="front candidates to measure for real (0: skip)")
+    run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=cmd_run)
 
     space = sub.add_parser("space", help="inspect a search space").add_subparsers(dest="sub", required=True)

@@ -26,11 +26,25 @@ def test_help_lists_commands() -> None:
     assert "price one candidate" in run("lut", "--help").stdout
 
 
-def test_run_prices_and_summarises() -> None:
-    res = run("run", "--samples", "2000")
+@pytest.mark.slow
+def test_run_is_the_whole_pipeline(tmp_path: Path, shipped_supernet: object) -> None:
+    """`apqopt run` on the embedded defaults (small settings): tables, searchers compared and recorded in
+    SQLite, the best study's front candidate measured for real and stored beside its prediction."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    args = ["--samples", "2000", "--budget", "200", "--seeds", "0", "--searchers", "random", "evolution"]
+    res = run("run", *args, "--storage", url, "--out", str(tmp_path / "rep"), "--verify", "1", "--quiet")
     assert res.returncode == 0, res.stderr
     assert "priced 2,000 random candidates" in res.stdout
     assert "MobileNetV2-like candidate" in res.stdout and "9.18 ms" in res.stdout
+    assert "| evolution |" in res.stdout and "| random |" in res.stdout
+    names = optuna.get_all_study_names(url)
+    assert len(names) == 2 and all(n.startswith("run-") for n in names)
+    verified = [optuna.load_study(study_name=n, storage=url).user_attrs.get("verified") for n in names]
+    (entry,) = [v for v in verified if v][0].values()
+    assert 0.5 < entry["measured_accuracy"] < 1 and 0.5 < entry["predicted_accuracy"] < 1
+    assert (tmp_path / "rep").is_dir() and list((tmp_path / "rep").glob("run-*/compare.md"))
 
 
 @pytest.mark.parametrize("space", ["fmnist", "apq-mbv2"])
