@@ -440,6 +440,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from apqopt.search.compare import compare, write_report
 
+    if args.verify_top and not args.storage:
+        raise ValueError("--verify-top measures recorded studies: pass --storage too")
     problem = _problem(args)
     report, results = compare(
         problem,
@@ -453,7 +455,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
     paths = write_report(report, results, args.out)
     print(report.markdown())
     print("written: " + ", ".join(map(str, paths)))
+    if args.verify_top:
+        _verify_best_runs(report, args.storage, args.verify_top, args.quiet)
     return 0
+
+
+def _verify_best_runs(report: Any, storage: str | None, top: int, quiet: bool) -> None:
+    """Measure the front of each searcher's best run (by hypervolume) on the supernet; print the gaps."""
+    from apqopt.supernet.train import load_supernet
+    from apqopt.verify import verify_study
+
+    net = load_supernet(supernet_path(report.space))
+    rows = [["searcher", "study", "n", "MAE (points)", "Kendall tau"]]
+    for name in dict.fromkeys(r.searcher for r in report.runs):
+        best = max((r for r in report.runs if r.searcher == name), key=lambda r: r.hv)
+        res = verify_study(str(best.study), storage, net, top, progress=not quiet)
+        tau = res.get("kendall_tau")
+        rows.append([name, str(best.study), res["n"], f"{100 * res['mae']:.2f}", "—" if tau is None else f"{tau:.2f}"])
+    print("\n".join("| " + " | ".join(map(str, r)) + " |" for r in rows))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -607,6 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--latency-budgets", nargs="+", type=float, help="report best accuracy under these (ms)")
     co.add_argument("--tag", default="compare", help="prefix of the recorded study names")
     co.add_argument("--out", default="studies/compare", help="folder for compare.md/.json and plots")
+    co.add_argument("--verify-top", type=int, default=0, help="measure K front candidates of each searcher's best run")
     co.set_defaults(func=cmd_compare)
 
     ve = sub.add_parser("verify", help="measure a study's front candidates for real (supernet, quantize, fine-tune)")

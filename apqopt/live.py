@@ -47,7 +47,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from apqopt.studies import DEFAULT_STORAGE, StorageError
+from apqopt.studies import DEFAULT_STORAGE, StorageError, rdb_storage
 
 # Heartbeats with ask-and-tell are what a shared queue needs; Optuna warns about both uses.
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
@@ -128,7 +128,7 @@ def open_rdb(url: str | None, spec: LiveSpec | None = None) -> RDBStorage:
             "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=None),
         }
     try:
-        storage = RDBStorage(url, **kw)
+        storage = rdb_storage(url, **kw)
         with storage.engine.connect() as conn:  # fail now, with the URL in the message
             conn.execute(sqlalchemy.text("SELECT 1"))
         return storage

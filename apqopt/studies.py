@@ -52,9 +52,26 @@ def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
         if url.startswith("sqlite:///"):
             Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(url)
+        return rdb_storage(url)
     except Exception as exc:  # SQLAlchemy raises many kinds for bad URLs / unreachable servers
         raise StorageError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def rdb_storage(url: str, tries: int = 5, **kw: Any) -> optuna.storages.RDBStorage:
+    """``RDBStorage(url)``, retried: processes that start together on a fresh database race to create
+    Optuna's tables, and the losers fail with a unique violation that a second attempt does not meet."""
+    import time
+
+    import sqlalchemy.exc
+
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(url, **kw)
+        except (sqlalchemy.exc.IntegrityError, optuna.exceptions.StorageInternalError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def non_dominated(ev: Evaluation, objectives: tuple[str, ...]) -> np.ndarray:

@@ -24,7 +24,7 @@ from apqopt.predictor.metrics import pairwise_accuracy
 from apqopt.predictor.train import load_xy
 
 ASSETS = Path(__file__).resolve().parents[1] / "apqopt" / "assets" / "fmnist"
-SIZES = (50, 100, 200, 400)
+SIZES = (10, 20, 50, 100, 200, 400)
 SEEDS = (0, 1, 2)
 
 

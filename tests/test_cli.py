@@ -42,7 +42,7 @@ def test_run_is_the_whole_pipeline(tmp_path: Path, shipped_supernet: object) -> 
     names = optuna.get_all_study_names(url)
     assert len(names) == 2 and all(n.startswith("run-") for n in names)
     verified = [optuna.load_study(study_name=n, storage=url).user_attrs.get("verified") for n in names]
-    (entry,) = [v for v in verified if v][0].values()
+    (entry,) = next(v for v in verified if v).values()
     assert 0.5 < entry["measured_accuracy"] < 1 and 0.5 < entry["predicted_accuracy"] < 1
     assert (tmp_path / "rep").is_dir() and list((tmp_path / "rep").glob("run-*/compare.md"))
 

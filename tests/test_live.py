@@ -3,6 +3,7 @@ exact trial counts, SIGKILL mid-run and resume, enqueued measurements."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -148,3 +149,52 @@ def test_enqueued_measurements_are_taken_once(tmp_path: Path, shipped_supernet: 
     assert [t.user_attrs["index"] for t in done] == [0, 1, 2] and states(study) == Counter(COMPLETE=3)
     direct = measure(shipped_supernet, sp.to_candidates(genes[:1])[0], cfg, seed=5 * 1_000_003)  # type: ignore[arg-type]
     assert done[0].values[0] == pytest.approx(direct, abs=1e-12)
+
+
+def test_evolution_islands_record_side_by_side(postgres_url: str, predictor_file: str, tmp_path: Path) -> None:
+    """Batch searchers scale out as independent islands: one process per seed, each recording its own
+    study into the shared database; an island's result equals the same seed run alone."""
+    from apqopt.hardware.lut import load_shipped
+    from apqopt.search.base import make_searcher
+    from apqopt.search.problem import Problem
+    from apqopt.space import get_space
+
+    args = ["--searcher", "evolution", "--budget", "300", "--latency", "0.6", "--predictor", predictor_file]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "apqopt.cli",
+                "search",
+                *args,
+                "--seed",
+                str(k),
+                "--study",
+                f"island-{k}",
+                "--storage",
+                postgres_url,
+                "--quiet",
+            ],
+            stdout=subprocess.PIPE,
+            cwd=tmp_path,  # side files of SQL studies go to ./studies
+        )
+        for k in (0, 1)
+    ]
+    outs = [json.loads(p.communicate(timeout=600)[0]) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    pred = AccuracyPredictor.load(predictor_file)
+    for k, out in enumerate(outs):
+        study = optuna.load_study(study_name=f"island-{k}", storage=postgres_url)
+        assert study.user_attrs["seed"] == k and study.user_attrs["evaluated"] == 300
+        alone = make_searcher("evolution", seed=k).run(
+            Problem(
+                get_space("fmnist"),
+                pred.predict_genes,
+                load_shipped("fmnist"),
+                constraints={"latency": 0.6},
+                budget=300,
+            )
+        )
+        b = alone.best()
+        assert out["best"]["predicted_accuracy"] == pytest.approx(float(alone.evaluated.accuracy[b]), abs=1e-6)
