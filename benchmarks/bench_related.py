@@ -14,10 +14,11 @@ Run: python benchmarks/bench_related.py [--evaluations 200] [--haq-updates 20]
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
-from _common import write
+from _common import RESULTS, write
 
 from apqopt import get_space
 from apqopt.hardware.lut import load_shipped
@@ -31,6 +32,8 @@ from apqopt.supernet.evaluate import bn_slice, reestimate_bn
 from apqopt.supernet.train import load_supernet
 
 METHODS = ("haq", "ohq", "evolution", "pymoo-nsga2")
+ROWS = RESULTS / "related_methods.rows.jsonl"  # one line per finished (architecture, budget, method): resumable
+CACHE = "studies/mqe-cache"  # MQE sensitivities, keyed by architecture, inputs and weights
 
 
 def main() -> None:
@@ -44,13 +47,15 @@ def main() -> None:
     net = load_supernet(supernet_path("fmnist"))
     cfg = CollectConfig(kind="quant", space="fmnist")
     archs = {"largest": sp.uniform(), "mid": sp.uniform((3, 3, 3, 3, 3), kernel=5, middle=1)}
-    measured: dict[tuple[int, ...], float] = {}
-    rows, table, mqe_s = [], [["architecture", "budget (ms)", *METHODS]], {}
+    rows = [json.loads(line) for line in ROWS.read_text().splitlines()] if ROWS.exists() else []
+    done = {(r["architecture"], r["budget_ms"], r["method"]): r for r in rows}
+    measured: dict[tuple[int, ...], float] = {tuple(r["genes"]): r["measured"] for r in rows if "genes" in r}
+    table, mqe_s = [["architecture", "budget (ms)", *METHODS]], {}
     for label, arch in archs.items():
         sub = net.extract(arch)
         reestimate_bn(sub, bn_slice())
         t0 = time.perf_counter()
-        sens = mqe_sensitivity(sub, synthetic_inputs(64, sp.input_size, sp.image_channels, 0), cache_dir=None)
+        sens = mqe_sensitivity(sub, synthetic_inputs(64, sp.input_size, sp.image_channels, 0), cache_dir=CACHE)
         mqe_s[label] = time.perf_counter() - t0
         base = Problem(sp, pred.predict_genes, lut, budget=args.evaluations).restricted_to(arch)
         # the architecture's cheapest (all 4-bit) and dearest (all 8-bit) policy: bit genes are the free ones
@@ -60,12 +65,20 @@ def main() -> None:
             p = Problem(sp, pred.predict_genes, lut, constraints={"latency": limit}, budget=args.evaluations)
             cells = [label, f"{limit:.3f}"]
             for name in METHODS:
+                if (label, limit, name) in done:
+                    rec = done[(label, limit, name)]
+                    cells.append(f"{rec['measured']:.4f} (pred {rec['predicted']:.4f}, {rec['latency_ms']:.3f} ms)")
+                    continue
                 params = {"sensitivity": sens} if name == "ohq" else {}
                 if name == "haq":  # HAQ updates once per decision (~80 per episode); bounded to keep this run short
                     params = {"updates_per_episode": args.haq_updates}
                 res = make_searcher(name, seed=0, **params).run(p.restricted_to(arch))
                 ev = res.evaluated
                 i = len(ev) - 1 if name == "ohq" else res.best()  # OHQ's answer: the ILP at the budget
+                if i < 0 or not ev.feasible[i]:
+                    print(f"{label} {limit} {name}: no feasible policy in {len(ev)} evaluations", flush=True)
+                    cells.append("no feasible policy")
+                    continue
                 row = ev.genes[i]
                 key = tuple(int(v) for v in row)
                 if key not in measured:
@@ -80,8 +93,12 @@ def main() -> None:
                     "measured": measured[key],
                     "evaluations": len(ev),
                     "wall_s": round(res.wall_s, 2),
+                    "genes": list(key),
                 }
                 rows.append(rec)
+                ROWS.parent.mkdir(parents=True, exist_ok=True)
+                with ROWS.open("a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
                 print(rec, flush=True)
                 cells.append(f"{rec['measured']:.4f} (pred {rec['predicted']:.4f}, {rec['latency_ms']:.3f} ms)")
             table.append(cells)
