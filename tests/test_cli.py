@@ -15,8 +15,8 @@ from apqopt.hardware.build import build_lut
 from apqopt.hardware.lut import LUT, shipped_lut_path
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "apqopt.cli", *args], capture_output=True, text=True, timeout=300)
+def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "apqopt.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def test_help_lists_commands() -> None:
@@ -33,8 +33,8 @@ def test_run_is_the_whole_pipeline(tmp_path: Path, shipped_supernet: object) -> 
     import optuna
 
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    args = ["--samples", "2000", "--budget", "200", "--seeds", "0", "--searchers", "random", "evolution"]
-    res = run("run", *args, "--storage", url, "--out", str(tmp_path / "rep"), "--verify", "1", "--quiet")
+    args = ["--samples", "2000", "--budget", "100", "--seeds", "0", "--searchers", "random", "evolution"]
+    res = run("run", *args, "--storage", url, "--out", str(tmp_path / "rep"), "--verify", "1", "--quiet", timeout=1200)
     assert res.returncode == 0, res.stderr
     assert "priced 2,000 random candidates" in res.stdout
     assert "MobileNetV2-like candidate" in res.stdout and "9.18 ms" in res.stdout
