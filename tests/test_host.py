@@ -89,7 +89,7 @@ def test_check_sums_report(int8_table: LUT) -> None:
 
 def test_lut_measure_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "host.csv"
-    args = ["lut", "measure", "--precision", "int8", "--repeats", "3", "--warmup", "1", "--check", "2"]
+    args = ["lut", "measure", "--precision", "int8", "--repeats", "1", "--warmup", "0", "--check", "2"]
     assert main([*args, "--out", str(out), "--quiet"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["entries"] == len(SP.layer_shapes()) and report["check"]["subnets"] == 2

@@ -79,7 +79,7 @@ def test_spec_is_kept_and_clashes_are_named(tmp_path: Path, predictor_file: str)
 
 
 def test_four_workers_share_one_postgres_study(postgres_url: str, predictor_file: str) -> None:
-    budget = 48
+    budget = 32
     create_live_study(spec(predictor_file, budget), postgres_url, "four")
     procs = [subprocess.Popen(worker_cmd(postgres_url, "four"), stdout=subprocess.PIPE) for _ in range(4)]
     outs = [p.communicate(timeout=600)[0] for p in procs]
