@@ -351,7 +351,10 @@ def _problem(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         pred = AccuracyPredictor.load(path, space=args.space)
     constraints = {k: v for k, v in (("latency", args.latency), ("energy", args.energy)) if v is not None}
     lut = _load_lut(args)
-    return Problem(get_space(args.space), pred.predict_genes, lut, tuple(args.objectives), constraints, args.budget)
+    problem = Problem(get_space(args.space), pred.predict_genes, lut, tuple(args.objectives), constraints, args.budget)
+    if getattr(args, "architecture", None):  # HAQ/OHQ and the others on one architecture's bits
+        return problem.restricted_to(_read_candidate(args.architecture, False, args.space))
+    return problem
 
 
 def _work_locally(storage: str, study: str, workers: int, quiet: bool) -> int:
@@ -598,6 +601,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--predictor", help="saved AccuracyPredictor (default: the space's shipped one)")
         p.add_argument("--apq-checkpoint", help="APQ's acc_quant.pt instead of an apqopt predictor")
         p.add_argument("--lut", help="table file (default: the space's shipped BitFusion table)")
+        p.add_argument(
+            "--architecture", help="candidate JSON (or file): search only its bits (how haq/ohq compare with others)"
+        )
         p.add_argument(
             "--storage", default=None, help="Optuna storage URL or journal path (default sqlite studies/apqopt.db)"
         )

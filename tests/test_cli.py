@@ -112,3 +112,28 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
     assert res.returncode == 2 and "header lacks" in res.stderr
     res = run("lut", "price", "--apq-spec", "{not json")
     assert res.returncode == 2 and "not valid JSON" in res.stderr
+
+
+def test_compare_on_one_architecture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--architecture`: every searcher only chooses that network's bits (how HAQ/OHQ are compared)."""
+    import optuna
+
+    from apqopt import get_space
+    from apqopt.predictor import AccuracyPredictor
+    from apqopt.space import BIT_FIELDS
+
+    sp = get_space("fmnist")
+    AccuracyPredictor("fmnist", variant="wide", seed=2).init_weights().save(tmp_path / "q.pt")
+    arch = sp.uniform((3, 3, 3, 3, 3), kernel=5, middle=1)
+    store = str(tmp_path / "s.log")
+    args = ["compare", "--architecture", arch.to_json(), "--searchers", "random", "evolution", "--seeds", "0"]
+    args += ["--budget", "100", "--latency", "0.6", "--predictor", str(tmp_path / "q.pt"), "--storage", store]
+    assert main([*args, "--out", str(tmp_path / "rep"), "--quiet"]) == 0
+    bits = {sp.gene_names()[sp.block_gene(b, f)] for b in range(sp.n_blocks) for f in BIT_FIELDS}
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(store))
+    names = optuna.get_all_study_names(journal)
+    assert len(names) == 2
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=journal)
+        archs = {tuple(sorted((k, v) for k, v in t.params.items() if k not in bits)) for t in study.trials}
+        assert len(archs) == 1 and len(study.trials) == 100, name
