@@ -99,3 +99,17 @@ def verify_study(
         }
     study.set_user_attr("verified", stored)
     return {"study": study_name, **ver.report(), "trials": [t.number for t in chosen]}
+
+
+def measuring_predictor(supernet: Supernet, cfg: CollectConfig | None = None) -> Any:
+    """A ``Problem`` predictor that *measures* every candidate (quantize, fixed fine-tune, val accuracy)
+    instead of predicting it: HAQ's reward from real accuracy, as in the HAQ paper (opt-in, fmnist;
+    ~1 minute per candidate here, so keep budgets small)."""
+    cfg = cfg or CollectConfig(kind="quant", space=supernet.space.name)
+    space = supernet.space
+
+    def predict(genes: np.ndarray) -> np.ndarray:
+        cands = space.to_candidates(np.asarray(genes))
+        return np.array([measure(supernet, c, cfg, seed=7_919 * (i + 1)) for i, c in enumerate(cands)])
+
+    return predict

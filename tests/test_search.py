@@ -141,3 +141,15 @@ def test_ohq_sweeps_budgets_with_given_sensitivity() -> None:
     i = int(np.argmax(res.evaluated.latency))
     cand = SP.to_candidates(res.evaluated.genes[i : i + 1])[0]
     assert np.mean([b.pw_w + b.pw_a + b.dw_w + b.dw_a for b in cand.blocks]) > 4 * 4
+
+
+@pytest.mark.slow
+def test_haq_reward_from_measured_accuracy(shipped_supernet) -> None:  # type: ignore[no-untyped-def]
+    """Opt-in: HAQ's reward from accuracy measured on the supernet (fp here, to keep the test short)."""
+    from apqopt.supernet.collect import CollectConfig
+    from apqopt.verify import measuring_predictor
+
+    measured = measuring_predictor(shipped_supernet, CollectConfig(kind="fp", space="fmnist", eval_images=500))
+    p = Problem(SP, measured, LUT, budget=2).restricted_to(SP.uniform((2, 2, 2, 2, 2), kernel=3, middle=0))
+    res = make_searcher("haq", seed=0, warmup=1).run(p)
+    assert len(res.evaluated) == 2 and (res.evaluated.accuracy > 0.5).all()
