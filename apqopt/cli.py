@@ -188,10 +188,8 @@ def cmd_lut_measure(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             progress=not args.quiet,
         )
-        report["check"] = chk
         Path(str(out) + ".check.json").write_text(json.dumps(chk, indent=2) + "\n")
-        chk = {k: v for k, v in chk.items() if k != "pairs"}
-        report["check"] = chk
+        report["check"] = {k: v for k, v in chk.items() if k != "pairs"}
     print(json.dumps(report, indent=2))
     return 0
 
@@ -335,6 +333,11 @@ def cmd_predictor_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _constraints(args: argparse.Namespace) -> dict[str, float]:
+    """--latency / --energy limits that were given."""
+    return {k: v for k, v in (("latency", args.latency), ("energy", args.energy)) if v is not None}
+
+
 def _problem(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from apqopt.predictor import AccuracyPredictor
     from apqopt.search.problem import Problem
@@ -349,7 +352,7 @@ def _problem(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                 "or pass --predictor PATH / --apq-checkpoint acc_quant.pt"
             )
         pred = AccuracyPredictor.load(path, space=args.space)
-    constraints = {k: v for k, v in (("latency", args.latency), ("energy", args.energy)) if v is not None}
+    constraints = _constraints(args)
     lut = _load_lut(args)
     problem = Problem(get_space(args.space), pred.predict_genes, lut, tuple(args.objectives), constraints, args.budget)
     if getattr(args, "architecture", None):  # HAQ/OHQ and the others on one architecture's bits
@@ -396,7 +399,7 @@ def _live_search(args: argparse.Namespace) -> int:
         sampler=args.searcher.removeprefix("optuna-"),
         seed=args.seed,
         objectives=tuple(args.objectives),
-        constraints={k: v for k, v in (("latency", args.latency), ("energy", args.energy)) if v is not None},
+        constraints=_constraints(args),
         lut=str(Path(args.lut).resolve()) if args.lut else "",
         predictor=str(Path(args.predictor).resolve()) if args.predictor else "",
     )

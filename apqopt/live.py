@@ -47,7 +47,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from apqopt.studies import DEFAULT_STORAGE, StorageError, rdb_storage
+from apqopt.studies import DEFAULT_STORAGE, StorageError, open_storage
 
 # Heartbeats with ask-and-tell are what a shared queue needs; Optuna warns about both uses.
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
@@ -118,8 +118,6 @@ def open_rdb(url: str | None, spec: LiveSpec | None = None) -> RDBStorage:
             f"live studies need an SQLite or PostgreSQL URL (sqlite:///path.db, postgresql://user@host/db), "
             f"got {url!r}; journal files keep no heartbeats, so killed workers could not be recovered"
         )
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     kw: dict[str, Any] = {}
     if spec is not None:
         kw = {
@@ -127,15 +125,9 @@ def open_rdb(url: str | None, spec: LiveSpec | None = None) -> RDBStorage:
             "grace_period": spec.grace_s,
             "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=None),
         }
-    try:
-        storage = rdb_storage(url, **kw)
-        with storage.engine.connect() as conn:  # fail now, with the URL in the message
-            conn.execute(sqlalchemy.text("SELECT 1"))
-        return storage
-    except ModuleNotFoundError as exc:
-        raise StorageError(f"cannot open storage {url!r}: {exc}; pip install 'apqopt[postgres]'") from exc
-    except Exception as exc:
-        raise StorageError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from exc
+    storage = open_storage(url, **kw)  # creating Optuna's tables connects: a bad URL fails here
+    assert isinstance(storage, RDBStorage)
+    return storage
 
 
 @contextlib.contextmanager

@@ -43,8 +43,9 @@ class StorageError(ValueError):
     """A storage URL that cannot be opened, or a study that clashes with an existing one."""
 
 
-def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
-    """An Optuna storage from a URL: ``sqlite:///path``, ``postgresql://...``, or a ``.log`` journal path."""
+def open_storage(url: str | None = None, **rdb_kw: Any) -> optuna.storages.BaseStorage:
+    """An Optuna storage from a URL: ``sqlite:///path``, ``postgresql://...``, or a ``.log`` journal path.
+    ``rdb_kw`` go to ``RDBStorage`` (heartbeats of live studies)."""
     url = url or DEFAULT_STORAGE
     try:
         if url.endswith((".log", ".journal")) and "://" not in url:
@@ -52,7 +53,9 @@ def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
         if url.startswith("sqlite:///"):
             Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        return rdb_storage(url)
+        return rdb_storage(url, **rdb_kw)
+    except ModuleNotFoundError as exc:  # e.g. psycopg2 for postgresql:// URLs
+        raise StorageError(f"cannot open storage {url!r}: {exc}; pip install 'apqopt[postgres]'") from exc
     except Exception as exc:  # SQLAlchemy raises many kinds for bad URLs / unreachable servers
         raise StorageError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from exc
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from apqopt.space import Candidate, Layer, SearchSpace, get_space
+from apqopt.space import BIT_FIELDS, Candidate, Layer, SearchSpace, get_space
 
 PRECISIONS = ("fp32", "int8")
 MIN_SAMPLE_S = 2e-4
@@ -211,9 +211,7 @@ def check_sums(
         raise ValueError(f"end-to-end networks are built for the 'fmnist' space only, not '{space.name}'")
     genes = space.sample(n, seed)
     if precision == "int8":
-        genes[:, [space.block_gene(b, f) for b in range(space.n_blocks) for f in ("pw_w", "pw_a", "dw_w", "dw_a")]] = (
-            space.bits.index(8)
-        )
+        genes[:, [space.block_gene(b, f) for b in range(space.n_blocks) for f in BIT_FIELDS]] = space.bits.index(8)
     table, _ = lut.price(space, genes)
     measured = []
     for cand in tqdm(space.to_candidates(genes), desc=f"end-to-end {precision}", disable=not progress):

@@ -142,6 +142,12 @@ class LUT:
                                     gaps.append(key)
         return sorted(set(gaps))
 
+    def covers(self, space: SearchSpace | str) -> bool:
+        """Whether the table has every layer x bits the space can produce. Read off the compiled pricing
+        arrays (NaN marks a gap; cached per space), so checking costs nothing beyond pricing itself."""
+        comp = self._compile(get_space(space))
+        return not (np.isnan(comp.latency).any() or np.isnan(comp.energy).any())
+
     # ------------------------------------------------------------------ pricing
     def _compile(self, space: SearchSpace) -> _Compiled:
         if space.name in self._compiled:

@@ -95,7 +95,8 @@ class Problem:
                 f"table '{self.lut.hardware}' measures latency only (energy_measured: false); "
                 "use latency objectives and constraints with it"
             )
-        if not self.allow_missing and (gaps := self.lut.missing(self.space)):
+        if not self.allow_missing and not self.lut.covers(self.space):
+            gaps = self.lut.missing(self.space)
             raise MissingEntryError(
                 f"the table lacks {len(gaps)} layer x bits entries that space '{self.space.name}' needs, e.g. "
                 f"{apq_key(gaps[0][:7], gaps[0][7], gaps[0][8])}; rebuild it (apqopt lut build) or pass "
