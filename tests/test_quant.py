@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from apqopt import Block, Candidate, get_space
-from apqopt.supernet.quant import QuantConv2d, fake_quant, kl_clip, quantize
+from apqopt.supernet.quant import QuantConv2d, fake_quant, fake_quant_plain, kl_clip, quantize
 
 SP = get_space("fmnist")
 
@@ -22,6 +22,24 @@ def test_levels_and_ste() -> None:
     assert torch.all(x.grad[inside] == 1) and torch.all(x.grad[~inside] == 0)
     u = fake_quant(torch.linspace(0, 3, 1001), torch.tensor(2.0), 2, signed=False)
     assert u.unique().numel() == 4
+
+
+@pytest.mark.parametrize("bits", [4, 6, 8])
+@pytest.mark.parametrize("signed", [True, False])
+def test_fused_fake_quant_equals_plain_definition(bits: int, signed: bool) -> None:
+    g = torch.Generator().manual_seed(bits)
+    for shape, clip in [
+        ((8, 16, 7, 7), torch.tensor(1.3)),  # activations: one clip
+        ((16, 8, 3, 3), torch.rand(16, generator=g).add(0.2).view(-1, 1, 1, 1)),  # weights: per channel
+    ]:
+        x = (torch.randn(shape, generator=g) * 1.5).requires_grad_()
+        y = x.detach().clone().requires_grad_()
+        a, b = fake_quant(x, clip, bits, signed), fake_quant_plain(y, clip, bits, signed)
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        up = torch.randn(shape, generator=g)
+        (a * up).sum().backward()
+        (b * up).sum().backward()
+        torch.testing.assert_close(x.grad, y.grad, rtol=0, atol=0)
 
 
 def test_kl_clip_clips_heavy_tails_more_at_low_bits() -> None:
@@ -59,6 +77,25 @@ def test_policy_reaches_each_conv() -> None:
     assert (q.stem[0].w_bits, q.tail[0].a_bits) == (8, 8)
     with pytest.raises(ValueError, match="architecture differs"):
         quantize(sub, SP.uniform(), torch.randn(4, 1, 28, 28))
+
+
+def test_quantized_network_stays_channels_last() -> None:
+    """The fast CPU path: a 1-channel image batch must not knock the quantized convs out of
+    channels_last (the plain-ops quantizer did, halving measurement speed)."""
+    from apqopt.supernet.network import Supernet
+
+    torch.manual_seed(0)
+    cand = SP.uniform()
+    sub = Supernet(SP).to(memory_format=torch.channels_last).extract(cand)
+    x = torch.randn(8, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    q = quantize(sub, cand, x)
+    layouts = []
+    for m in q.modules():
+        if isinstance(m, QuantConv2d):
+            m.register_forward_hook(lambda m, i, o: layouts.append(o.is_contiguous(memory_format=torch.channels_last)))
+    q.train()
+    q(x).sum().backward()
+    assert len(layouts) > 10 and all(layouts)
 
 
 @pytest.mark.slow

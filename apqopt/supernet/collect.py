@@ -31,7 +31,7 @@ from apqopt.space import BIT_FIELDS, SearchSpace, get_space
 from apqopt.supernet.data import accuracy_stderr, load_split
 from apqopt.supernet.evaluate import accuracy, bn_slice, evaluate_subnet, reestimate_bn
 from apqopt.supernet.network import Supernet
-from apqopt.supernet.quant import FinetuneConfig, finetune, quantize
+from apqopt.supernet.quant import QUANTIZER, FinetuneConfig, finetune, quantize
 
 Kind = Literal["fp", "quant"]
 GROUP = 10
@@ -185,6 +185,8 @@ def collect(
                 macs=space.macs(cand),
                 seconds=round(time.time() - t0, 2),
             )
+            if cfg.kind == "quant":
+                rec["quantizer"] = QUANTIZER  # provenance: records without it used the plain-ops quantizer
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
