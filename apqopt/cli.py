@@ -285,6 +285,27 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset(args: argparse.Namespace) -> int:
+    from apqopt.supernet.collect import summarize
+
+    rows = [summarize(p) for p in args.paths]
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    print("| dataset | kind | seed | records | accuracy min / median / max (%) | Spearman(MACs, acc) | CPU time |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        spread = " / ".join(f"{v:.1f}" for v in r["accuracy_min_median_max"])
+        per = r.get("median_s_by_quantizer") or {"": r["median_s_per_record"]}
+        each = ", ".join(f"{v:g} s{f' ({k})' if k else ''}" for k, v in per.items())
+        print(
+            f"| {r['dataset']} | {r['kind']} | {r['seed']} | {r['records']:,} | {spread} | "
+            f"{r['spearman_macs_accuracy']:.2f} | {r['cpu_s']:,.0f} s (median per record: {each}) |"
+        )
+    return 0
+
+
 def cmd_supernet_eval(args: argparse.Namespace) -> int:
     from apqopt.supernet.data import accuracy_stderr, load_split
     from apqopt.supernet.evaluate import evaluate_subnet
@@ -578,6 +599,11 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--workers", type=int, default=1, help="local worker processes for a live study")
     col.add_argument("--quiet", action="store_true")
     col.set_defaults(func=cmd_collect)
+
+    ds = sub.add_parser("dataset", help="summarise accuracy datasets (shards merged): size, spread, CPU time")
+    ds.add_argument("paths", nargs="+", help="dataset files as given to collect --out")
+    ds.add_argument("--json", action="store_true", help="one JSON object per dataset instead of a table")
+    ds.set_defaults(func=cmd_dataset)
 
     pr = sub.add_parser("predictor", help="accuracy predictors").add_subparsers(dest="sub", required=True)
     ptrain = pr.add_parser("train", help="fp predictor, transfer to quantized data, report on the held-out set")

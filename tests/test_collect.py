@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from apqopt import get_space
+from apqopt.cli import main
 from apqopt.space import BIT_FIELDS
 from apqopt.supernet.collect import (
     CollectConfig,
@@ -23,9 +24,10 @@ from apqopt.supernet.collect import (
     collect,
     dataset_arrays,
     load_dataset,
+    summarize,
 )
 from apqopt.supernet.network import Supernet
-from apqopt.supernet.quant import FinetuneConfig
+from apqopt.supernet.quant import QUANTIZER, FinetuneConfig
 
 SP = get_space("fmnist")
 FP = CollectConfig(kind="fp", eval_images=200, bn_images=100)
@@ -73,6 +75,18 @@ def test_shards_merge(tmp_path: Path, fmnist_available: None) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.shard0of2.jsonl", "q.shard1of2.jsonl"]
     _, recs = load_dataset(out)
     assert [r["index"] for r in recs] == [0, 1, 2, 3]
+    assert all(r["quantizer"] == QUANTIZER for r in recs)
+    summary = summarize(out)
+    accs = sorted(100 * r["accuracy"] for r in recs)
+    assert summary["records"] == 4 and summary["kind"] == "quant"
+    lo, _, hi = summary["accuracy_min_median_max"]
+    assert (lo, hi) == (round(accs[0], 2), round(accs[-1], 2))
+    assert summary["cpu_s"] == pytest.approx(sum(r["seconds"] for r in recs), abs=0.1)
+    assert set(summary["median_s_by_quantizer"]) == {QUANTIZER}
+    assert main(["dataset", str(out)]) == 0
+    (tmp_path / "bad.jsonl").write_text("not json\n")
+    with pytest.raises(DatasetFileError, match="not an apqopt dataset"):
+        summarize(tmp_path / "bad.jsonl")
     with pytest.raises(ValueError, match="shard must be"):
         collect(QUANT, _net(), out, 4, shard=(2, 2), progress=False)
 

@@ -126,6 +126,8 @@ def load_dataset(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dic
     for f in files:
         h, rs, _ = _records(f)
         if h is None:
+            if f.stat().st_size:
+                raise DatasetFileError(f"{f}: not an apqopt dataset (its first line is no JSON header)")
             continue
         if header is not None and h["config"] != header["config"]:
             raise DatasetFileError(f"{f}: written with other settings than {files[0]}")
@@ -204,4 +206,32 @@ def dataset_arrays(path: str | os.PathLike[str]) -> tuple[SearchSpace, np.ndarra
     return space, genes, np.array([r["accuracy"] for r in recs], dtype=np.float64)
 
 
-__all__ = ["CollectConfig", "DatasetFileError", "collect", "dataset_arrays", "load_dataset"]
+def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What a dataset holds so far (shards merged): the figures the README's dataset table reports,
+    recomputed from the files so they can be checked at any point of a long collection."""
+    from scipy.stats import spearmanr
+
+    header, recs = load_dataset(path)
+    acc = 100 * np.array([r["accuracy"] for r in recs])
+    secs = np.array([r["seconds"] for r in recs])
+    out: dict[str, Any] = {
+        "dataset": str(path),
+        "kind": header["kind"],
+        "seed": header["config"]["seed"],
+        "records": len(recs),
+        "accuracy_min_median_max": [round(float(v), 2) for v in np.percentile(acc, [0, 50, 100])],
+        "spearman_macs_accuracy": round(float(spearmanr([r["macs"] for r in recs], acc)[0]), 3)
+        if len(recs) > 2
+        else float("nan"),
+        "cpu_s": round(float(secs.sum()), 1),
+        "median_s_per_record": round(float(np.median(secs)), 1),
+    }
+    by_quantizer: dict[str, list[float]] = {}
+    for r in recs:
+        by_quantizer.setdefault(r.get("quantizer", "plain"), []).append(r["seconds"])
+    if header["kind"] == "quant":
+        out["median_s_by_quantizer"] = {k: round(float(np.median(v)), 1) for k, v in sorted(by_quantizer.items())}
+    return out
+
+
+__all__ = ["CollectConfig", "DatasetFileError", "collect", "dataset_arrays", "load_dataset", "summarize"]
