@@ -116,7 +116,7 @@ def main() -> None:
             ["fused fake-quantization speed-up", f"{quant_plain_s / quant_s:.2f}x"],
             [
                 f"fused vs plain quantized accuracy, same {n_quant} pairs",
-                f"mean |Δ| {delta.mean():.2f} points, max {delta.max():.2f} (float-order noise; SE 0.5)",
+                f"mean abs. difference {delta.mean():.2f} points, max {delta.max():.2f} (float-order noise; SE 0.5)",
             ],
             *[[f"shipped build: {k}", v] for k, v in build.items()],
         ],

@@ -121,3 +121,30 @@ def test_bad_inputs() -> None:
         pred.fit(np.zeros((20, 360)), np.full(20, 91.0))
     with pytest.raises(PredictorError, match="variant must be"):
         AccuracyPredictor("fmnist", "big")  # type: ignore[arg-type]
+
+
+def test_train_cli_on_a_slice_of_the_shipped_data(tmp_path: Path) -> None:
+    """`apqopt predictor train` end to end on the first records of the shipped (measured) datasets:
+    predictors and report.json land in --out, and `predictor evaluate` reproduces the report."""
+    from apqopt.cli import main
+    from apqopt.supernet.collect import load_dataset
+
+    assets = Path(__file__).resolve().parents[1] / "apqopt" / "assets" / "fmnist"
+    sizes = {"fp": 80, "quant": 40, "quant_heldout": 40}
+    for name, n in sizes.items():
+        header, recs = load_dataset(assets / f"{name}.jsonl")
+        lines = [json.dumps(header)] + [json.dumps(r) for r in recs[:n]]
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "pred"
+    args = ["--fp", "fp.jsonl", "--quant", "quant.jsonl", "--heldout", "quant_heldout.jsonl"]
+    argv = ["predictor", "train", *[a if a.startswith("--") else str(tmp_path / a) for a in args]]
+    assert main([*argv, "--out", str(out), "--variant", "wide", "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert (report["n_fp"], report["n_quant"], report["n_heldout"]) == (80, 40, 40)
+    assert report["settings"]["variant"] == "wide" and {"transfer_wide", "transfer_branch", "scratch"} <= set(report)
+    quant = AccuracyPredictor.load(out / "quant.pt")
+    assert quant.variant == "wide"
+    from apqopt.predictor.train import load_xy
+
+    X, y = load_xy(tmp_path / "quant_heldout.jsonl", "fmnist", bits=True)
+    assert quant.score(X, y)["pairwise_accuracy"] == pytest.approx(report["transfer_wide"]["pairwise_accuracy"])

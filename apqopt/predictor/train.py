@@ -6,6 +6,7 @@ benchmark and from tests, and it always evaluates on the held-out quantized set 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -55,4 +56,7 @@ def train_predictors(
     assert best is not None
     fp.save(out / "fp.pt", metrics={"fp_predictor_on_quantized_heldout": results["fp_on_heldout"]})
     best.save(out / "quant.pt", metrics=results[f"transfer_{variant}"])
+    results["data"] = {"fp": str(fp_data), "quant": str(quant_data), "heldout": str(heldout_data)}
+    results["settings"] = {"space": space, "variant": variant, "seed": seed}
+    (out / "report.json").write_text(json.dumps(results, indent=2) + "\n")  # shipped beside the weights
     return results
