@@ -293,7 +293,8 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         for r in rows:
             print(json.dumps(r))
         return 0
-    print("| dataset | kind | seed | records | accuracy min / median / max (%) | Spearman(MACs, acc) | CPU time |")
+    cols = ["dataset", "kind", "seed", "records", "accuracy min / median / max (%)", "Spearman(MACs, acc)", "wall s"]
+    print("| " + " | ".join(cols) + " |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         spread = " / ".join(f"{v:.1f}" for v in r["accuracy_min_median_max"])
@@ -301,7 +302,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         each = ", ".join(f"{v:g} s{f' ({k})' if k else ''}" for k, v in per.items())
         print(
             f"| {r['dataset']} | {r['kind']} | {r['seed']} | {r['records']:,} | {spread} | "
-            f"{r['spearman_macs_accuracy']:.2f} | {r['cpu_s']:,.0f} s (median per record: {each}) |"
+            f"{r['spearman_macs_accuracy']:.2f} | {r['seconds_total']:,.0f} s (median per record: {each}) |"
         )
     return 0
 
@@ -600,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--quiet", action="store_true")
     col.set_defaults(func=cmd_collect)
 
-    ds = sub.add_parser("dataset", help="summarise accuracy datasets (shards merged): size, spread, CPU time")
+    ds = sub.add_parser("dataset", help="summarise accuracy datasets (shards merged): size, spread, measuring time")
     ds.add_argument("paths", nargs="+", help="dataset files as given to collect --out")
     ds.add_argument("--json", action="store_true", help="one JSON object per dataset instead of a table")
     ds.set_defaults(func=cmd_dataset)

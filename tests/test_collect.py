@@ -81,7 +81,7 @@ def test_shards_merge(tmp_path: Path, fmnist_available: None) -> None:
     assert summary["records"] == 4 and summary["kind"] == "quant"
     lo, _, hi = summary["accuracy_min_median_max"]
     assert (lo, hi) == (round(accs[0], 2), round(accs[-1], 2))
-    assert summary["cpu_s"] == pytest.approx(sum(r["seconds"] for r in recs), abs=0.1)
+    assert summary["seconds_total"] == pytest.approx(sum(r["seconds"] for r in recs), abs=0.1)
     assert set(summary["median_s_by_quantizer"]) == {QUANTIZER}
     assert main(["dataset", str(out)]) == 0
     (tmp_path / "bad.jsonl").write_text("not json\n")

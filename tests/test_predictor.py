@@ -136,9 +136,9 @@ def test_train_cli_on_a_slice_of_the_shipped_data(tmp_path: Path) -> None:
         lines = [json.dumps(header)] + [json.dumps(r) for r in recs[:n]]
         (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
     out = tmp_path / "pred"
-    args = ["--fp", "fp.jsonl", "--quant", "quant.jsonl", "--heldout", "quant_heldout.jsonl"]
-    argv = ["predictor", "train", *[a if a.startswith("--") else str(tmp_path / a) for a in args]]
-    assert main([*argv, "--out", str(out), "--variant", "wide", "--quiet"]) == 0
+    flags = {"fp": "fp", "quant": "quant", "heldout": "quant_heldout"}
+    data = [f"--{flag}={tmp_path / f'{name}.jsonl'}" for flag, name in flags.items()]
+    assert main(["predictor", "train", *data, "--out", str(out), "--variant", "wide", "--quiet"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert (report["n_fp"], report["n_quant"], report["n_heldout"]) == (80, 40, 40)
     assert report["settings"]["variant"] == "wide" and {"transfer_wide", "transfer_branch", "scratch"} <= set(report)

@@ -223,13 +223,14 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
         "spearman_macs_accuracy": round(float(spearmanr([r["macs"] for r in recs], acc)[0]), 3)
         if len(recs) > 2
         else float("nan"),
-        "cpu_s": round(float(secs.sum()), 1),
+        # records time themselves by the wall clock (pauses included), so this sum can exceed CPU time
+        "seconds_total": round(float(secs.sum()), 1),
         "median_s_per_record": round(float(np.median(secs)), 1),
     }
-    by_quantizer: dict[str, list[float]] = {}
-    for r in recs:
-        by_quantizer.setdefault(r.get("quantizer", "plain"), []).append(r["seconds"])
     if header["kind"] == "quant":
+        by_quantizer: dict[str, list[float]] = {}
+        for r in recs:
+            by_quantizer.setdefault(r.get("quantizer", "plain"), []).append(r["seconds"])
         out["median_s_by_quantizer"] = {k: round(float(np.median(v)), 1) for k, v in sorted(by_quantizer.items())}
     return out
 

@@ -113,7 +113,8 @@ def fake_quant_plain(x: torch.Tensor, clip: torch.Tensor, bits: int, signed: boo
     levels = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
     lo = -clip if signed else torch.zeros_like(clip)
     xc = torch.maximum(torch.minimum(x, clip), lo)
-    q = torch.round(xc / (clip / levels)) * (clip / levels)
+    scale = clip / levels
+    q = torch.round(xc / scale) * scale
     return xc + (q - xc).detach()
 
 
