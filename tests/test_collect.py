@@ -84,11 +84,19 @@ def test_shards_merge(tmp_path: Path, fmnist_available: None) -> None:
     assert summary["seconds_total"] == pytest.approx(sum(r["seconds"] for r in recs), abs=0.1)
     assert set(summary["median_s_by_quantizer"]) == {QUANTIZER}
     assert main(["dataset", str(out)]) == 0
+    # re-split: shard 2/4 is half of shard 0/2's indices; index 2 is on disk already, only 6 is new
+    collect(QUANT, _net(), out, 7, shard=(2, 4), progress=False)
+    lines = (tmp_path / "q.shard2of4.jsonl").read_text().splitlines()
+    assert [json.loads(line).get("index") for line in lines] == [None, 6]  # header, then index 6 only
+    assert [r["index"] for r in load_dataset(out)[1]] == [0, 1, 2, 3, 6]
     (tmp_path / "bad.jsonl").write_text("not json\n")
     with pytest.raises(DatasetFileError, match="not an apqopt dataset"):
         summarize(tmp_path / "bad.jsonl")
     with pytest.raises(ValueError, match="shard must be"):
         collect(QUANT, _net(), out, 4, shard=(2, 2), progress=False)
+    (tmp_path / "q.shard3of4.jsonl").write_text(json.dumps({"type": "header", "config": {"seed": 9}}) + "\n")
+    with pytest.raises(DatasetFileError, match=r"shard3of4\.jsonl belongs to this dataset"):
+        collect(QUANT, _net(), out, 7, shard=(1, 4), progress=False)
 
 
 @pytest.mark.slow

@@ -5,7 +5,9 @@ split across processes without losing, duplicating or half-writing a record.
 
 * The i-th candidate of a dataset is a pure function of (seed, i): a rerun regenerates exactly the
   same sequence and skips the indices already on disk; ``--shard k/n`` takes the indices with
-  ``i % n == k`` and writes its own file, so shards never share a file.
+  ``i % n == k`` and writes its own file, so shards never share a file. Indices already in *any*
+  file of the dataset are skipped, so a slow shard can be split later (stop ``0/2``, run ``0/4``
+  and ``2/4``) without measuring anything twice.
 * A dataset file is JSON lines: a header with every setting (a rerun with other settings is refused
   rather than mixed in), then one self-contained record per line, flushed and fsynced. A torn last
   line (a kill mid-write) is cut off before appending.
@@ -114,12 +116,16 @@ def shard_path(path: Path, shard: tuple[int, int]) -> Path:
     return path if n == 1 else path.with_name(f"{path.stem}.shard{k}of{n}{path.suffix}")
 
 
+def _dataset_files(path: Path) -> list[Path]:
+    """The file itself (if present) and its shard files, whatever split wrote them."""
+    files = sorted(path.parent.glob(f"{path.stem}.shard*of*{path.suffix}"))
+    return [path, *files] if path.exists() else files
+
+
 def load_dataset(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Header and records of a dataset file, with its shard files merged and ordered by index."""
     path = Path(path)
-    files = sorted(path.parent.glob(f"{path.stem}.shard*of*{path.suffix}"))
-    if path.exists():
-        files.insert(0, path)
+    files = _dataset_files(path)
     if not files:
         raise DatasetFileError(f"no dataset at {path} (nor shard files beside it)")
     header, recs = None, {}
@@ -137,6 +143,19 @@ def load_dataset(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dic
     if header is None:
         raise DatasetFileError(f"{path}: empty dataset")
     return header, [recs[i] for i in sorted(recs)]
+
+
+def _indices_elsewhere(out: Path, own: Path, config: dict[str, Any]) -> set[int]:
+    """Indices recorded by the dataset's other files (shards of any split) with the same settings."""
+    done: set[int] = set()
+    for f in _dataset_files(out):
+        if f == own:
+            continue
+        h, rs, _ = _records(f)
+        if h is not None and h["config"] != config:
+            raise DatasetFileError(f"{f} belongs to this dataset but was collected with other settings")
+        done.update(r["index"] for r in rs)
+    return done
 
 
 def _indices(n: int, shard: tuple[int, int]) -> Iterator[int]:
@@ -168,7 +187,7 @@ def collect(
         with path.open("r+b") as fh:
             fh.truncate(good)  # drop a torn last line
     space = get_space(cfg.space)
-    done = {r["index"] for r in recs}
+    done = {r["index"] for r in recs} | _indices_elsewhere(Path(out), path, want["config"])
     todo = [i for i in _indices(n, shard) if i not in done]
     split = load_split(cfg.split).subset(cfg.eval_images)
     bar = tqdm(total=len(todo) + len(done), initial=len(done), desc=f"collect {cfg.kind}", disable=not progress)
