@@ -339,7 +339,15 @@ def cmd_predictor_train(args: argparse.Namespace) -> int:
     from apqopt.predictor.train import train_predictors
 
     res = train_predictors(
-        args.fp, args.quant, args.heldout, args.out, args.space, args.variant, args.seed, progress=not args.quiet
+        args.fp,
+        args.quant,
+        args.heldout,
+        args.out,
+        args.space,
+        args.variant,
+        args.seed,
+        members=args.members,
+        progress=not args.quiet,
     )
     print(json.dumps(res, indent=2))
     return 0
@@ -615,6 +623,9 @@ def build_parser() -> argparse.ArgumentParser:
     ptrain.add_argument("--out", required=True, help="folder for fp.pt, quant.pt and their .json")
     ptrain.add_argument("--variant", choices=["branch", "wide"], default="branch", help="quantization-aware form")
     ptrain.add_argument("--seed", type=int, default=0)
+    ptrain.add_argument(
+        "--members", type=int, default=1, help="networks per predictor, averaged (a deep ensemble; 1 = APQ's)"
+    )
     ptrain.add_argument("--quiet", action="store_true")
     ptrain.set_defaults(func=cmd_predictor_train)
     peval = pr.add_parser("evaluate", help="ranking metrics of a saved predictor on a dataset")

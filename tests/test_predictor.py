@@ -103,12 +103,39 @@ def test_fit_predict_transfer_and_bits_matter(tmp_path: Path) -> None:
         AccuracyPredictor.load(path)
 
 
-def test_wide_variant_transfer_starts_from_fp() -> None:
+@pytest.mark.parametrize(("variant", "members"), [("wide", 1), ("wide", 2), ("branch", 2)])
+def test_transfer_starts_from_fp(variant: str, members: int) -> None:
     torch.set_num_threads(1)
     _, enc, y = _toy(400)
-    fp = AccuracyPredictor("fmnist", "fp", max_epochs=20, patience=5).fit(enc, y)
-    q = AccuracyPredictor.transfer(fp, enc[:100], y[:100], variant="wide", max_epochs=1, lr=1e-12)
+    fp = AccuracyPredictor("fmnist", "fp", max_epochs=20, patience=5, members=members).fit(enc, y)
+    q = AccuracyPredictor.transfer(fp, enc[:100], y[:100], variant=variant, max_epochs=1, lr=1e-12)  # type: ignore[arg-type]
+    assert q.members == members
     np.testing.assert_allclose(q.predict(enc[:20]), fp.predict(enc[:20]), atol=1e-4)
+    np.testing.assert_allclose(q.predict_members(enc[:20]), fp.predict_members(enc[:20]), atol=1e-4)
+
+
+def test_ensemble_averages_distinct_members(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    _, enc, y = _toy(600)
+    ens = AccuracyPredictor("fmnist", "wide", members=3, max_epochs=30, patience=5, seed=1).fit(enc, y)
+    per = ens.predict_members(enc[:50])
+    assert per.shape == (3, 50) and np.abs(per[0] - per[1]).max() > 1e-4  # own seeds, own splits
+    np.testing.assert_allclose(ens.predict(enc[:50]), per.mean(0), rtol=1e-5, atol=1e-6)
+    # member seeds are disjoint across predictor seeds: member 0 of seed 1 is not member 0 of seed 0
+    other = AccuracyPredictor("fmnist", "wide", members=3, seed=0).init_weights()
+    assert not torch.equal(
+        other._nets()[0].regressor.weight,
+        AccuracyPredictor("fmnist", "wide", members=3, seed=1).init_weights()._nets()[0].regressor.weight,
+    )
+    back = AccuracyPredictor.load(ens.save(tmp_path / "e.pt"))
+    assert back.members == 3
+    np.testing.assert_array_equal(back.predict(enc[:50]), ens.predict(enc[:50]))
+    assert len(json.loads((tmp_path / "e.pt.json").read_text())["fit"]["members"]) == 3
+    fp = AccuracyPredictor("fmnist", "fp", members=3, max_epochs=2).fit(enc, y)
+    with pytest.raises(PredictorError, match="keeps the fp predictor's 3 member"):
+        AccuracyPredictor.transfer(fp, enc, y, members=2)
+    with pytest.raises(PredictorError, match="members must be a positive integer"):
+        AccuracyPredictor("fmnist", "fp", members=0)
 
 
 def test_bad_inputs() -> None:
@@ -138,12 +165,14 @@ def test_train_cli_on_a_slice_of_the_shipped_data(tmp_path: Path) -> None:
     out = tmp_path / "pred"
     flags = {"fp": "fp", "quant": "quant", "heldout": "quant_heldout"}
     data = [f"--{flag}={tmp_path / f'{name}.jsonl'}" for flag, name in flags.items()]
-    assert main(["predictor", "train", *data, "--out", str(out), "--variant", "wide", "--quiet"]) == 0
+    args = ["predictor", "train", *data, "--out", str(out), "--variant", "wide", "--members", "2", "--quiet"]
+    assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
     assert (report["n_fp"], report["n_quant"], report["n_heldout"]) == (80, 40, 40)
     assert report["settings"]["variant"] == "wide" and {"transfer_wide", "transfer_branch", "scratch"} <= set(report)
+    assert len(report["transfer_wide"]["members_pairwise_accuracy"]) == 2
     quant = AccuracyPredictor.load(out / "quant.pt")
-    assert quant.variant == "wide"
+    assert quant.variant == "wide" and quant.members == 2
     from apqopt.predictor.train import load_xy
 
     X, y = load_xy(tmp_path / "quant_heldout.jsonl", "fmnist", bits=True)

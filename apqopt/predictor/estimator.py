@@ -13,6 +13,11 @@ Quantization-aware variants:
 * ``"wide"``: the first layer reads architecture and bits together (transfer copies the architecture
   columns of the first layer and starts the bit columns at zero).
 
+``members=k`` trains k copies of the network from different seeds (and validation splits) and
+averages them (a deep ensemble). On the measured quantized data single networks differ by ±0.01 in
+pairwise accuracy from seed to seed; the average of five ranks better than the typical member. With
+``members=1`` (the default) the state dict is APQ's layout exactly.
+
 Unlike APQ's released search code, which encodes every candidate as 8-bit when it calls the
 predictor, the quantization-aware predictor here always reads the candidate's own policy.
 """
@@ -67,6 +72,17 @@ class MLP(nn.Module):
         return self.regressor(h).squeeze(1)
 
 
+class Ensemble(nn.Module):
+    """Independently trained copies of one network; the prediction is their mean."""
+
+    def __init__(self, nets: list[MLP]) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([net(x) for net in self.nets]).mean(0)
+
+
 @dataclass
 class FitReport:
     epochs: int = 0
@@ -95,6 +111,7 @@ class AccuracyPredictor:
         max_epochs: int = 1000,
         patience: int = 50,
         val_fraction: float = 0.1,
+        members: int = 1,
         seed: int = 0,
         progress: bool = False,
     ) -> None:
@@ -105,9 +122,11 @@ class AccuracyPredictor:
         self.hidden, self.depth = hidden, depth
         self.lr, self.weight_decay, self.batch_size = lr, weight_decay, batch_size
         self.max_epochs, self.patience, self.val_fraction = max_epochs, patience, val_fraction
-        self.seed, self.progress = seed, progress
-        self.model_: MLP | None = None
-        self.report_ = FitReport()
+        if not (isinstance(members, int) and members >= 1):
+            raise PredictorError(f"members must be a positive integer, got {members!r}")
+        self.members, self.seed, self.progress = members, seed, progress
+        self.model_: MLP | Ensemble | None = None
+        self.reports_: list[FitReport] = []
         self.metadata_: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -127,10 +146,21 @@ class AccuracyPredictor:
         need = f"{sp.arch_width} or {sp.encoding_width}" if self.variant == "fp" else str(sp.encoding_width)
         raise PredictorError(f"predictor for space '{self.space}' ({self.variant}) needs {need} features, got {width}")
 
-    def _new_model(self) -> MLP:
+    def _member_seeds(self) -> list[int]:
+        # disjoint across predictor seeds: seed 0 uses 0..k-1, seed 1 uses k..2k-1
+        return [self.seed * self.members + i for i in range(self.members)]
+
+    def _new_model(self) -> MLP | Ensemble:
         sp = self._space()
-        torch.manual_seed(self.seed)
-        return MLP(sp.arch_width, sp.bits_width, self.variant, self.hidden, self.depth)
+        nets = []
+        for s in self._member_seeds():
+            torch.manual_seed(s)
+            nets.append(MLP(sp.arch_width, sp.bits_width, self.variant, self.hidden, self.depth))
+        return nets[0] if self.members == 1 else Ensemble(nets)
+
+    def _nets(self) -> list[MLP]:
+        assert self.model_ is not None
+        return list(self.model_.nets) if isinstance(self.model_, Ensemble) else [self.model_]  # type: ignore[arg-type]
 
     def get_params(self) -> dict[str, Any]:
         keys = (
@@ -143,6 +173,7 @@ class AccuracyPredictor:
             "max_epochs",
             "patience",
             "val_fraction",
+            "members",
             "seed",
         )
         return {"space": self.space, **{k: getattr(self, k) for k in keys}}
@@ -155,7 +186,8 @@ class AccuracyPredictor:
 
     # ------------------------------------------------------------------ training
     def fit(self, X: np.ndarray, y: np.ndarray, warm_start: bool = False) -> AccuracyPredictor:
-        """Adam + MSE with early stopping on a held-out ``val_fraction`` of (X, y); keeps the best epoch."""
+        """Adam + MSE with early stopping on a held-out ``val_fraction`` of (X, y); keeps the best epoch.
+        Each ensemble member draws its own validation split and batch order from its own seed."""
         x = self._input(X)
         t = torch.as_tensor(np.asarray(y, dtype=np.float32))
         if t.shape != (x.shape[0],):
@@ -165,16 +197,27 @@ class AccuracyPredictor:
         if not warm_start or self.model_ is None:
             self.model_ = self._new_model()
             with torch.no_grad():
-                self.model_.regressor.bias.fill_(float(t.mean()))
-        model = self.model_
-        gen = torch.Generator().manual_seed(self.seed)
+                for net in self._nets():
+                    net.regressor.bias.fill_(float(t.mean()))
+        tag = [f" {i + 1}/{self.members}" if self.members > 1 else "" for i in range(self.members)]
+        desc = [f"fit {self.variant}{m}" for m in tag]
+        self.reports_ = [
+            self._fit_net(net, x, t, seed, d)
+            for net, seed, d in zip(self._nets(), self._member_seeds(), desc, strict=True)
+        ]
+        per_member = [{k: v for k, v in asdict(r).items() if k != "history"} for r in self.reports_]
+        self.metadata_["fit"] = {"n": len(t), "members": per_member}
+        return self
+
+    def _fit_net(self, model: MLP, x: torch.Tensor, t: torch.Tensor, seed: int, desc: str) -> FitReport:
+        gen = torch.Generator().manual_seed(seed)
         perm = torch.randperm(len(t), generator=gen)
         n_val = round(len(t) * self.val_fraction) if len(t) >= 10 else 0
         val, tr = perm[:n_val], perm[n_val:]
         opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         best, best_state, best_epoch, bad = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
         history = []
-        bar = tqdm(range(self.max_epochs), desc=f"fit {self.variant}", disable=not self.progress, leave=False)
+        bar = tqdm(range(self.max_epochs), desc=desc, disable=not self.progress, leave=False)
         for epoch in bar:
             model.train()
             order = tr[torch.randperm(len(tr), generator=gen)]
@@ -199,15 +242,7 @@ class AccuracyPredictor:
         model.load_state_dict(best_state)
         with torch.no_grad():
             train_mse = float(((model(x[tr]) - t[tr]) ** 2).mean())
-        self.report_ = FitReport(len(history), best_epoch, train_mse, best, history)
-        self.metadata_["fit"] = {
-            "n": len(t),
-            "epochs": len(history),
-            "best_epoch": best_epoch,
-            "val_mse": best,
-            "train_mse": train_mse,
-        }
-        return self
+        return FitReport(len(history), best_epoch, train_mse, best, history)
 
     @classmethod
     def transfer(
@@ -224,19 +259,22 @@ class AccuracyPredictor:
             variant=variant,
             **{**{k: v for k, v in fp.get_params().items() if k not in ("space", "variant")}, **params},
         )
+        if q.members != fp.members:
+            raise PredictorError(f"transfer keeps the fp predictor's {fp.members} member(s); got members={q.members}")
         q.model_ = q._new_model()
         src = fp.model_.state_dict()
         with torch.no_grad():
             dst = q.model_.state_dict()
             for k, v in src.items():
-                if k == "layers.0.0.weight" and variant == "wide":
+                if k.endswith("layers.0.0.weight") and variant == "wide":
                     dst[k].zero_()
                     dst[k][:, : v.shape[1]] = v
                 else:
                     dst[k].copy_(v)
             if variant == "branch":
-                dst["quantize_fc.weight"].zero_()  # starts as the fp predictor exactly
-                dst["quantize_fc.bias"].zero_()
+                for k in dst:
+                    if "quantize_fc." in k:
+                        dst[k].zero_()  # starts as the fp predictor exactly
             q.model_.load_state_dict(dst)
         q.metadata_["transferred_from"] = fp.metadata_.get("fit", {})
         return q.fit(X, y, warm_start=True)
@@ -252,6 +290,14 @@ class AccuracyPredictor:
                 [self.model_(x[i : i + batch]).numpy() for i in range(0, len(x), batch)]
                 or [np.zeros(0, dtype=np.float32)]
             )
+
+    def predict_members(self, X: np.ndarray) -> np.ndarray:
+        """(members, N): each ensemble member's prediction; their spread is a cheap uncertainty."""
+        if self.model_ is None:
+            raise PredictorError("predictor is not fitted")
+        x = self._input(X)
+        with torch.no_grad():
+            return np.stack([net.eval()(x).numpy() for net in self._nets()])
 
     def predict_genes(self, genes: np.ndarray) -> np.ndarray:
         """Predict from a gene matrix (encodes with the candidates' own bits)."""
@@ -279,7 +325,7 @@ class AccuracyPredictor:
             },
             **self.metadata_,
             "metrics": metrics or self.metadata_.get("metrics", {}),
-            "report": asdict(self.report_) | {"history": self.report_.history[-5:]},
+            "report": [asdict(r) | {"history": r.history[-5:]} for r in self.reports_],
         }
         tmp = path.with_name(path.name + ".tmp")
         torch.save(self.model_.state_dict(), tmp)
