@@ -188,9 +188,10 @@ def collect(
             fh.truncate(good)  # drop a torn last line
     space = get_space(cfg.space)
     done = {r["index"] for r in recs} | _indices_elsewhere(Path(out), path, want["config"])
-    todo = [i for i in _indices(n, shard) if i not in done]
+    mine = list(_indices(n, shard))
+    todo = [i for i in mine if i not in done]
     split = load_split(cfg.split).subset(cfg.eval_images)
-    bar = tqdm(total=len(todo) + len(done), initial=len(done), desc=f"collect {cfg.kind}", disable=not progress)
+    bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"collect {cfg.kind}", disable=not progress)
     with path.open("a") as fh:
         if header is None:
             fh.write(json.dumps(want) + "\n")
