@@ -35,7 +35,6 @@ def main() -> None:
     X_q, y_q = load_xy(ASSETS / "quant.jsonl", "fmnist", bits=True)
     X_h, y_h = load_xy(ASSETS / "quant_heldout.jsonl", "fmnist", bits=True)
     sizes = [n for n in SIZES if n < len(y_q)] + [len(y_q)]
-    curves: dict[str, dict[int, list[float]]] = {"transfer": {}, "scratch": {}}
     preds: dict[str, dict[int, list[np.ndarray]]] = {"transfer": {}, "scratch": {}}
     for seed in SEEDS:
         fp = AccuracyPredictor("fmnist", "fp", seed=seed).fit(X_fp, y_fp)
@@ -45,9 +44,8 @@ def main() -> None:
             tr = AccuracyPredictor.transfer(fp, X_q[idx], y_q[idx], variant=VARIANT, seed=seed)
             sc = AccuracyPredictor("fmnist", VARIANT, seed=seed).fit(X_q[idx], y_q[idx])
             for name, pred in (("transfer", tr), ("scratch", sc)):
-                p = pred.predict(X_h)
-                preds[name].setdefault(n, []).append(p)
-                curves[name].setdefault(n, []).append(pairwise_accuracy(y_h, p))
+                preds[name].setdefault(n, []).append(pred.predict(X_h))
+    curves = {k: {n: [pairwise_accuracy(y_h, p) for p in v] for n, v in c.items()} for k, c in preds.items()}
     # the seeds' predictors averaged: what an ensemble of that many networks would rank like
     ensemble = {k: {n: pairwise_accuracy(y_h, np.mean(v, 0)) for n, v in c.items()} for k, c in preds.items()}
     rows = [

@@ -73,14 +73,12 @@ class MLP(nn.Module):
 
 
 class Ensemble(nn.Module):
-    """Independently trained copies of one network; the prediction is their mean."""
+    """Independently trained copies of one network, held together so that one state dict
+    (``nets.{i}.…``) saves them; :meth:`AccuracyPredictor.predict` averages their outputs."""
 
     def __init__(self, nets: list[MLP]) -> None:
         super().__init__()
         self.nets = nn.ModuleList(nets)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([net(x) for net in self.nets]).mean(0)
 
 
 @dataclass
@@ -281,23 +279,25 @@ class AccuracyPredictor:
 
     # ------------------------------------------------------------------ inference
     def predict(self, X: np.ndarray, batch: int = 65536) -> np.ndarray:
-        if self.model_ is None:
-            raise PredictorError("predictor is not fitted")
-        x = self._input(X)
-        self.model_.eval()
-        with torch.no_grad():
-            return np.concatenate(
-                [self.model_(x[i : i + batch]).numpy() for i in range(0, len(x), batch)]
-                or [np.zeros(0, dtype=np.float32)]
-            )
+        return self.predict_members(X, batch).mean(0)
 
-    def predict_members(self, X: np.ndarray) -> np.ndarray:
-        """(members, N): each ensemble member's prediction; their spread is a cheap uncertainty."""
+    def predict_members(self, X: np.ndarray, batch: int = 65536) -> np.ndarray:
+        """(members, N): each ensemble member's prediction (``predict`` is their mean); their spread
+        is a cheap uncertainty. Batched so that 100k candidates do not need 100k-row activations."""
         if self.model_ is None:
             raise PredictorError("predictor is not fitted")
         x = self._input(X)
+        nets = [net.eval() for net in self._nets()]
         with torch.no_grad():
-            return np.stack([net.eval()(x).numpy() for net in self._nets()])
+            return np.stack(
+                [
+                    np.concatenate(
+                        [net(x[i : i + batch]).numpy() for i in range(0, len(x), batch)]
+                        or [np.zeros(0, dtype=np.float32)]
+                    )
+                    for net in nets
+                ]
+            )
 
     def predict_genes(self, genes: np.ndarray) -> np.ndarray:
         """Predict from a gene matrix (encodes with the candidates' own bits)."""
