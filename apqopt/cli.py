@@ -256,7 +256,7 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from apqopt.supernet.collect import CollectConfig, candidate_genes, collect
-    from apqopt.supernet.train import load_supernet
+    from apqopt.supernet.train import load_supernet, weights_identity
 
     weights = _supernet_path(args, args.space)
     if args.storage:  # a live measure study: enqueue the candidates, work on them beside other workers
@@ -277,7 +277,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         space=args.space,
         seed=args.seed,
         eval_images=args.eval_images,
-        supernet=f"{weights.name}:{weights.stat().st_size}",
+        supernet=weights_identity(weights),
     )
     t0 = time.time()
     path = collect(cfg, net, args.out, args.n, _parse_shard(args.shard), progress=not args.quiet)

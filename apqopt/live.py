@@ -266,6 +266,26 @@ def workers_joined(study: optuna.Study) -> int:
     return int(study._storage.get_study_system_attrs(study._study_id).get("apqopt:workers", 0))
 
 
+def _supernet_file(spec: LiveSpec) -> Path:
+    from apqopt.shipped import supernet_path
+
+    return Path(spec.supernet) if spec.supernet else supernet_path(spec.space)
+
+
+def _pin_supernet(study: optuna.Study, storage: RDBStorage, identity: str) -> None:
+    """The first measuring worker records its weights' identity; a worker holding other weights (another
+    package version, a retrained file at the same path) is refused before it measures anything."""
+    with study_lock(storage, study.study_name):
+        stored = storage.get_study_system_attrs(study._study_id).get("apqopt:supernet")
+        if stored is None:
+            storage.set_study_system_attr(study._study_id, "apqopt:supernet", identity)
+        elif stored != identity:
+            raise StorageError(
+                f"study '{study.study_name}' is measured on supernet weights {stored}, this worker has "
+                f"{identity}; give it the same weights file (--supernet)"
+            )
+
+
 def _evaluator(spec: LiveSpec) -> Callable[[optuna.Trial], list[float]]:
     """Turn a trial into objective values (writing its attrs), per study kind."""
     from apqopt.space import get_space
@@ -288,12 +308,11 @@ def _evaluator(spec: LiveSpec) -> Callable[[optuna.Trial], list[float]]:
 
         return search
 
-    from apqopt.shipped import supernet_path
     from apqopt.supernet.collect import CollectConfig, measure
     from apqopt.supernet.data import accuracy_stderr
     from apqopt.supernet.train import load_supernet
 
-    supernet = load_supernet(spec.supernet or supernet_path(spec.space))
+    supernet = load_supernet(_supernet_file(spec))
     cfg = CollectConfig(kind=spec.measure, space=spec.space)  # type: ignore[arg-type]
     from apqopt.search.optuna_search import suggest_genes
 
@@ -333,6 +352,10 @@ def work(
         from apqopt.search.optuna_search import SAMPLERS
 
         study.sampler = SAMPLERS[spec.sampler](spec.seed * 1_000 + me, spec.population)
+    if spec.kind == "measure":
+        from apqopt.supernet.train import weights_identity
+
+        _pin_supernet(study, rdb, weights_identity(_supernet_file(spec)))
     evaluate = _evaluator(spec)
     sid = study._study_id
     told = 0

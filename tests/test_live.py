@@ -149,6 +149,32 @@ def test_enqueued_measurements_are_taken_once(tmp_path: Path, shipped_supernet: 
     assert [t.user_attrs["index"] for t in done] == [0, 1, 2] and states(study) == Counter(COMPLETE=3)
     direct = measure(shipped_supernet, sp.to_candidates(genes[:1])[0], cfg, seed=5 * 1_000_003)  # type: ignore[arg-type]
     assert done[0].values[0] == pytest.approx(direct, abs=1e-12)
+    from apqopt.shipped import supernet_path
+    from apqopt.supernet.train import weights_identity
+
+    pinned = study._storage.get_study_system_attrs(study._study_id)["apqopt:supernet"]
+    assert pinned == weights_identity(supernet_path("fmnist"))
+
+
+def test_worker_with_other_weights_is_refused(tmp_path: Path, shipped_supernet: object) -> None:
+    """Weights retrained at the same path (same name, same size) must not add measurements to a study
+    begun on the old ones; the study's records stay as they were."""
+    import torch
+
+    from apqopt.shipped import supernet_path
+
+    weights = tmp_path / "supernet.pt"
+    weights.write_bytes(supernet_path("fmnist").read_bytes())
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    study = create_live_study(LiveSpec("measure", budget=3, measure="fp", supernet=str(weights)), url, "m")
+    assert work(url, "m", max_trials=0, progress=False).told == 0  # pins the identity, measures nothing
+    payload = torch.load(weights, weights_only=False)
+    first = next(iter(payload["model"]))
+    payload["model"][first] = payload["model"][first] + 0.01
+    torch.save(payload, weights)
+    with pytest.raises(StorageError, match=r"study 'm' is measured on supernet weights supernet.pt:sha256:"):
+        work(url, "m", progress=False)
+    assert study.get_trials() == []
 
 
 def test_evolution_islands_record_side_by_side(postgres_url: str, predictor_file: str, tmp_path: Path) -> None:

@@ -109,6 +109,30 @@ def test_training_resumes_after_sigkill(tmp_path: Path, fmnist_available: None) 
     assert [h["phase"] for h in b["history"]] == ["largest", "width"]
 
 
+@pytest.mark.slow
+def test_schedule_extends_finished_run(tmp_path: Path, fmnist_available: None) -> None:
+    """A finished run trained further with a longer schedule ends where a fresh run with that schedule
+    does; a schedule that changes a finished phase is refused by name."""
+    from apqopt.supernet.train import Phase, TrainConfig, train_supernet
+
+    torch.set_num_threads(1)
+    first = (Phase("largest", 0.25, 0.05, ()),)
+    longer = (*first, Phase("refine", 0.25, 0.02, ("kernel", "depth", "width"), 1))
+    small = {"batch_size": 32, "train_images": 256, "eval_images": 50}
+    train_supernet(TrainConfig(phases=first, **small), tmp_path / "grown", progress=False)
+    grown = train_supernet(TrainConfig(phases=longer, **small), tmp_path / "grown", progress=False)
+    fresh = train_supernet(TrainConfig(phases=longer, **small), tmp_path / "fresh", progress=False)
+    for key, value in fresh.state_dict().items():
+        torch.testing.assert_close(grown.state_dict()[key], value, msg=key)
+    history = torch.load(tmp_path / "grown" / "supernet.pt", weights_only=False)["history"]
+    assert [h["phase"] for h in history] == ["largest", "refine"]
+    changed = (Phase("largest", 0.25, 0.1, ()), longer[1])
+    with pytest.raises(ValueError, match=r"other phases \(a schedule may only be extended at its end\)"):
+        train_supernet(TrainConfig(phases=changed, **small), tmp_path / "grown", progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        train_supernet(TrainConfig(phases=longer, **{**small, "seed": 1}), tmp_path / "grown", progress=False)
+
+
 def test_bad_weights_file(tmp_path: Path) -> None:
     from apqopt.supernet.train import load_supernet
 

@@ -52,7 +52,7 @@ class CollectConfig:
     eval_images: int = 5000
     bn_images: int = 2000
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    supernet: str = ""  # identity of the weights (file name + size), recorded for provenance
+    supernet: str = ""  # weights_identity() of the supernet: records of other weights never mix
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

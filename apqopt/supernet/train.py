@@ -13,6 +13,7 @@ the schedule, RNG states): kill the process and rerun the same command, it conti
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import pickle
@@ -116,6 +117,21 @@ def _save(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def _check_resumable(path: Path, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """A checkpoint resumes a run with the same settings, or one whose schedule only adds phases at the
+    end: a finished supernet can be trained further, and the result is the run a fresh start with the
+    longer schedule gives, since the optimiser, RNG states and schedule position come from the checkpoint."""
+    old_phases, new_phases = stored["phases"], wanted["phases"]
+    same_rest = {k: v for k, v in stored.items() if k != "phases"} == {k: v for k, v in wanted.items() if k != "phases"}
+    if same_rest and list(new_phases[: len(old_phases)]) == list(old_phases):
+        return
+    what = "settings" if not same_rest else "phases (a schedule may only be extended at its end)"
+    raise ValueError(
+        f"{path} was written with other {what}; use another output folder or delete it. "
+        f"stored: {json.dumps(stored)[:300]}"
+    )
+
+
 def train_supernet(cfg: TrainConfig, out_dir: str | Path, progress: bool = True, log: Any = None) -> Supernet:
     """Train (or resume) a supernet; writes ``out_dir/checkpoint.pt`` and ``out_dir/supernet.pt``."""
     out = Path(out_dir)
@@ -134,11 +150,7 @@ def train_supernet(cfg: TrainConfig, out_dir: str | Path, progress: bool = True,
     gen = torch.Generator().manual_seed(cfg.seed)
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=False)
-        if ck["config"] != cfg.to_dict():
-            raise ValueError(
-                f"{ckpt_path} was written with other settings; use another output folder or delete it. "
-                f"stored: {json.dumps(ck['config'])[:300]}"
-            )
+        _check_resumable(ckpt_path, ck["config"], cfg.to_dict())
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         state = TrainState(**ck["state"])
@@ -164,8 +176,9 @@ def train_supernet(cfg: TrainConfig, out_dir: str | Path, progress: bool = True,
     while state.phase < len(cfg.phases):
         phase = cfg.phases[state.phase]
         total = phase_steps(cfg, phase, n_train)
-        if state.step == 0 and "width" in phase.elastic:
-            net.sort_channels()
+        widths_trained = any("width" in p.elastic for p in cfg.phases[: state.phase])
+        if state.step == 0 and "width" in phase.elastic and not widths_trained:
+            net.sort_channels()  # once: later phases' small subnets were trained on this order
         bar = tqdm(
             total=total,
             initial=state.step,
@@ -230,6 +243,15 @@ def phase_report(net: Supernet, space: SearchSpace, n_images: int) -> dict[str, 
     return out
 
 
+def weights_identity(path: str | Path) -> str:
+    """``name:sha256-prefix`` of a weights file, written into every dataset header: records measured on
+    other weights must never be merged or resumed into (two trainings of one architecture give files
+    of the same name and size, so neither can tell them apart)."""
+    path = Path(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return f"{path.name}:sha256:{digest[:16]}"
+
+
 def load_supernet(path: str | Path) -> Supernet:
     """Load trained weights written by :func:`train_supernet` (``supernet.pt``)."""
     path = Path(path)
@@ -244,4 +266,4 @@ def load_supernet(path: str | Path) -> Supernet:
     return net.to(memory_format=torch.channels_last).eval()
 
 
-__all__ = ["DEFAULT_PHASES", "Phase", "Split", "TrainConfig", "load_supernet", "train_supernet"]
+__all__ = ["DEFAULT_PHASES", "Phase", "Split", "TrainConfig", "load_supernet", "train_supernet", "weights_identity"]
