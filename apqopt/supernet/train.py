@@ -49,6 +49,7 @@ DEFAULT_PHASES: tuple[Phase, ...] = (
     Phase("kernel", 1.5, 0.03, ("kernel",), 1),
     Phase("depth", 1.5, 0.03, ("kernel", "depth"), 1),
     Phase("width", 3, 0.03, ("kernel", "depth", "width"), 2),
+    Phase("refine", 6, 0.03, ("kernel", "depth", "width"), 2),
 )
 
 
