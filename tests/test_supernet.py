@@ -145,14 +145,13 @@ def test_bad_weights_file(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_shipped_supernet_accuracy(shipped_supernet: Supernet) -> None:
-    """The shipped weights on the 10k test images, as measured when they were trained:
-    largest 90.10% +- 0.30, smallest 88.53% +- 0.32. (The issue asks >= 91% for the largest; that is
-    not reached yet -- see README "Supernet" -- so this guards the shipped numbers, within 1 SE.)"""
+    """The issue's bars on the 10k test images: largest >= 91%, smallest >= 88% (measured when the
+    shipped weights were made: 91.15% +- 0.28 and 89.90% +- 0.30)."""
     from apqopt.supernet.data import load_split
     from apqopt.supernet.evaluate import evaluate_subnet
 
     test = load_split("test")
     largest = evaluate_subnet(shipped_supernet.extract(SP.uniform()), test)
     smallest = evaluate_subnet(shipped_supernet.extract(SP.smallest()), test)
-    assert largest >= 0.898 and smallest >= 0.882
+    assert largest >= 0.91 and smallest >= 0.88
     assert largest > smallest
