@@ -111,3 +111,28 @@ def test_quantization_hurts_low_bits_more(shipped_supernet) -> None:  # type: ig
     q4 = accuracy(quantize(sub, _policy(cand, pw_w=4, pw_a=4, dw_w=4, dw_a=4), bn_slice(512)), val)
     assert abs(q8 - fp) < 0.01
     assert q4 < q8
+
+
+@pytest.mark.parametrize(("k", "h", "stride"), [(7, 4, 1), (5, 4, 1), (7, 7, 2), (3, 14, 1)])
+def test_depthwise_fine_tune_path_matches_conv(k: int, h: int, stride: int) -> None:
+    """During the fine-tune a depthwise QuantConv2d takes the matrix-product path (fast backward for
+    kernels larger than the map); without gradients it runs oneDNN's conv. Both must agree."""
+    g = torch.Generator().manual_seed(k * h)
+    conv = torch.nn.Conv2d(12, 12, k, stride, k // 2, groups=12, bias=False)
+    q = QuantConv2d(conv, w_bits=6, a_bits=6)
+    q.w_clip.fill_(0.5)
+    q.a_clip.fill_(2.0)
+    x = torch.randn(5, 12, h, h, generator=g).contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = q(x)  # matrix-product path (weights require grad)
+    up = torch.randn(out.shape, generator=g)
+    (out * up).sum().backward()
+    w = conv.weight.detach().clone().requires_grad_()
+    wq = fake_quant(w, q.w_clip.view(-1, 1, 1, 1), 6, True)
+    xr = x.detach().clone().requires_grad_()
+    ref = torch.nn.functional.conv2d(fake_quant(xr, q.a_clip, 6, True), wq, None, stride, k // 2, 1, 12)
+    (ref * up).sum().backward()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x.grad, xr.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(conv.weight.grad, w.grad, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        torch.testing.assert_close(q(x), ref, rtol=1e-5, atol=1e-5)
