@@ -133,3 +133,35 @@ def test_collect_cli_survives_sigkill(tmp_path: Path, fmnist_available: None) ->
     lines = out.read_text().splitlines()
     idx = [json.loads(x)["index"] for x in lines[1:]]
     assert sorted(idx) == list(range(8)) and len(idx) == 8
+
+
+@pytest.mark.slow
+def test_build_script_rebuilds_and_resumes(tmp_path: Path, fmnist_available: None) -> None:
+    """scripts/build-fmnist-assets.sh on the shipped weights (tiny sizes): datasets from parallel
+    shards and predictors; a rerun measures nothing again."""
+    from apqopt.shipped import supernet_path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build-fmnist-assets.sh"
+    env = {
+        **os.environ,
+        "SUPERNET": str(supernet_path("fmnist")),
+        "SHARDS": "2",
+        "N_FP": "4",
+        "N_QUANT": "4",
+        "N_HELDOUT": "2",
+        "EVAL_IMAGES": "100",
+        "MEMBERS": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    out = tmp_path / "assets"
+    subprocess.run([str(script), str(out)], env=env, check=True, capture_output=True, timeout=900)
+    for name, n in (("fp", 4), ("quant", 4), ("quant_heldout", 2)):
+        header, records = load_dataset(out / f"{name}.jsonl")
+        assert sorted(r["index"] for r in records) == list(range(n))
+        assert header["config"]["eval_images"] == 100
+    assert (out / "predictor" / "quant.pt").exists()
+    before = {p.name: p.read_bytes() for p in out.glob("*.jsonl*")}
+    res = subprocess.run([str(script), str(out)], env=env, check=True, capture_output=True, text=True, timeout=600)
+    assert {p.name: p.read_bytes() for p in out.glob("*.jsonl*")} == before
+    assert "supernet\t" not in (out / "build-times.tsv").read_text()  # SUPERNET given: no training
+    assert "done:" in res.stdout

@@ -112,14 +112,18 @@ def test_training_resumes_after_sigkill(tmp_path: Path, fmnist_available: None) 
 @pytest.mark.slow
 def test_schedule_extends_finished_run(tmp_path: Path, fmnist_available: None) -> None:
     """A finished run trained further with a longer schedule ends where a fresh run with that schedule
-    does; a schedule that changes a finished phase is refused by name."""
-    from apqopt.supernet.train import Phase, TrainConfig, train_supernet
+    does; rerunning a finished run leaves its weights file (and identity) untouched; a schedule that
+    changes a finished phase is refused by name."""
+    from apqopt.supernet.train import Phase, TrainConfig, train_supernet, weights_identity
 
     torch.set_num_threads(1)
     first = (Phase("largest", 0.25, 0.05, ()),)
     longer = (*first, Phase("refine", 0.25, 0.02, ("kernel", "depth", "width"), 1))
     small = {"batch_size": 32, "train_images": 256, "eval_images": 50}
     train_supernet(TrainConfig(phases=first, **small), tmp_path / "grown", progress=False)
+    identity = weights_identity(tmp_path / "grown" / "supernet.pt")
+    train_supernet(TrainConfig(phases=first, **small), tmp_path / "grown", progress=False)  # finished: no-op
+    assert weights_identity(tmp_path / "grown" / "supernet.pt") == identity  # datasets on it stay valid
     grown = train_supernet(TrainConfig(phases=longer, **small), tmp_path / "grown", progress=False)
     fresh = train_supernet(TrainConfig(phases=longer, **small), tmp_path / "fresh", progress=False)
     for key, value in fresh.state_dict().items():

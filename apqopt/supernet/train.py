@@ -174,6 +174,7 @@ def train_supernet(cfg: TrainConfig, out_dir: str | Path, progress: bool = True,
         )
 
     largest = space.uniform()
+    finished_before = state.phase == len(cfg.phases) and final_path.exists()
     while state.phase < len(cfg.phases):
         phase = cfg.phases[state.phase]
         total = phase_steps(cfg, phase, n_train)
@@ -229,9 +230,11 @@ def train_supernet(cfg: TrainConfig, out_dir: str | Path, progress: bool = True,
         state.phase += 1
         state.step = 0
         checkpoint()
-    _save(
-        final_path, {"space": space.name, "config": cfg.to_dict(), "model": net.state_dict(), "history": state.history}
-    )
+    if not finished_before:  # rewriting would change the file's bytes, hence its identity (weights_identity)
+        _save(
+            final_path,
+            {"space": space.name, "config": cfg.to_dict(), "model": net.state_dict(), "history": state.history},
+        )
     return net
 
 
