@@ -83,6 +83,8 @@ def test_shards_merge(tmp_path: Path, fmnist_available: None) -> None:
     assert (lo, hi) == (round(accs[0], 2), round(accs[-1], 2))
     assert summary["seconds_total"] == pytest.approx(sum(r["seconds"] for r in recs), abs=0.1)
     assert set(summary["median_s_by_quantizer"]) == {QUANTIZER}
+    shard_sums = [sum(r["seconds"] for r in recs if r["index"] % 2 == k) for k in (0, 1)]
+    assert summary["slowest_shard_s"] == pytest.approx(max(shard_sums), abs=0.1)  # shards ran side by side
     assert main(["dataset", str(out)]) == 0
     # re-split: shard 2/4 is half of shard 0/2's indices; index 2 is on disk already, only 6 is new
     collect(QUANT, _net(), out, 7, shard=(2, 4), progress=False)

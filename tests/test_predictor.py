@@ -171,6 +171,7 @@ def test_train_cli_on_a_slice_of_the_shipped_data(tmp_path: Path) -> None:
     assert (report["n_fp"], report["n_quant"], report["n_heldout"]) == (80, 40, 40)
     assert report["settings"]["variant"] == "wide" and {"transfer_wide", "transfer_branch", "scratch"} <= set(report)
     assert len(report["transfer_wide"]["members_pairwise_accuracy"]) == 2
+    assert report["wall_s"] > 0  # the build's predictor step, for bench_supernet
     quant = AccuracyPredictor.load(out / "quant.pt")
     assert quant.variant == "wide" and quant.members == 2
     from apqopt.predictor.train import load_xy

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ def train_predictors(
     With ``members > 1`` every predictor is an ensemble and the report also gives each member's
     pairwise accuracy, so the ensemble's gain over a single network is visible."""
     out = Path(out_dir)
+    t0 = time.perf_counter()
     X_fp, y_fp = load_xy(fp_data, space, bits=False)
     X_q, y_q = load_xy(quant_data, space, bits=True)
     X_h, y_h = load_xy(heldout_data, space, bits=True)
@@ -68,5 +70,6 @@ def train_predictors(
     best.save(out / "quant.pt", metrics=results[f"transfer_{variant}"])
     results["data"] = {"fp": str(fp_data), "quant": str(quant_data), "heldout": str(heldout_data)}
     results["settings"] = {"space": space, "variant": variant, "seed": seed, "members": members}
+    results["wall_s"] = round(time.perf_counter() - t0, 1)  # the build's last step (bench_supernet reports it)
     (out / "report.json").write_text(json.dumps(results, indent=2) + "\n")  # shipped beside the weights
     return results

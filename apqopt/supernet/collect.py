@@ -246,6 +246,8 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
         # records time themselves by the wall clock (pauses included), so this sum can exceed CPU time
         "seconds_total": round(float(secs.sum()), 1),
         "median_s_per_record": round(float(np.median(secs)), 1),
+        # shards run side by side, so the dataset's wall time is its slowest shard's sum
+        "slowest_shard_s": round(max(sum(r["seconds"] for r in _records(f)[1]) for f in _dataset_files(Path(path))), 1),
     }
     if header["kind"] == "quant":
         by_quantizer: dict[str, list[float]] = {}
