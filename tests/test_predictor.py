@@ -178,3 +178,23 @@ def test_train_cli_on_a_slice_of_the_shipped_data(tmp_path: Path) -> None:
 
     X, y = load_xy(tmp_path / "quant_heldout.jsonl", "fmnist", bits=True)
     assert quant.score(X, y)["pairwise_accuracy"] == pytest.approx(report["transfer_wide"]["pairwise_accuracy"])
+
+
+def test_shipped_predictor_reproduces_its_report() -> None:
+    """The shipped quantization-aware predictor scores what its report.json (and the README) claims
+    on the shipped held-out set, and that set was collected on the shipped supernet's weights."""
+    from apqopt.predictor.train import load_xy
+    from apqopt.supernet.collect import load_dataset
+    from apqopt.supernet.train import weights_identity
+
+    assets = Path(__file__).resolve().parents[1] / "apqopt" / "assets" / "fmnist"
+    report = json.loads((assets / "predictor" / "report.json").read_text())
+    quant = AccuracyPredictor.load(assets / "predictor" / "quant.pt")
+    X, y = load_xy(assets / "quant_heldout.jsonl", "fmnist", bits=True)
+    assert len(y) == report["n_heldout"] == 200
+    shipped = report[f"transfer_{report['settings']['variant']}"]
+    assert quant.score(X, y)["pairwise_accuracy"] == pytest.approx(shipped["pairwise_accuracy"], abs=1e-6)
+    assert shipped["pairwise_accuracy"] >= 0.80  # the issue's bar
+    for name in ("fp", "quant", "quant_heldout"):
+        header, _ = load_dataset(assets / f"{name}.jsonl")
+        assert header["config"]["supernet"] == weights_identity(assets / "supernet.pt")
