@@ -76,8 +76,7 @@ def main() -> None:
     cl, plain = train_step_seconds(True), train_step_seconds(False)
     build: dict[str, dict[str, float]] = {}
     log = ASSETS / "train.log"
-    walls = []  # each training run appends a "done" line (v2 = the first four phases, then `refine`)
-    if log.exists():
+    if log.exists():  # each training run appends a "done" line (v2 = the first four phases, then `refine`)
         walls = [json.loads(x)["wall_s"] for x in log.read_text().splitlines() if '"wall_s"' in x]
         build["supernet training"] = {"runs_wall_s": walls, "wall_s": round(sum(walls), 1)}
     for name in ("fp", "quant", "quant_heldout"):

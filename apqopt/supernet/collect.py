@@ -122,13 +122,13 @@ def _dataset_files(path: Path) -> list[Path]:
     return [path, *files] if path.exists() else files
 
 
-def load_dataset(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Header and records of a dataset file, with its shard files merged and ordered by index."""
-    path = Path(path)
+def _load_files(path: Path) -> tuple[dict[str, Any], list[list[dict[str, Any]]]]:
+    """Header and each file's records (the file itself and its shards), checked to share settings;
+    kept per file because a sharded dataset's wall time is its slowest file's."""
     files = _dataset_files(path)
     if not files:
         raise DatasetFileError(f"no dataset at {path} (nor shard files beside it)")
-    header, recs = None, {}
+    header, per_file = None, []
     for f in files:
         h, rs, _ = _records(f)
         if h is None:
@@ -138,11 +138,25 @@ def load_dataset(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dic
         if header is not None and h["config"] != header["config"]:
             raise DatasetFileError(f"{f}: written with other settings than {files[0]}")
         header = h
-        for r in rs:
-            recs.setdefault(r["index"], r)
+        per_file.append(rs)
     if header is None:
         raise DatasetFileError(f"{path}: empty dataset")
-    return header, [recs[i] for i in sorted(recs)]
+    return header, per_file
+
+
+def _merge(per_file: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Records of all files, ordered by index, the first copy of an index kept."""
+    recs: dict[int, dict[str, Any]] = {}
+    for rs in per_file:
+        for r in rs:
+            recs.setdefault(r["index"], r)
+    return [recs[i] for i in sorted(recs)]
+
+
+def load_dataset(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Header and records of a dataset file, with its shard files merged and ordered by index."""
+    header, per_file = _load_files(Path(path))
+    return header, _merge(per_file)
 
 
 def _indices_elsewhere(out: Path, own: Path, config: dict[str, Any]) -> set[int]:
@@ -231,7 +245,8 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
     recomputed from the files so they can be checked at any point of a long collection."""
     from scipy.stats import spearmanr
 
-    header, recs = load_dataset(path)
+    header, per_file = _load_files(Path(path))
+    recs = _merge(per_file)
     acc = 100 * np.array([r["accuracy"] for r in recs])
     secs = np.array([r["seconds"] for r in recs])
     out: dict[str, Any] = {
@@ -247,7 +262,7 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
         "seconds_total": round(float(secs.sum()), 1),
         "median_s_per_record": round(float(np.median(secs)), 1),
         # shards run side by side, so the dataset's wall time is its slowest shard's sum
-        "slowest_shard_s": round(max(sum(r["seconds"] for r in _records(f)[1]) for f in _dataset_files(Path(path))), 1),
+        "slowest_shard_s": round(max(sum(r["seconds"] for r in rs) for rs in per_file), 1),
     }
     if header["kind"] == "quant":
         by_quantizer: dict[str, list[float]] = {}
