@@ -15,10 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from apqopt.errors import ApqoptError, ConfigError
 from apqopt.hardware.bitfusion import BitFusion
 from apqopt.hardware.build import bitfusion_from_config, build_lut
 from apqopt.hardware.lut import LUT, LUTError, load_shipped, shipped_lut_path
-from apqopt.shipped import predictor_path, supernet_path
+from apqopt.interop.apq import from_apq_spec, to_apq_spec
+from apqopt.settings import compare_dir, default_storage, host_lut_path, reports_dir, supernet_run_dir
+from apqopt.shipped import supernet_path
 from apqopt.space import Candidate, InvalidCandidateError, get_space, space_names
 
 
@@ -65,6 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The main job on the embedded defaults: shipped tables -> searchers compared head to head on the
     shipped predictor (fmnist), recorded as Optuna studies -> best front verified on the supernet."""
     from apqopt.search.compare import compare, write_report
+    from apqopt.search.problem import Problem
     from apqopt.supernet.train import load_supernet
     from apqopt.verify import verify_study
 
@@ -72,23 +76,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name in space_names():
         _price_summary(name, args.samples, args.seed)
     print(f"\n[2/3] search: fmnist, latency <= {args.latency} ms, {args.budget} evaluations per run")
-    problem = _problem(
-        argparse.Namespace(
-            space="fmnist",
-            apq_checkpoint=None,
-            predictor=None,
-            lut=None,
-            latency=args.latency,
-            energy=None,
-            objectives=["latency"],
-            budget=args.budget,
-        )
-    )
+    problem = Problem.from_files("fmnist", latency=args.latency)
     tag = time.strftime("run-%Y%m%d-%H%M%S")
     report, results = compare(
-        problem, args.searchers, args.seeds, storage=args.storage, tag=tag, progress=not args.quiet
+        problem,
+        args.searchers,
+        args.seeds,
+        args.budget,
+        storage=args.storage,
+        tag=tag,
+        progress=not args.quiet,
+        predictor="shipped",
     )
-    paths = write_report(report, results, Path(args.out) / tag)
+    paths = write_report(report, results, Path(args.out or reports_dir()) / tag)
     print(report.markdown())
     print("   report: " + ", ".join(map(str, paths)))
     if args.verify:
@@ -96,7 +96,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"\n[3/3] verify: {args.verify} front candidates of {best.study} measured on the supernet")
         res = verify_study(str(best.study), args.storage, load_supernet(supernet_path("fmnist")), args.verify)
         print(json.dumps(res, indent=2))
-    print(f"\nstudies: {args.storage} -- review them with `apqopt dashboard --storage {args.storage}`")
+    storage = args.storage or default_storage()
+    print(f"\nstudies: {storage} -- review them with `apqopt dashboard --storage {storage}`")
     return 0
 
 
@@ -108,7 +109,7 @@ def cmd_space_show(args: argparse.Namespace) -> int:
 def cmd_space_sample(args: argparse.Namespace) -> int:
     space = get_space(args.space)
     for cand in space.to_candidates(space.sample(args.n, args.seed)):
-        print(json.dumps(space.to_apq_spec(cand)) if args.apq else cand.to_json())
+        print(json.dumps(to_apq_spec(space, cand)) if args.apq else cand.to_json())
     return 0
 
 
@@ -118,7 +119,7 @@ def _read_candidate(text: str, apq: bool, space: str) -> Candidate:
         text = path.read_text()
     if apq:
         try:
-            return get_space(space).from_apq_spec(json.loads(text))
+            return from_apq_spec(get_space(space), json.loads(text))
         except json.JSONDecodeError as exc:
             raise InvalidCandidateError(f"APQ spec is not valid JSON: {exc}") from exc
     return Candidate.from_json(text)
@@ -163,7 +164,7 @@ def cmd_lut_measure(args: argparse.Namespace) -> int:
     from apqopt.hardware.host import HostCPU, check_sums
 
     model = HostCPU(args.precision, warmup=args.warmup, repeats=args.repeats, threads=args.threads)
-    out = Path(args.out or f"luts/host_{args.precision}_{args.space}.csv")
+    out = Path(args.out) if args.out else host_lut_path(args.precision, args.space)
     cmd = f"apqopt lut measure --space {args.space} --precision {args.precision} --repeats {args.repeats}"
     t0 = time.perf_counter()
     lut = build_lut(
@@ -231,7 +232,7 @@ def cmd_supernet_train(args: argparse.Namespace) -> int:
     from apqopt.supernet.train import TrainConfig, train_supernet
 
     cfg = TrainConfig(space=args.space, seed=args.seed, train_images=args.train_images)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else supernet_run_dir(args.space)
     log_path = out / "train.log"
     out.mkdir(parents=True, exist_ok=True)
 
@@ -250,7 +251,7 @@ def _parse_shard(text: str) -> tuple[int, int]:
     try:
         k, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise ValueError(f"--shard must look like k/n (e.g. 0/2), got {text!r}") from None
+        raise ConfigError(f"--shard must look like k/n (e.g. 0/2), got {text!r}") from None
     return k, n
 
 
@@ -368,26 +369,55 @@ def _constraints(args: argparse.Namespace) -> dict[str, float]:
     return {k: v for k, v in (("latency", args.latency), ("energy", args.energy)) if v is not None}
 
 
-def _problem(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from apqopt.predictor import AccuracyPredictor
+def _problem(args: argparse.Namespace) -> Any:
+    """The Problem that --space, --latency/--energy, --objectives, --predictor/--apq-checkpoint, --lut and
+    --architecture describe."""
     from apqopt.search.problem import Problem
 
-    if args.apq_checkpoint:
-        pred = AccuracyPredictor.from_apq_checkpoint(args.apq_checkpoint, space=args.space)
-    else:
-        path = Path(args.predictor) if args.predictor else predictor_path(args.space)
-        if not path.exists():
-            raise ValueError(
-                f"no accuracy predictor at {path}; train one with `apqopt predictor train` "
-                "or pass --predictor PATH / --apq-checkpoint acc_quant.pt"
-            )
-        pred = AccuracyPredictor.load(path, space=args.space)
-    constraints = _constraints(args)
-    lut = _load_lut(args)
-    problem = Problem(get_space(args.space), pred.predict_genes, lut, tuple(args.objectives), constraints, args.budget)
-    if getattr(args, "architecture", None):  # HAQ/OHQ and the others on one architecture's bits
-        return problem.restricted_to(_read_candidate(args.architecture, False, args.space))
-    return problem
+    arch = _read_candidate(args.architecture, False, args.space) if getattr(args, "architecture", None) else None
+    return Problem.from_files(
+        args.space,
+        latency=args.latency,
+        energy=args.energy,
+        objectives=tuple(args.objectives),
+        predictor=args.predictor,
+        apq_checkpoint=args.apq_checkpoint,
+        lut=args.lut,
+        architecture=arch,
+    )
+
+
+def _searcher_params(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, Any]]:
+    """--searcher-param [NAME.]KEY=VALUE, per searcher (VALUE read as JSON, else as text); checked now,
+    before any search work."""
+    from apqopt.search import searcher_class
+
+    out: dict[str, dict[str, Any]] = {n: {} for n in names}
+    for item in args.searcher_param or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--searcher-param must look like KEY=VALUE or NAME.KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        target, _, key = key.rpartition(".")
+        if key == "seed":
+            raise ConfigError("--searcher-param: set seeds with --seed/--seeds, not as a searcher parameter")
+        chosen = [target] if target else [n for n in names if key in searcher_class(n).param_names()]
+        for n in chosen:
+            if n not in out:
+                raise ConfigError(f"--searcher-param {item!r}: searcher '{n}' is not run here (runs: {names})")
+            if key not in searcher_class(n).param_names():
+                raise ConfigError(f"--searcher-param {item!r}: '{n}' takes {searcher_class(n).param_names()}")
+            out[n][key] = value
+        if not chosen:
+            raise ConfigError(f"--searcher-param {item!r}: no searcher of {names} takes '{key}'")
+    return out
+
+
+def _predictor_label(args: argparse.Namespace) -> str:
+    return str(args.apq_checkpoint or args.predictor or "shipped")
 
 
 def _work_locally(storage: str, study: str, workers: int, quiet: bool) -> int:
@@ -416,7 +446,7 @@ def _live_search(args: argparse.Namespace) -> int:
     from apqopt.live import LiveSpec, create_live_study
 
     if not args.searcher.startswith("optuna-"):
-        raise ValueError(
+        raise ConfigError(
             f"--live runs Optuna samplers (optuna-nsga2, optuna-tpe, optuna-random), not {args.searcher!r}; "
             "batch searchers scale out as independent islands: one `apqopt search --searcher evolution --seed K "
             "--storage URL` per process or machine, each recording its own study into the shared storage"
@@ -435,19 +465,21 @@ def _live_search(args: argparse.Namespace) -> int:
     )
     name = args.study or f"live-{args.searcher}-{args.space}-seed{args.seed}"
     study = create_live_study(spec, args.storage, name)
-    return _work_locally(args.storage or "sqlite:///studies/apqopt.db", study.study_name, args.workers, args.quiet)
+    return _work_locally(args.storage or default_storage(), study.study_name, args.workers, args.quiet)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from apqopt.search.base import make_searcher
+    from apqopt.search import make_searcher
     from apqopt.studies import open_storage, record
 
     if args.live:
         return _live_search(args)
     problem = _problem(args)
+    params = _searcher_params(args, [args.searcher])[args.searcher]
+    searcher = make_searcher(args.searcher, **params, seed=args.seed)
     open_storage(args.storage)  # a wrong URL fails now, not after the search
-    res = make_searcher(args.searcher, seed=args.seed).run(problem, progress=not args.quiet)
-    study = record(res, problem, args.storage, args.study)
+    res = searcher.run(problem, args.budget, progress=not args.quiet)
+    study = record(res, problem, args.storage, args.study, predictor=_predictor_label(args))
     b = res.best()
     if b < 0:
         print(f"no feasible candidate found in {len(res.evaluated)} evaluations")
@@ -477,31 +509,35 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from apqopt.search.compare import compare, write_report
 
     if args.verify_top and not args.storage:
-        raise ValueError("--verify-top measures recorded studies: pass --storage too")
+        raise ConfigError("--verify-top measures recorded studies: pass --storage too")
     problem = _problem(args)
+    params = _searcher_params(args, args.searchers)
     report, results = compare(
         problem,
         args.searchers,
         args.seeds,
+        args.budget,
         args.latency_budgets,
         storage=args.storage,
         tag=args.tag,
         progress=not args.quiet,
+        searcher_params=params,
+        predictor=_predictor_label(args),
     )
-    paths = write_report(report, results, args.out)
+    paths = write_report(report, results, args.out or compare_dir())
     print(report.markdown())
     print("written: " + ", ".join(map(str, paths)))
     if args.verify_top:
-        _verify_best_runs(report, args.storage, args.verify_top, args.quiet)
+        _verify_best_runs(report, args.storage, args.verify_top, args.quiet, args.supernet)
     return 0
 
 
-def _verify_best_runs(report: Any, storage: str | None, top: int, quiet: bool) -> None:
+def _verify_best_runs(report: Any, storage: str | None, top: int, quiet: bool, supernet: str | None = None) -> None:
     """Measure the front of each searcher's best run (by hypervolume) on the supernet; print the gaps."""
     from apqopt.supernet.train import load_supernet
     from apqopt.verify import verify_study
 
-    net = load_supernet(supernet_path(report.space))
+    net = load_supernet(Path(supernet) if supernet else supernet_path(report.space))
     rows = [["searcher", "study", "n", "MAE (points)", "Kendall tau"]]
     for name in dict.fromkeys(r.searcher for r in report.runs):
         best = max((r for r in report.runs if r.searcher == name), key=lambda r: r.hv)
@@ -512,10 +548,19 @@ def _verify_best_runs(report: Any, storage: str | None, top: int, quiet: bool) -
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    import optuna
+
+    from apqopt.studies import StorageError, open_storage
     from apqopt.supernet.train import load_supernet
     from apqopt.verify import verify_study
 
-    weights = _supernet_path(args, "fmnist")
+    try:  # the study's own space decides which supernet is the default
+        space = optuna.load_study(study_name=args.study, storage=open_storage(args.storage)).user_attrs.get("space")
+    except KeyError:
+        raise StorageError(f"no study '{args.study}' in {args.storage or default_storage()}") from None
+    if space is None:
+        raise StorageError(f"study '{args.study}' is not an apqopt study (no 'space' attr)")
+    weights = _supernet_path(args, space)
     res = verify_study(args.study, args.storage, load_supernet(weights), args.top, progress=not args.quiet)
     print(json.dumps(res, indent=2))
     return 0
@@ -537,20 +582,39 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         str(args.port),
         "--",
         "--storage",
-        args.storage or "sqlite:///studies/apqopt.db",
+        args.storage or default_storage(),
     ]
     return subprocess.call(cmd)
 
 
 # ---------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="apqopt",
-        description="Hardware-aware joint search of architecture, pruning and mixed precision (APQ).",
-    )
-    sub = p.add_subparsers(dest="command", required=True)
+Sub = Any  # argparse's subparsers action (its class is private)
+RUN_SEARCHERS = ["random", "evolution", "pymoo-nsga2", "optuna-nsga2"]
+COMPARE_SEARCHERS = ["random", "evolution", "pymoo-nsga2", "optuna-nsga2", "optuna-tpe"]
 
-    run = sub.add_parser("run", help="main job: tables, searchers head to head on fmnist, verification")
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows every default and keeps the searcher table's lines."""
+
+
+def _parser(sub: Sub, name: str, help: str, **kw: Any) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=help, formatter_class=_Help, **kw)
+
+
+def _searchers_help() -> str:
+    from apqopt.search import SEARCHERS
+
+    return "searchers:\n" + "\n".join(f"  {n:14s} {c.summary}" for n, c in sorted(SEARCHERS.items()))
+
+
+def _storage_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--storage", default=None, help="Optuna storage URL or journal path (default: sqlite:///$APQOPT_HOME/apqopt.db)"
+    )
+
+
+def add_run_parser(sub: Sub) -> None:
+    run = _parser(sub, "run", "main job: tables, searchers head to head on fmnist, verification")
     run.add_argument("--samples", type=int, default=100_000, help="random candidates priced per space")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--latency", type=float, default=0.5, help="latency limit (ms, shipped BitFusion table)")
@@ -558,43 +622,51 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--searchers",
         nargs="+",
-        default=["random", "evolution", "pymoo-nsga2", "optuna-nsga2"],
+        default=RUN_SEARCHERS,
         help="optuna-tpe costs ~110 s per 1,000 trials here (multivariate TPE), so it is opt-in",
     )
     run.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    run.add_argument("--storage", default="sqlite:///studies/apqopt.db", help="where the studies go")
-    run.add_argument("--out", default="studies/reports", help="folder for the compare report")
+    _storage_arg(run)
+    run.add_argument("--out", help="folder for the compare report (default: $APQOPT_HOME/reports)")
     run.add_argument("--verify", type=int, default=2, help="front candidates to measure for real (0: skip)")
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=cmd_run)
 
-    space = sub.add_parser("space", help="inspect a search space").add_subparsers(dest="sub", required=True)
-    show = space.add_parser("show", help="print the space's structure, gene count and encoding width")
+
+def add_space_parser(sub: Sub) -> None:
+    space = _parser(sub, "space", "inspect a search space").add_subparsers(dest="sub", required=True)
+    show = _parser(space, "show", "print the space's structure, gene count and encoding width")
     _space_arg(show)
     show.set_defaults(func=cmd_space_show)
-    sample = space.add_parser("sample", help="print random candidates as JSON lines")
+    sample = _parser(space, "sample", "print random candidates as JSON lines")
     _space_arg(sample)
     sample.add_argument("--n", type=int, default=5)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--apq", action="store_true", help="print APQ's spec dicts instead of apqopt JSON")
     sample.set_defaults(func=cmd_space_sample)
 
-    sn = sub.add_parser("supernet", help="train the once-for-all supernet").add_subparsers(dest="sub", required=True)
-    train = sn.add_parser("train", help="progressive shrinking + in-place distillation; rerun to resume")
+
+def add_supernet_parser(sub: Sub) -> None:
+    sn = _parser(sub, "supernet", "train the once-for-all supernet").add_subparsers(dest="sub", required=True)
+    train = _parser(sn, "train", "progressive shrinking + in-place distillation; rerun to resume")
     _space_arg(train)
-    train.add_argument("--out", default="runs/supernet-fmnist", help="folder for checkpoint.pt, supernet.pt, log")
+    train.add_argument(
+        "--out", help="folder for checkpoint.pt, supernet.pt, log (default: $APQOPT_HOME/supernet-SPACE)"
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--train-images", type=int, help="use only the first N training images (smoke tests)")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(func=cmd_supernet_train)
-    sev = sn.add_parser("eval", help="accuracy of subnets (BN re-estimated) with its standard error")
+    sev = _parser(sn, "eval", "accuracy of subnets (BN re-estimated) with its standard error")
     _space_arg(sev)
     sev.add_argument("candidates", nargs="*", default=["largest", "smallest"], help="largest, smallest or JSON")
     sev.add_argument("--split", default="test", choices=["train", "val", "test"])
     sev.add_argument("--supernet", help="weights file (default: the shipped one)")
     sev.set_defaults(func=cmd_supernet_eval)
 
-    col = sub.add_parser("collect", help="measure random subnets into an accuracy dataset (resumable)")
+
+def add_collect_parser(sub: Sub) -> None:
+    col = _parser(sub, "collect", "measure random subnets into an accuracy dataset (resumable)")
     col.add_argument("kind", choices=["fp", "quant"], help="fp: full precision; quant: policy + short QAT")
     _space_arg(col)
     col.add_argument("--n", type=int, required=True, help="dataset size (indices 0..n-1)")
@@ -609,13 +681,17 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--quiet", action="store_true")
     col.set_defaults(func=cmd_collect)
 
-    ds = sub.add_parser("dataset", help="summarise accuracy datasets (shards merged): size, spread, measuring time")
+
+def add_dataset_parser(sub: Sub) -> None:
+    ds = _parser(sub, "dataset", "summarise accuracy datasets (shards merged): size, spread, measuring time")
     ds.add_argument("paths", nargs="+", help="dataset files as given to collect --out")
     ds.add_argument("--json", action="store_true", help="one JSON object per dataset instead of a table")
     ds.set_defaults(func=cmd_dataset)
 
-    pr = sub.add_parser("predictor", help="accuracy predictors").add_subparsers(dest="sub", required=True)
-    ptrain = pr.add_parser("train", help="fp predictor, transfer to quantized data, report on the held-out set")
+
+def add_predictor_parser(sub: Sub) -> None:
+    pr = _parser(sub, "predictor", "accuracy predictors").add_subparsers(dest="sub", required=True)
+    ptrain = _parser(pr, "train", "fp predictor, transfer to quantized data, report on the held-out set")
     _space_arg(ptrain)
     ptrain.add_argument("--fp", required=True, help="fp dataset (apqopt collect fp)")
     ptrain.add_argument("--quant", required=True, help="quantized training dataset (apqopt collect quant)")
@@ -628,71 +704,91 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ptrain.add_argument("--quiet", action="store_true")
     ptrain.set_defaults(func=cmd_predictor_train)
-    peval = pr.add_parser("evaluate", help="ranking metrics of a saved predictor on a dataset")
+    peval = _parser(pr, "evaluate", "ranking metrics of a saved predictor on a dataset")
     peval.add_argument("--predictor", required=True)
     peval.add_argument("--data", required=True)
     peval.set_defaults(func=cmd_predictor_evaluate)
 
-    def problem_args(p: argparse.ArgumentParser) -> None:
-        _space_arg(p)
-        p.add_argument("--budget", type=int, default=2000, help="evaluated candidates per run")
-        p.add_argument("--latency", type=float, help="latency limit (ms)")
-        p.add_argument("--energy", type=float, help="energy limit (mJ)")
-        p.add_argument("--objectives", nargs="+", default=["latency"], choices=["latency", "energy"])
-        p.add_argument("--predictor", help="saved AccuracyPredictor (default: the space's shipped one)")
-        p.add_argument("--apq-checkpoint", help="APQ's acc_quant.pt instead of an apqopt predictor")
-        p.add_argument("--lut", help="table file (default: the space's shipped BitFusion table)")
-        p.add_argument(
-            "--architecture", help="candidate JSON (or file): search only its bits (how haq/ohq compare with others)"
-        )
-        p.add_argument(
-            "--storage", default=None, help="Optuna storage URL or journal path (default sqlite studies/apqopt.db)"
-        )
-        p.add_argument("--quiet", action="store_true")
 
-    se = sub.add_parser("search", help="run one searcher on one problem and record it as an Optuna study")
-    problem_args(se)
-    se.add_argument("--searcher", default="evolution")
+def _problem_args(p: argparse.ArgumentParser, budget: int) -> None:
+    _space_arg(p)
+    p.add_argument("--budget", type=int, default=budget, help="evaluated candidates per run")
+    p.add_argument("--latency", type=float, help="latency limit (ms)")
+    p.add_argument("--energy", type=float, help="energy limit (mJ)")
+    p.add_argument("--objectives", nargs="+", default=["latency"], choices=["latency", "energy"])
+    p.add_argument("--predictor", help="saved AccuracyPredictor (default: the space's shipped one)")
+    p.add_argument("--apq-checkpoint", help="APQ's acc_quant.pt instead of an apqopt predictor")
+    p.add_argument("--lut", help="table file (default: the space's shipped BitFusion table)")
+    p.add_argument(
+        "--architecture", help="candidate JSON (or file): search only its bits (how haq/ohq compare with others)"
+    )
+    p.add_argument(
+        "--searcher-param",
+        action="append",
+        metavar="[NAME.]KEY=VALUE",
+        help="a searcher's constructor parameter, e.g. population=50 or evolution.mutate_prob=0.2 (repeatable)",
+    )
+    _storage_arg(p)
+    p.add_argument("--quiet", action="store_true")
+
+
+def add_search_parser(sub: Sub) -> None:
+    se = _parser(
+        sub, "search", "run one searcher on one problem and record it as an Optuna study", epilog=_searchers_help()
+    )
+    _problem_args(se, budget=2000)
+    se.add_argument("--searcher", default="evolution", help="one of the searchers below")
     se.add_argument("--seed", type=int, default=0)
     se.add_argument("--study", help="study name (default: searcher-space-seedN)")
     se.add_argument("--live", action="store_true", help="write trials as they come; other workers may join")
     se.add_argument("--workers", type=int, default=1, help="local worker processes for --live")
     se.set_defaults(func=cmd_search)
-    wo = sub.add_parser("worker", help="join a live study (search or measure) until its budget is complete")
+
+
+def add_worker_parser(sub: Sub) -> None:
+    wo = _parser(sub, "worker", "join a live study (search or measure) until its budget is complete")
     wo.add_argument("--study", required=True)
     wo.add_argument("--storage", required=True, help="SQLite or PostgreSQL URL of the live study")
     wo.add_argument("--max-trials", type=int, help="leave after telling this many trials")
     wo.add_argument("--quiet", action="store_true")
     wo.set_defaults(func=cmd_worker)
-    co = sub.add_parser("compare", help="searchers x seeds on one problem: HV, best accuracy, evals to target")
-    problem_args(co)
-    co.add_argument(
-        "--searchers", nargs="+", default=["random", "evolution", "pymoo-nsga2", "optuna-nsga2", "optuna-tpe"]
+
+
+def add_compare_parser(sub: Sub) -> None:
+    co = _parser(
+        sub, "compare", "searchers x seeds on one problem: HV, best accuracy, evals to target", epilog=_searchers_help()
     )
+    _problem_args(co, budget=2000)
+    co.add_argument("--searchers", nargs="+", default=COMPARE_SEARCHERS, help="searchers to run (below)")
     co.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     co.add_argument("--latency-budgets", nargs="+", type=float, help="report best accuracy under these (ms)")
     co.add_argument("--tag", default="compare", help="prefix of the recorded study names")
-    co.add_argument("--out", default="studies/compare", help="folder for compare.md/.json and plots")
+    co.add_argument("--out", help="folder for compare.md/.json and plots (default: $APQOPT_HOME/compare)")
     co.add_argument("--verify-top", type=int, default=0, help="measure K front candidates of each searcher's best run")
+    co.add_argument("--supernet", help="weights file for --verify-top (default: the space's shipped one)")
     co.set_defaults(func=cmd_compare)
 
-    ve = sub.add_parser("verify", help="measure a study's front candidates for real (supernet, quantize, fine-tune)")
+
+def add_verify_parser(sub: Sub) -> None:
+    ve = _parser(sub, "verify", "measure a study's front candidates for real (supernet, quantize, fine-tune)")
     ve.add_argument("--study", required=True)
-    ve.add_argument("--storage", default=None)
+    _storage_arg(ve)
     ve.add_argument("--top", type=int, default=5, help="front candidates to measure")
-    ve.add_argument("--supernet", help="weights file (default: the shipped one)")
+    ve.add_argument("--supernet", help="weights file (default: the shipped one of the study's space)")
     ve.add_argument("--quiet", action="store_true")
     ve.set_defaults(func=cmd_verify)
 
-    da = sub.add_parser("dashboard", help="review studies in the Streamlit dashboard (read-only)")
-    da.add_argument("--storage", help="Optuna storage URL or journal path (default sqlite:///studies/apqopt.db)")
+
+def add_dashboard_parser(sub: Sub) -> None:
+    da = _parser(sub, "dashboard", "review studies in the Streamlit dashboard (read-only)")
+    _storage_arg(da)
     da.add_argument("--port", type=int, default=8501)
     da.set_defaults(func=cmd_dashboard)
 
-    lut = sub.add_parser("lut", help="build, inspect and use latency/energy tables").add_subparsers(
-        dest="sub", required=True
-    )
-    build = lut.add_parser("build", help="build a space's table from a hardware cost model")
+
+def add_lut_parser(sub: Sub) -> None:
+    lut = _parser(sub, "lut", "build, inspect and use latency/energy tables").add_subparsers(dest="sub", required=True)
+    build = _parser(lut, "build", "build a space's table from a hardware cost model")
     _space_arg(build)
     build.add_argument("--hardware", default="bitfusion", help="cost model (bitfusion)")
     build.add_argument("--config", help="JSON file with BitFusionConfig fields (array size, clock, buffers, ...)")
@@ -705,36 +801,61 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--workers", type=int, default=2)
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=cmd_lut_build)
-    meas = lut.add_parser("measure", help="time every layer shape on this CPU with PyTorch (fp32 or int8)")
+    meas = _parser(lut, "measure", "time every layer shape on this CPU with PyTorch (fp32 or int8)")
     _space_arg(meas)
     meas.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
-    meas.add_argument("--out", help="output CSV (default luts/host_PRECISION_SPACE.csv)")
+    meas.add_argument("--out", help="output CSV (default $APQOPT_HOME/host_PRECISION_SPACE.csv)")
     meas.add_argument("--warmup", type=int, default=5)
     meas.add_argument("--repeats", type=int, default=25, help="timed samples per layer (median kept)")
     meas.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
     meas.add_argument("--check", type=int, default=0, help="time N random subnets end to end against the sums")
     meas.add_argument("--quiet", action="store_true")
     meas.set_defaults(func=cmd_lut_measure)
-    lshow = lut.add_parser("show", help="summarise a table (shipped by default)")
+    lshow = _parser(lut, "show", "summarise a table (shipped by default)")
     _space_arg(lshow)
     lshow.add_argument("--lut", help="table file (apqopt CSV or APQ JSON)")
     lshow.add_argument("--gaps", choices=space_names(), help="report entries this space needs that the table lacks")
     lshow.set_defaults(func=cmd_lut_show)
-    price = lut.add_parser("price", help="price one candidate given as JSON (or a file)")
+    price = _parser(lut, "price", "price one candidate given as JSON (or a file)")
     _space_arg(price, default="apq-mbv2")
     price.add_argument("candidate", help="apqopt candidate JSON, an APQ spec dict (--apq-spec), or a file")
     price.add_argument("--lut", help="table file (default: the shipped table of the candidate's space)")
     price.add_argument("--apq-spec", action="store_true", help="the candidate is APQ's spec dict (ks, e, d, ...)")
     price.add_argument("--layers", action="store_true", help="print the per-layer breakdown")
     price.set_defaults(func=cmd_lut_price)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="apqopt",
+        description="Hardware-aware joint search of architecture, pruning and mixed precision (APQ).",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (
+        add_run_parser,
+        add_space_parser,
+        add_supernet_parser,
+        add_collect_parser,
+        add_dataset_parser,
+        add_predictor_parser,
+        add_search_parser,
+        add_worker_parser,
+        add_compare_parser,
+        add_verify_parser,
+        add_dashboard_parser,
+        add_lut_parser,
+    ):
+        add(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. A user's mistake (an :class:`~apqopt.errors.ApqoptError`, a missing file) is one
+    line on stderr and exit 2; anything else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (InvalidCandidateError, LUTError, ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ApqoptError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
         print(f"apqopt: error: {exc}", file=sys.stderr)
         return 2
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,18 +19,18 @@ import streamlit as st
 
 from apqopt.hardware.lut import LUTError, load_shipped
 from apqopt.review import StudyReader
+from apqopt.settings import benchmark_results_dir, default_storage
 from apqopt.space import BIT_FIELDS, get_space
-from apqopt.studies import DEFAULT_STORAGE, StorageError
+from apqopt.studies import StorageError
 
 PAGES = ["Studies", "Compare searchers", "Candidate inspector", "Predictor", "LUT explorer"]
-RESULTS = Path.cwd() / "benchmarks" / "results"
 
 
 def storage_url() -> str:
     args = sys.argv[1:]
     if "--storage" in args:
         return args[args.index("--storage") + 1]
-    return os.environ.get("APQOPT_STORAGE", DEFAULT_STORAGE)
+    return os.environ.get("APQOPT_STORAGE") or default_storage()
 
 
 @st.cache_resource(show_spinner=False)
@@ -115,15 +114,14 @@ def page_compare(url: str, table: pd.DataFrame) -> None:
     st.plotly_chart(fig, width="stretch")
     st.subheader("Metrics")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    report = next(iter(sorted(Path("studies").glob("**/compare.json"))), None)
-    if report is not None:
-        data = json.loads(report.read_text())
-        st.subheader(f"Hypervolume vs evaluations ({report})")
-        curves = [
-            {"searcher": r["searcher"], "seed": r["seed"], "evaluations": c, "hypervolume": hv}
-            for r in data["runs"]
-            for c, hv in r["hv_curve"]
-        ]
+    attrs = reader(url).study_attrs()  # the curves compare recorded into these studies, nothing else
+    curves = [
+        {"searcher": attrs[n].get("searcher", "?"), "seed": attrs[n].get("seed"), "evaluations": c, "hypervolume": hv}
+        for n in names
+        for c, hv in attrs.get(n, {}).get("hv_curve", [])
+    ]
+    if curves:
+        st.subheader("Hypervolume vs evaluations (recorded by apqopt compare)")
         df = pd.DataFrame(curves).groupby(["searcher", "evaluations"])["hypervolume"].agg(["mean", "std"]).reset_index()
         st.plotly_chart(px.line(df, x="evaluations", y="mean", color="searcher", error_y="std"), width="stretch")
 
@@ -215,7 +213,7 @@ def page_predictor(url: str, table: pd.DataFrame) -> None:
         st.plotly_chart(px.scatter(df, x="predicted", y="measured", color="study"), width="stretch")
     else:
         st.info("No verified candidates yet: run `apqopt verify --study NAME` to measure a study's front.")
-    curve = RESULTS / "predictor_transfer.json"
+    curve = benchmark_results_dir() / "predictor_transfer.json"
     if curve.exists():
         data = json.loads(curve.read_text())
         rows = [

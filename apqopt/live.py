@@ -47,13 +47,24 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from tqdm import tqdm
 
-from apqopt.studies import DEFAULT_STORAGE, StorageError, open_storage
+from apqopt.errors import ConfigError
+from apqopt.record import RecordCodec, quiet_optuna
+from apqopt.settings import default_storage
+from apqopt.studies import StorageError, open_storage
 
-# Heartbeats with ask-and-tell are what a shared queue needs; Optuna warns about both uses.
-warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-warnings.filterwarnings(
-    "ignore", message=".*(heartbeat|grace_period|fail_stale_trials|RetryHeartbeatStaleTrialCallback).*experimental"
-)
+
+@contextlib.contextmanager
+def _heartbeat_warnings_off() -> Iterator[None]:
+    """Heartbeats with ask-and-tell are what a shared queue needs; Optuna warns about both uses.
+    Silenced inside apqopt's own calls only (the user's warning filters stay as they are)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        warnings.filterwarnings(
+            "ignore",
+            message=".*(heartbeat|grace_period|fail_stale_trials|RetryHeartbeatStaleTrialCallback).*experimental",
+        )
+        yield
+
 
 Kind = Literal["search", "measure"]
 SPEC_ATTR = "live_spec"
@@ -86,15 +97,15 @@ class LiveSpec:
         from apqopt.search.optuna_search import SAMPLERS
 
         if self.kind not in ("search", "measure"):
-            raise ValueError(f"live study kind must be 'search' or 'measure', got {self.kind!r}")
+            raise ConfigError(f"live study kind must be 'search' or 'measure', got {self.kind!r}")
         if self.kind == "search" and self.sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.sampler!r}; live searches use {sorted(SAMPLERS)}")
+            raise ConfigError(f"unknown sampler {self.sampler!r}; live searches use {sorted(SAMPLERS)}")
         if self.budget <= 0:
-            raise ValueError(f"budget must be positive, got {self.budget}")
+            raise ConfigError(f"budget must be positive, got {self.budget}")
         if self.measure not in ("fp", "quant"):
-            raise ValueError(f"measure must be 'fp' or 'quant', got {self.measure!r}")
+            raise ConfigError(f"measure must be 'fp' or 'quant', got {self.measure!r}")
         if not 0 < self.heartbeat_s < self.grace_s:
-            raise ValueError("need 0 < heartbeat_s < grace_s (a trial is stale after grace_s without a beat)")
+            raise ConfigError("need 0 < heartbeat_s < grace_s (a trial is stale after grace_s without a beat)")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self) | {"objectives": list(self.objectives)}, sort_keys=True)
@@ -105,14 +116,17 @@ class LiveSpec:
         d["objectives"] = tuple(d["objectives"])
         return cls(**d)
 
-    def directions(self) -> list[str]:
-        return ["maximize", *["minimize"] * len(self.objectives)] if self.kind == "search" else ["maximize"]
+    def codec(self) -> RecordCodec:
+        """Search studies record like every apqopt study; measure studies have one objective, accuracy."""
+        if self.kind == "search":
+            return RecordCodec(self.space, self.objectives, self.constraints)
+        return RecordCodec(self.space, (), {})
 
 
 # ---------------------------------------------------------------------- storage and lock
 def open_rdb(url: str | None, spec: LiveSpec | None = None) -> RDBStorage:
     """An RDB storage (SQLite or PostgreSQL URL), with heartbeats when the spec is known."""
-    url = url or DEFAULT_STORAGE
+    url = url or default_storage()
     if "://" not in url or not url.startswith(("sqlite:///", "postgresql")):
         raise StorageError(
             f"live studies need an SQLite or PostgreSQL URL (sqlite:///path.db, postgresql://user@host/db), "
@@ -125,7 +139,8 @@ def open_rdb(url: str | None, spec: LiveSpec | None = None) -> RDBStorage:
             "grace_period": spec.grace_s,
             "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=None),
         }
-    storage = open_storage(url, **kw)  # creating Optuna's tables connects: a bad URL fails here
+    with _heartbeat_warnings_off():
+        storage = open_storage(url, **kw)  # creating Optuna's tables connects: a bad URL fails here
     assert isinstance(storage, RDBStorage)
     return storage
 
@@ -159,7 +174,7 @@ def study_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
 def create_live_study(spec: LiveSpec, storage: str | None, name: str) -> optuna.Study:
     """Create the study, or join it when it exists with the same spec (a clear error otherwise)."""
     store = open_rdb(storage, spec)
-    study = optuna.create_study(study_name=name, storage=store, directions=spec.directions(), load_if_exists=True)
+    study = spec.codec().create_study(store, name, load_if_exists=True)
     stored = study.user_attrs.get(SPEC_ATTR)
     if stored is None:
         if study.trials:
@@ -177,17 +192,14 @@ def create_live_study(spec: LiveSpec, storage: str | None, name: str) -> optuna.
 
 def _summary_attrs(spec: LiveSpec) -> dict[str, Any]:
     """The attrs every apqopt study carries, so the dashboard lists live studies like recorded ones."""
-    return {
-        "searcher": f"optuna-{spec.sampler}" if spec.kind == "search" else f"measure-{spec.measure}",
-        "seed": spec.seed,
-        "space": spec.space,
-        "lut": spec.lut or "shipped",
-        "predictor": spec.predictor or "shipped",
-        "objectives": list(spec.objectives),
-        "constraints": spec.constraints,
-        "budget": spec.budget,
-        "trials_hold": "every evaluated candidate (live study)",
-    }
+    return RecordCodec(spec.space, spec.objectives, spec.constraints).study_attrs(
+        f"optuna-{spec.sampler}" if spec.kind == "search" else f"measure-{spec.measure}",
+        spec.seed,
+        spec.budget,
+        lut=spec.lut or "shipped",
+        predictor=spec.predictor or "shipped",
+        trials_hold="every evaluated candidate (live study)",
+    )
 
 
 def load_spec(study: optuna.Study) -> LiveSpec:
@@ -200,23 +212,19 @@ def load_spec(study: optuna.Study) -> LiveSpec:
 def enqueue(study: optuna.Study, genes: np.ndarray) -> int:
     """Put candidates (gene rows) in a ``measure`` study's queue, each once: rows already queued or
     measured (same ``index``) are skipped, so re-running an interrupted enqueue is safe."""
-    from apqopt.space import get_space
-
     spec = load_spec(study)
     if spec.kind != "measure":
-        raise ValueError(f"study '{study.study_name}' is a {spec.kind} study; only measure studies take a queue")
-    space = get_space(spec.space)
-    genes = space.validate_matrix(np.asarray(genes))
+        raise ConfigError(f"study '{study.study_name}' is a {spec.kind} study; only measure studies take a queue")
+    codec = spec.codec()
+    genes = codec.space.validate_matrix(np.asarray(genes))
     if len(genes) > spec.budget:
-        raise ValueError(f"{len(genes)} candidates exceed the study's budget of {spec.budget}")
+        raise ConfigError(f"{len(genes)} candidates exceed the study's budget of {spec.budget}")
     have = {t.user_attrs.get("index") for t in study.get_trials(deepcopy=False)}
-    names = space.gene_names()
     added = 0
     for i, row in enumerate(genes):
         if i in have:
             continue
-        params = {n: space.gene_values(g)[int(row[g])] for g, n in enumerate(names)}
-        study.enqueue_trial(params, user_attrs={"index": i}, skip_if_exists=False)
+        study.enqueue_trial(codec.params(row), user_attrs={"index": i}, skip_if_exists=False)
         added += 1
     return added
 
@@ -288,25 +296,19 @@ def _pin_supernet(study: optuna.Study, storage: RDBStorage, identity: str) -> No
 
 def _evaluator(spec: LiveSpec) -> Callable[[optuna.Trial], list[float]]:
     """Turn a trial into objective values (writing its attrs), per study kind."""
-    from apqopt.space import get_space
-
-    space = get_space(spec.space)
+    codec = spec.codec()
     if spec.kind == "search":
-        from apqopt.hardware.lut import LUT, load_shipped
-        from apqopt.predictor.estimator import AccuracyPredictor
-        from apqopt.search.optuna_search import record_outcome, suggest_genes
+        from apqopt.search.optuna_search import objective
         from apqopt.search.problem import Problem
-        from apqopt.shipped import predictor_path
 
-        pred = AccuracyPredictor.load(spec.predictor or predictor_path(spec.space), space=spec.space)
-        lut = LUT.load(spec.lut) if spec.lut else load_shipped(spec.space)
-        problem = Problem(space, pred.predict_genes, lut, spec.objectives, dict(spec.constraints), budget=2**62)
-
-        def search(trial: optuna.Trial) -> list[float]:
-            ev = problem.evaluate(suggest_genes(trial, problem)[None])
-            return record_outcome(trial, problem, ev, 0)
-
-        return search
+        problem = Problem.from_files(
+            spec.space,
+            objectives=spec.objectives,
+            predictor=spec.predictor or None,
+            lut=spec.lut or None,
+            **spec.constraints,
+        )
+        return objective(problem)
 
     from apqopt.supernet.collect import CollectConfig, measure
     from apqopt.supernet.data import accuracy_stderr
@@ -314,10 +316,10 @@ def _evaluator(spec: LiveSpec) -> Callable[[optuna.Trial], list[float]]:
 
     supernet = load_supernet(_supernet_file(spec))
     cfg = CollectConfig(kind=spec.measure, space=spec.space)  # type: ignore[arg-type]
-    from apqopt.search.optuna_search import suggest_genes
+    space = codec.space
 
     def measured(trial: optuna.Trial) -> list[float]:
-        row = suggest_genes(trial, space)
+        row = codec.suggest(trial)
         index = int(trial.user_attrs["index"])
         t0 = time.time()
         acc = measure(supernet, space.to_candidates(row[None])[0], cfg, seed=spec.seed * 1_000_003 + index)
@@ -340,11 +342,16 @@ def work(
     ``max_trials``: stop after telling this many (a worker that leaves early; tests use it).
     Returns once the study is done (all complete) or this worker's share is over.
     """
+    with _heartbeat_warnings_off(), quiet_optuna():
+        return _work(storage, study_name, max_trials, progress, poll_s)
+
+
+def _work(storage: str | None, study_name: str, max_trials: int | None, progress: bool, poll_s: float) -> WorkerReport:
     t0 = time.perf_counter()
     try:
         spec = load_spec(optuna.load_study(study_name=study_name, storage=open_rdb(storage)))
     except KeyError:
-        raise StorageError(f"no study '{study_name}' in {storage or DEFAULT_STORAGE}") from None
+        raise StorageError(f"no study '{study_name}' in {storage or default_storage()}") from None
     rdb = open_rdb(storage, spec)
     study = optuna.load_study(study_name=study_name, storage=rdb)
     me = _claim_worker(study, rdb)

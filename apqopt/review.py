@@ -1,8 +1,10 @@
 """Read-only access to recorded studies, as tables: what the dashboard (and notebooks) show.
 
 Why separate from the dashboard: the data layer is plain pandas, testable without Streamlit, and
-it never writes -- SQLite files are opened read-only, and SQL storages are read with plain queries,
-which also keeps a 50,000-trial study quick (Optuna's object API would build 50,000 FrozenTrials).
+it never writes. Two adapters read the same tables: :class:`OptunaTables` through Optuna's API (any
+storage; used for journal files) and :class:`SqlTables` with plain read-only queries on Optuna's
+RDB schema (SQLite, PostgreSQL), which keeps a 50,000-trial study quick (Optuna's object API would
+build 50,000 FrozenTrials). ``tests/test_review.py`` checks that both give the same tables.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import optuna
 import pandas as pd
 import sqlalchemy as sa
 
-from apqopt.search.problem import Evaluation
-from apqopt.space import Candidate, get_space
-from apqopt.studies import StorageError, non_dominated
+from apqopt.record import RecordCodec
+from apqopt.search.pareto import non_dominated
+from apqopt.settings import parse_storage
+from apqopt.space import Candidate
+from apqopt.studies import StorageError
 
 STUDY_COLUMNS = [
     "study",
@@ -32,39 +36,48 @@ STUDY_COLUMNS = [
     "best_accuracy",
     "wall_s",
 ]
+TRIAL_COLUMNS = ["number", "state", "accuracy", "latency", "energy", "feasible"]
 
 
-def _read_only_url(url: str) -> str:
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
-        if not path.exists():
-            raise StorageError(f"no study database at {path}")
-        return f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"
-    return url
+class OptunaTables:
+    """The tables through Optuna's storage API (journal files, or any storage)."""
 
+    def __init__(self, storage: optuna.storages.BaseStorage) -> None:
+        self._storage = storage
 
-class StudyReader:
-    """Studies of one storage (SQLAlchemy URL or journal file path), read-only and cached per instance."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.journal = "://" not in url
-        if self.journal:
-            if not Path(url).exists():
-                raise StorageError(f"no journal file at {url}")
-            self._storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
-        else:
-            try:
-                self._engine = sa.create_engine(_read_only_url(url))
-                with self._engine.connect() as c:
-                    c.execute(sa.text("SELECT 1 FROM studies LIMIT 1"))
-            except Exception as exc:
-                raise StorageError(f"cannot read studies from {url!r}: {type(exc).__name__}: {exc}") from exc
-
-    # ------------------------------------------------------------------ studies
     def study_attrs(self) -> dict[str, dict[str, Any]]:
-        if self.journal:
-            return {s.study_name: dict(s.user_attrs) for s in optuna.get_all_study_summaries(self._storage)}
+        return {s.study_name: dict(s.user_attrs) for s in optuna.get_all_study_summaries(self._storage)}
+
+    def trial_counts(self) -> dict[str, int]:
+        return {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(self._storage)}
+
+    def trial_rows(self, study: str) -> pd.DataFrame:
+        s = optuna.load_study(study_name=study, storage=self._storage)
+        rows = [
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "accuracy": t.values[0] if t.values else np.nan,
+                "latency": t.user_attrs.get("latency_ms", np.nan),
+                "energy": t.user_attrs.get("energy_mJ", np.nan),
+                "feasible": bool(t.user_attrs.get("feasible", False)),
+            }
+            for t in s.get_trials(deepcopy=False)
+        ]
+        return pd.DataFrame(rows, columns=TRIAL_COLUMNS)
+
+    def trial_params(self, study: str, number: int) -> dict[str, Any]:
+        trials = optuna.load_study(study_name=study, storage=self._storage).get_trials(deepcopy=False)
+        return dict(trials[number].params) if 0 <= number < len(trials) else {}
+
+
+class SqlTables:
+    """The same tables with plain queries on Optuna's RDB schema, on a read-only connection."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+
+    def study_attrs(self) -> dict[str, dict[str, Any]]:
         q = sa.text(
             "SELECT s.study_name, a.key, a.value_json FROM studies s "
             "LEFT JOIN study_user_attributes a ON a.study_id = s.study_id"
@@ -78,14 +91,86 @@ class StudyReader:
         return out
 
     def trial_counts(self) -> dict[str, int]:
-        if self.journal:
-            return {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(self._storage)}
         q = sa.text(
             "SELECT s.study_name, COUNT(t.trial_id) FROM studies s "
             "LEFT JOIN trials t ON t.study_id = s.study_id GROUP BY s.study_name"
         )
         with self._engine.connect() as c:
             return {n: int(k) for n, k in c.execute(q)}
+
+    def trial_rows(self, study: str) -> pd.DataFrame:
+        q = sa.text(
+            "SELECT t.number, t.state, v.value AS accuracy, "
+            "MAX(CASE WHEN a.key='latency_ms' THEN a.value_json END) AS latency, "
+            "MAX(CASE WHEN a.key='energy_mJ' THEN a.value_json END) AS energy, "
+            "MAX(CASE WHEN a.key='feasible' THEN a.value_json END) AS feasible "
+            "FROM trials t JOIN studies s ON s.study_id = t.study_id "
+            "LEFT JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
+            "LEFT JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
+            "WHERE s.study_name = :name GROUP BY t.trial_id, t.number, t.state, v.value ORDER BY t.number"
+        )
+        with self._engine.connect() as c:
+            df = pd.read_sql(q, c, params={"name": study})
+        df["number"] = df["number"].astype(int)
+        df["accuracy"] = pd.to_numeric(df["accuracy"])
+        df["latency"] = pd.to_numeric(df["latency"])
+        df["energy"] = pd.to_numeric(df["energy"])
+        df["feasible"] = df["feasible"].map(lambda v: v == "true")
+        df["state"] = df["state"].astype(str).str.replace("TrialState.", "", regex=False)
+        return df[TRIAL_COLUMNS]
+
+    def trial_params(self, study: str, number: int) -> dict[str, Any]:
+        q = sa.text(
+            "SELECT p.param_name, p.param_value, p.distribution_json FROM trial_params p "
+            "JOIN trials t ON t.trial_id = p.trial_id JOIN studies s ON s.study_id = t.study_id "
+            "WHERE s.study_name = :name AND t.number = :num"
+        )
+        params = {}
+        with self._engine.connect() as c:
+            for name, value, dist in c.execute(q, {"name": study, "num": number}):
+                choices = json.loads(dist)["attributes"]["choices"]
+                params[name] = choices[int(value)]
+        return params
+
+
+def _read_only_url(url: str) -> str:
+    target = parse_storage(url)
+    if target.kind == "sqlite":
+        assert target.path is not None
+        if not target.path.exists():
+            raise StorageError(f"no study database at {target.path}")
+        return f"sqlite:///file:{target.path.resolve()}?mode=ro&uri=true"
+    return target.url
+
+
+class StudyReader:
+    """Studies of one storage (SQLAlchemy URL or journal file path), read-only."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.journal = "://" not in url
+        if self.journal:
+            if not Path(url).exists():
+                raise StorageError(f"no journal file at {url}")
+            storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
+            self.tables: OptunaTables | SqlTables = OptunaTables(storage)
+        else:
+            try:
+                engine = sa.create_engine(_read_only_url(url))
+                with engine.connect() as c:
+                    c.execute(sa.text("SELECT 1 FROM studies LIMIT 1"))
+            except StorageError:
+                raise
+            except Exception as exc:
+                raise StorageError(f"cannot read studies from {url!r}: {type(exc).__name__}: {exc}") from exc
+            self.tables = SqlTables(engine)
+
+    # ------------------------------------------------------------------ studies
+    def study_attrs(self) -> dict[str, dict[str, Any]]:
+        return self.tables.study_attrs()
+
+    def trial_counts(self) -> dict[str, int]:
+        return self.tables.trial_counts()
 
     def studies(self) -> pd.DataFrame:
         attrs, counts = self.study_attrs(), self.trial_counts()
@@ -112,37 +197,7 @@ class StudyReader:
     # ------------------------------------------------------------------ trials
     def trials(self, study: str) -> pd.DataFrame:
         """number, state, accuracy, latency, energy, feasible, measured (if verified)."""
-        if self.journal:
-            s = optuna.load_study(study_name=study, storage=self._storage)
-            rows = [
-                {
-                    "number": t.number,
-                    "state": t.state.name,
-                    "accuracy": t.values[0] if t.values else np.nan,
-                    "latency": t.user_attrs.get("latency_ms", np.nan),
-                    "energy": t.user_attrs.get("energy_mJ", np.nan),
-                    "feasible": bool(t.user_attrs.get("feasible", False)),
-                }
-                for t in s.get_trials(deepcopy=False)
-            ]
-            df = pd.DataFrame(rows, columns=["number", "state", "accuracy", "latency", "energy", "feasible"])
-        else:
-            q = sa.text(
-                "SELECT t.number, t.state, v.value AS accuracy, "
-                "MAX(CASE WHEN a.key='latency_ms' THEN a.value_json END) AS latency, "
-                "MAX(CASE WHEN a.key='energy_mJ' THEN a.value_json END) AS energy, "
-                "MAX(CASE WHEN a.key='feasible' THEN a.value_json END) AS feasible "
-                "FROM trials t JOIN studies s ON s.study_id = t.study_id "
-                "LEFT JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
-                "LEFT JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
-                "WHERE s.study_name = :name GROUP BY t.trial_id, t.number, t.state, v.value ORDER BY t.number"
-            )
-            with self._engine.connect() as c:
-                df = pd.read_sql(q, c, params={"name": study})
-            df["latency"] = pd.to_numeric(df["latency"])
-            df["energy"] = pd.to_numeric(df["energy"])
-            df["feasible"] = df["feasible"].map(lambda v: v == "true")
-            df["state"] = df["state"].astype(str).str.replace("TrialState.", "", regex=False)
+        df = self.tables.trial_rows(study)
         verified = self.study_attrs().get(study, {}).get("verified", {})
         df["measured"] = df["number"].map(lambda n: verified.get(str(n), {}).get("measured_accuracy", np.nan))
         return df
@@ -152,34 +207,13 @@ class StudyReader:
         df = df[(df["state"] == "COMPLETE") & df["feasible"]]
         if not len(df):
             return df
-        ev = Evaluation(
-            np.zeros((len(df), 0)),
-            df["accuracy"].to_numpy(),
-            df["latency"].to_numpy(),
-            df["energy"].to_numpy(),
-            np.zeros(len(df)),
-        )
-        return df.iloc[non_dominated(ev, ("latency",))].sort_values("latency")
+        F = np.column_stack([-df["accuracy"].to_numpy(), df["latency"].to_numpy()])
+        return df.iloc[non_dominated(F)].sort_values("latency")
 
     def candidate(self, study: str, number: int) -> Candidate:
         """Rebuild a trial's candidate from its params."""
-        attrs = self.study_attrs()[study]
-        space = get_space(attrs["space"])
-        if self.journal:
-            t = optuna.load_study(study_name=study, storage=self._storage).trials[number]
-            params = t.params
-        else:
-            q = sa.text(
-                "SELECT p.param_name, p.param_value, p.distribution_json FROM trial_params p "
-                "JOIN trials t ON t.trial_id = p.trial_id JOIN studies s ON s.study_id = t.study_id "
-                "WHERE s.study_name = :name AND t.number = :num"
-            )
-            params = {}
-            with self._engine.connect() as c:
-                for name, value, dist in c.execute(q, {"name": study, "num": number}):
-                    choices = json.loads(dist)["attributes"]["choices"]
-                    params[name] = choices[int(value)]
+        codec = RecordCodec(self.study_attrs()[study]["space"])
+        params = self.tables.trial_params(study, number)
         if not params:
             raise StorageError(f"study '{study}' has no trial {number}")
-        genes = np.array([space.gene_values(g).index(params[n]) for g, n in enumerate(space.gene_names())])
-        return space.to_candidates(genes[None])[0]
+        return codec.space.to_candidates(codec.genes(params)[None])[0]

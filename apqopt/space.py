@@ -2,14 +2,15 @@
 
 Why this module exists: once-for-all and APQ keep their space in scattered dicts and magic
 indices. Here a :class:`SearchSpace` is the single source of truth. It knows its stages and
-blocks, encodes candidates into APQ's one-hot vectors and back, samples, mutates and crosses
-them over (vectorised, as integer *gene matrices*), and lists the layers a cost model prices.
+blocks, encodes candidates into APQ's one-hot vectors and back, samples them (vectorised, as
+integer *gene matrices*), and lists the layers a cost model prices. Variation operators live in
+:mod:`apqopt.search.operators`, APQ's spec dicts in :mod:`apqopt.interop.apq`.
 
 Two representations are used, each for what it is good at:
 
 * :class:`Candidate` -- the user-facing object: per stage, the active blocks with their kernel,
-  middle (expanded) channels and the four bit-widths. It is validated on construction and
-  serialises to JSON and to APQ's spec dict.
+  middle (expanded) channels and the four bit-widths. It is built and validated by its space
+  (:meth:`SearchSpace.candidate`) and serialises to JSON.
 * the *gene matrix* -- an ``(N, n_genes)`` integer matrix of choice indices: one depth gene per
   stage, then six genes per block (kernel, middle, pw_w, pw_a, dw_w, dw_a). Genes of blocks beyond
   a stage's depth are dormant: they are kept (evolution can revive them) but ignored by encoding
@@ -18,20 +19,22 @@ Two representations are used, each for what it is good at:
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
+from apqopt.errors import ApqoptError
+
 BLOCK_GENES: tuple[str, ...] = ("kernel", "middle", "pw_w", "pw_a", "dw_w", "dw_a")
 BIT_FIELDS: tuple[str, ...] = ("pw_w", "pw_a", "dw_w", "dw_a")
-APQ_BIT_KEYS: dict[str, str] = {f: f"{f}_bits_setting" for f in BIT_FIELDS}
 
 
-class InvalidCandidateError(ValueError):
+class InvalidCandidateError(ApqoptError, ValueError):
     """A candidate, gene matrix or encoding that does not belong to its space."""
 
 
@@ -98,7 +101,6 @@ class Candidate:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(tuple(s) for s in self.stages))
-        get_space(self.space).validate(self)
 
     @property
     def depths(self) -> tuple[int, ...]:
@@ -115,11 +117,16 @@ class Candidate:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Candidate:
+    def from_dict(cls, data: dict[str, Any], space: SearchSpace | None = None) -> Candidate:
+        """Read and validate a candidate; its space is ``space`` or the preset its ``"space"`` key names."""
         if not isinstance(data, dict) or "space" not in data or "stages" not in data:
             raise InvalidCandidateError("candidate JSON needs keys 'space' and 'stages'")
-        if not isinstance(data["space"], str) or data["space"] not in _SPACES:
-            raise InvalidCandidateError(f"unknown space {data['space']!r}; known: {sorted(_SPACES)}")
+        if space is None:
+            if not isinstance(data["space"], str) or data["space"] not in PRESETS:
+                raise InvalidCandidateError(f"unknown space {data['space']!r}; known: {sorted(PRESETS)}")
+            space = get_space(data["space"])
+        elif data["space"] != space.name:
+            raise InvalidCandidateError(f"candidate is of space {data['space']!r}, expected {space.name!r}")
         if not isinstance(data["stages"], list):
             raise InvalidCandidateError("'stages' must be a list of stages, each a list of blocks")
         stages = []
@@ -139,15 +146,15 @@ class Candidate:
                     raise InvalidCandidateError(f"stage {si} block {bi}: values must be integers, got {wrong}")
                 blocks.append(Block(**blk))
             stages.append(tuple(blocks))
-        return cls(space=data["space"], stages=tuple(stages))
+        return space.candidate(tuple(stages))
 
     @classmethod
-    def from_json(cls, text: str) -> Candidate:
+    def from_json(cls, text: str, space: SearchSpace | None = None) -> Candidate:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidCandidateError(f"candidate is not valid JSON: {exc}") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(data, space)
 
 
 def _steps_of_8(c_in: int, lo: float, hi: float) -> tuple[int, ...]:
@@ -308,10 +315,16 @@ class SearchSpace:
         return self.arch_width + self.bits_width
 
     # ------------------------------------------------------------------ validation
-    def _allowed_error(self, what: str, where: str, value: Any, allowed: Sequence[Any]) -> InvalidCandidateError:
+    def allowed_error(self, what: str, where: str, value: Any, allowed: Sequence[Any]) -> InvalidCandidateError:
         return InvalidCandidateError(
             f"space '{self.name}': {where}: {what}={value!r} is not allowed; allowed values: {list(allowed)}"
         )
+
+    def candidate(self, stages: Iterable[Iterable[Block]]) -> Candidate:
+        """A validated candidate of this space (the way candidates are built)."""
+        cand = Candidate(self.name, tuple(tuple(st) for st in stages))
+        self.validate(cand)
+        return cand
 
     def validate(self, cand: Candidate) -> None:
         """Raise :class:`InvalidCandidateError` naming the field, block and allowed values."""
@@ -322,19 +335,19 @@ class SearchSpace:
         b0 = 0
         for si, (stage, blocks) in enumerate(zip(self.stages, cand.stages)):
             if len(blocks) not in stage.depths:
-                raise self._allowed_error("depth", f"stage {si}", len(blocks), stage.depths)
+                raise self.allowed_error("depth", f"stage {si}", len(blocks), stage.depths)
             for j, blk in enumerate(blocks):
                 b = b0 + j
                 where = f"stage {si} block {b}"
                 if not isinstance(blk, Block):
                     raise InvalidCandidateError(f"space '{self.name}': {where}: expected a Block, got {blk!r}")
                 if blk.kernel not in self.kernels:
-                    raise self._allowed_error("kernel", where, blk.kernel, self.kernels)
+                    raise self.allowed_error("kernel", where, blk.kernel, self.kernels)
                 if blk.middle not in self.middle_choices[b]:
-                    raise self._allowed_error("middle", where, blk.middle, self.middle_choices[b])
+                    raise self.allowed_error("middle", where, blk.middle, self.middle_choices[b])
                 for f in BIT_FIELDS:
                     if getattr(blk, f) not in self.bits:
-                        raise self._allowed_error(f, where, getattr(blk, f), self.bits)
+                        raise self.allowed_error(f, where, getattr(blk, f), self.bits)
             b0 += stage.max_depth
 
     def validate_matrix(self, genes: np.ndarray) -> np.ndarray:
@@ -491,26 +504,6 @@ class SearchSpace:
         rng = np.random.default_rng(rng)
         return rng.integers(0, self.cardinalities, size=(n, self.n_genes), dtype=np.int64)
 
-    def mutate(self, genes: np.ndarray, prob: float = 0.1, rng: np.random.Generator | int | None = None) -> np.ndarray:
-        """APQ §4 mutation: each stage's depth, and each block's choices as a group, re-sampled with prob."""
-        rng = np.random.default_rng(rng)
-        genes = np.array(genes, dtype=np.int64)
-        n = genes.shape[0]
-        fresh = self.sample(n, rng)
-        depth_hit = rng.random((n, self.n_stages)) < prob
-        block_hit = np.repeat(rng.random((n, self.n_blocks)) < prob, len(BLOCK_GENES), axis=1)
-        mask = np.concatenate([depth_hit, block_hit], axis=1)
-        return np.where(mask, fresh, genes)
-
-    def crossover(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator | int | None = None) -> np.ndarray:
-        """APQ §4 crossover: each stage depth and each block (all its genes) from either parent."""
-        rng = np.random.default_rng(rng)
-        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
-        n = a.shape[0]
-        pick_depth = rng.random((n, self.n_stages)) < 0.5
-        pick_block = np.repeat(rng.random((n, self.n_blocks)) < 0.5, len(BLOCK_GENES), axis=1)
-        return np.where(np.concatenate([pick_depth, pick_block], axis=1), a, b)
-
     # ------------------------------------------------------------------ layers
     def block_layers(self, b: int, kernel: int, middle: int, pw: tuple[int, int], dw: tuple[int, int]) -> list[Layer]:
         """The three convolutions of block b: expand, depthwise, project."""
@@ -563,69 +556,10 @@ class SearchSpace:
         for s, d in zip(self.stages, depths):
             stages.append(tuple(Block(kernel, self.middle_choices[b0 + j][middle], *[bits] * 4) for j in range(d)))
             b0 += s.max_depth
-        return Candidate(self.name, tuple(stages))
+        return self.candidate(stages)
 
     def smallest(self, bits: int | None = None) -> Candidate:
         return self.uniform([min(s.depths) for s in self.stages], min(self.kernels), 0, bits or min(self.bits))
-
-    # ------------------------------------------------------------------ APQ spec dicts
-    def to_apq_spec(self, cand: Candidate) -> dict[str, Any]:
-        """APQ's spec dict: ks, e (middle / C_in), d, and the four *_bits_setting lists.
-
-        Blocks beyond a stage's depth get APQ's filler values (kernel 3, e 4, 8 bits), as its
-        converter does.
-        """
-        self.validate(cand)
-        spec: dict[str, Any] = {"wid": None, "ks": [], "e": [], "d": list(cand.depths)}
-        for key in APQ_BIT_KEYS.values():
-            spec[key] = []
-        b0 = 0
-        for s, blocks in zip(self.stages, cand.stages):
-            for j in range(s.max_depth):
-                b = b0 + j
-                blk = blocks[j] if j < len(blocks) else None
-                c_in = self.block_io[b][0]
-                spec["ks"].append(blk.kernel if blk else 3)
-                spec["e"].append(blk.middle / c_in if blk else self.middle_choices[b][0] / c_in)
-                for f, key in APQ_BIT_KEYS.items():
-                    spec[key].append(getattr(blk, f) if blk else 8)
-            b0 += s.max_depth
-        return spec
-
-    def from_apq_spec(self, spec: dict[str, Any]) -> Candidate:
-        """Read APQ's spec dict. A stage with a single allowed depth takes it whatever ``d`` says
-        (APQ samples ``d`` for its one-block last stage too and ignores it)."""
-        try:
-            ks, e, d = list(spec["ks"]), list(spec["e"]), list(spec["d"])
-            bits = {f: list(spec[key]) for f, key in APQ_BIT_KEYS.items()}
-        except KeyError as exc:
-            raise InvalidCandidateError(f"APQ spec is missing key {exc}") from exc
-        for name, seq in [("ks", ks), ("e", e), *[(APQ_BIT_KEYS[f], v) for f, v in bits.items()]]:
-            if len(seq) != self.n_blocks:
-                raise InvalidCandidateError(
-                    f"space '{self.name}': APQ spec '{name}' must have {self.n_blocks} entries, got {len(seq)}"
-                )
-        if len(d) != self.n_stages:
-            raise InvalidCandidateError(
-                f"space '{self.name}': APQ spec 'd' must have {self.n_stages} entries, got {len(d)}"
-            )
-        stages, b0 = [], 0
-        for si, s in enumerate(self.stages):
-            depth = s.depths[0] if len(s.depths) == 1 else int(d[si])
-            blocks = []
-            for j in range(min(depth, s.max_depth)):
-                b = b0 + j
-                c_in = self.block_io[b][0]
-                choices = self.middle_choices[b]
-                middle = min(choices, key=lambda m: abs(m - float(e[b]) * c_in))
-                if abs(middle - float(e[b]) * c_in) > 4:
-                    raise self._allowed_error("e", f"stage {si} block {b}", e[b], [m / c_in for m in choices])
-                blocks.append(Block(int(ks[b]), middle, *(int(bits[f][b]) for f in BIT_FIELDS)))
-            if depth > s.max_depth:
-                raise self._allowed_error("depth", f"stage {si}", depth, s.depths)
-            stages.append(tuple(blocks))
-            b0 += s.max_depth
-        return Candidate(self.name, tuple(stages))
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary (for `apqopt space show`)."""
@@ -686,27 +620,23 @@ def _fmnist() -> SearchSpace:
     )
 
 
-_SPACES: dict[str, SearchSpace] = {}
+# The preset spaces, listed (no registration): name -> the function that builds it.
+PRESETS: dict[str, Callable[[], SearchSpace]] = {"apq-mbv2": _apq_mbv2, "fmnist": _fmnist}
 
 
-def register_space(space: SearchSpace) -> SearchSpace:
-    """Make a custom space available by name (Candidates look their space up by name)."""
-    _SPACES[space.name] = space
-    return space
+@functools.cache
+def _preset(name: str) -> SearchSpace:
+    return PRESETS[name]()
 
 
 def get_space(name: str | SearchSpace) -> SearchSpace:
+    """A preset space by name (a :class:`SearchSpace` passes through)."""
     if isinstance(name, SearchSpace):
         return name
-    try:
-        return _SPACES[name]
-    except KeyError:
-        raise InvalidCandidateError(f"unknown space '{name}'; known: {sorted(_SPACES)}") from None
+    if name not in PRESETS:
+        raise InvalidCandidateError(f"unknown space {name!r}; known: {sorted(PRESETS)}")
+    return _preset(name)
 
 
 def space_names() -> list[str]:
-    return sorted(_SPACES)
-
-
-register_space(_apq_mbv2())
-register_space(_fmnist())
+    return sorted(PRESETS)

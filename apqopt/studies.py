@@ -1,59 +1,69 @@
 """Recording every search run as an Optuna study, whatever the searcher.
 
 Why: storage is decoupled from search (as in Optuna). A finished run becomes a study in any
-Optuna storage -- the embedded file under ``studies/`` by default, a journal file, or any SQLAlchemy
-URL (PostgreSQL when several machines share work) -- so optuna-dashboard and apqopt's own dashboard
-read every searcher's results the same way.
+Optuna storage -- the embedded SQLite file under ``APQOPT_HOME`` by default, a journal file, or any
+SQLAlchemy URL (PostgreSQL when several machines share work) -- so optuna-dashboard and apqopt's own
+dashboard read every searcher's results the same way. What a trial and a study hold is decided by
+:mod:`apqopt.record` (one codec for every writer).
 
 What a study holds:
 
 * runs of at most ``full_limit`` evaluations (default: 5,000 on a journal file, 250 on SQL storages,
-  whose per-trial writes are ~50x slower): one trial per evaluated candidate,
-  params = the candidate's choices (gene values), values = [accuracy, costs...], user attrs =
-  latency, energy, predicted accuracy, feasibility; constraints in both Optuna forms;
+  whose per-trial writes are ~50x slower): one trial per evaluated candidate;
 * larger runs (APQ's 50,000-candidate evolution): the feasible non-dominated candidates as trials,
-  plus the full history in a compressed ``.npz`` side file that the study attr ``history_file``
-  names (writing 50k trials would cost minutes to hours, dwarfing the search itself).
-
-Study attrs: searcher, seed, params, space, LUT, predictor, objectives, constraints, budget, wall time.
+  plus the full history, compressed, *inside the study* (system attrs ``apqopt:history:*``), so any
+  machine that reaches the storage reads it -- never a file beside a database that a worker on another
+  machine cannot see.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
+import base64
+import hashlib
+import io
 from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import CategoricalDistribution
 
+from apqopt.errors import ApqoptError
+from apqopt.record import RecordCodec, quiet_optuna
 from apqopt.search.base import SearchResult
+from apqopt.search.pareto import non_dominated
 from apqopt.search.problem import Evaluation, Problem
+from apqopt.settings import parse_storage
 
-DEFAULT_STORAGE = "sqlite:///studies/apqopt.db"
 # Largest run recorded trial-by-trial, per storage kind. A trial with ~130 params costs about
 # 0.1-0.2 s to write into SQLite (one transaction per param/attr) but milliseconds into a journal
-# file (benchmarks/bench_storage.py), so SQLite/PostgreSQL studies hold the front + a side file sooner.
+# file (benchmarks/bench_storage.py), so SQLite/PostgreSQL studies hold the front + the history sooner.
 FULL_LIMIT = {"rdb": 250, "journal": 5000}
+HISTORY_ATTR = "apqopt:history"
+HISTORY_CHUNK = 512 * 1024  # characters of base64 per system attr (TEXT columns of SQLite and PostgreSQL)
+_HISTORY_FIELDS = ("genes", "accuracy", "latency", "energy", "violation")
 
 
-class StorageError(ValueError):
+class StorageError(ApqoptError, ValueError):
     """A storage URL that cannot be opened, or a study that clashes with an existing one."""
 
 
 def open_storage(url: str | None = None, **rdb_kw: Any) -> optuna.storages.BaseStorage:
-    """An Optuna storage from a URL: ``sqlite:///path``, ``postgresql://...``, or a ``.log`` journal path.
-    ``rdb_kw`` go to ``RDBStorage`` (heartbeats of live studies)."""
-    url = url or DEFAULT_STORAGE
+    """An Optuna storage from a URL: ``sqlite:///path``, ``postgresql://...``, or a ``.log`` journal path
+    (default: :func:`apqopt.settings.default_storage`). ``rdb_kw`` go to ``RDBStorage`` (heartbeats)."""
     try:
-        if url.endswith((".log", ".journal")) and "://" not in url:
-            Path(url).parent.mkdir(parents=True, exist_ok=True)
-            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
-        if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        return rdb_storage(url, **rdb_kw)
+        target = parse_storage(url)
+    except ApqoptError as exc:
+        raise StorageError(str(exc)) from None
+    try:
+        if target.kind == "journal":
+            assert target.path is not None
+            target.path.parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(target.path)))
+        if target.kind == "sqlite":
+            assert target.path is not None
+            target.path.parent.mkdir(parents=True, exist_ok=True)
+            # concurrent writers on one file wait for each other instead of failing with "database is locked"
+            rdb_kw.setdefault("engine_kwargs", {"connect_args": {"timeout": 120}})
+        return rdb_storage(target.url, **rdb_kw)
     except ModuleNotFoundError as exc:  # e.g. psycopg2 for postgresql:// URLs
         raise StorageError(f"cannot open storage {url!r}: {exc}; pip install 'apqopt[postgres]'") from exc
     except Exception as exc:  # SQLAlchemy raises many kinds for bad URLs / unreachable servers
@@ -77,47 +87,11 @@ def rdb_storage(url: str, tries: int = 5, **kw: Any) -> optuna.storages.RDBStora
     raise AssertionError("unreachable")
 
 
-def non_dominated(ev: Evaluation, objectives: tuple[str, ...]) -> np.ndarray:
-    """Indices of feasible candidates not dominated in (-accuracy, costs)."""
+def front_rows(ev: Evaluation, objectives: tuple[str, ...] = ("latency",)) -> np.ndarray:
+    """Indices of the feasible candidates not dominated in (-accuracy, costs...)."""
     idx = np.flatnonzero(ev.feasible)
-    if not len(idx):
-        return idx
     F = np.column_stack([-ev.accuracy[idx], *(ev.cost(o)[idx] for o in objectives)])
-    if F.shape[1] == 2:  # one cost: sort by cost, keep each strict improvement in accuracy (O(n log n))
-        order = np.lexsort((F[:, 0], F[:, 1]))
-        best = np.minimum.accumulate(F[order, 0])
-        new = np.r_[True, F[order[1:], 0] < best[:-1]]
-        return np.sort(idx[order[new]])
-    order = np.lexsort(F.T[::-1])
-    keep: list[int] = []
-    for i in order:
-        if not any(np.all(F[k] <= F[i]) and np.any(F[k] < F[i]) for k in keep):
-            keep.append(i)
-    return idx[np.array(keep, dtype=np.int64)]
-
-
-def _trial(
-    problem: Problem, ev: Evaluation, i: int, dists: dict[str, CategoricalDistribution]
-) -> optuna.trial.FrozenTrial:
-    sp = problem.space
-    params = {name: sp.gene_values(g)[int(ev.genes[i, g])] for g, name in enumerate(sp.gene_names())}
-    g = problem.constraint_matrix(ev)[i]
-    system = {f"constraints:{n}": float(v) for n, v in zip(problem.constraints, g)}
-    if len(g):
-        system["constraints"] = [float(v) for v in g]
-    return optuna.trial.create_trial(
-        params=params,
-        distributions=dists,
-        values=[float(ev.accuracy[i]), *(float(ev.cost(o)[i]) for o in problem.objectives)],
-        user_attrs={
-            "latency_ms": float(ev.latency[i]),
-            "energy_mJ": float(ev.energy[i]),
-            "predicted_accuracy": float(ev.accuracy[i]),
-            "feasible": bool(ev.feasible[i]),
-            "order": i,
-        },
-        system_attrs=system,
-    )
+    return idx[non_dominated(F)] if len(idx) else idx
 
 
 def record(
@@ -127,81 +101,81 @@ def record(
     study_name: str | None = None,
     attrs: dict[str, Any] | None = None,
     full_limit: int | None = None,
+    predictor: str = "",
 ) -> optuna.Study:
     """Write a finished run as a new study; refuses to overwrite an existing study of that name."""
     store = open_storage(storage)
+    codec = RecordCodec.of(problem)
     name = study_name or f"{result.searcher}-{problem.space.name}-seed{result.seed}"
     try:
-        study = optuna.create_study(
-            study_name=name, storage=store, directions=["maximize", *["minimize"] * len(problem.objectives)]
-        )
+        study = codec.create_study(store, name)
     except optuna.exceptions.DuplicatedStudyError:
-        raise StorageError(
-            f"study '{name}' already exists in {storage or DEFAULT_STORAGE}; choose another name"
-        ) from None
-    sp = problem.space
-    dists = {name: CategoricalDistribution(list(sp.gene_values(g))) for g, name in enumerate(sp.gene_names())}
+        where = storage or "the default storage"
+        raise StorageError(f"study '{name}' already exists in {where}; choose another name") from None
     ev = result.evaluated
     if full_limit is None:
         full_limit = FULL_LIMIT["journal" if isinstance(store, optuna.storages.JournalStorage) else "rdb"]
-    meta: dict[str, Any] = {
-        "searcher": result.searcher,
-        "seed": result.seed,
-        "params": _jsonable(result.params),
-        "space": sp.name,
-        "lut": f"{problem.lut.hardware}: {problem.lut.command}",
-        "objectives": list(problem.objectives),
-        "constraints": problem.constraints,
-        "budget": problem.budget,
-        "evaluated": len(ev),
-        "wall_s": round(result.wall_s, 3),
-        "eval_s": round(result.eval_s, 3),
+    full = len(ev) <= full_limit
+    meta = codec.study_attrs(
+        result.searcher,
+        result.seed,
+        result.budget,
+        lut=f"{problem.lut.hardware}: {problem.lut.command}",
+        predictor=predictor,
+        trials_hold="every evaluated candidate" if full else "feasible non-dominated candidates",
+        params=result.params,
+        evaluated=len(ev),
+        wall_s=round(result.wall_s, 3),
+        eval_s=round(result.eval_s, 3),
         **(attrs or {}),
-    }
-    if len(ev) <= full_limit:
-        rows = np.arange(len(ev))
-        meta["trials_hold"] = "every evaluated candidate"
-    else:
-        rows = non_dominated(ev, problem.objectives)
-        side = _history_path(storage, name)
-        np.savez_compressed(
-            side, genes=ev.genes, accuracy=ev.accuracy, latency=ev.latency, energy=ev.energy, violation=ev.violation
-        )
-        meta["trials_hold"] = "feasible non-dominated candidates"
-        meta["history_file"] = str(side)
+    )
+    rows = np.arange(len(ev)) if full else front_rows(ev, problem.objectives)
+    if not full:
+        _store_history(store, study, ev)
+        meta["history"] = f"in the study ({HISTORY_ATTR}:*), {len(ev)} rows"
     for key, value in meta.items():
         study.set_user_attr(key, value)
-    study.add_trials([_trial(problem, ev, int(i), dists) for i in rows])
+    dists = codec.distributions()
+    with quiet_optuna():
+        study.add_trials([codec.frozen_trial(ev, int(i), dists) for i in rows])
     return study
 
 
-def _history_path(storage: str | None, name: str) -> Path:
-    url = storage or DEFAULT_STORAGE
-    base = Path(url[len("sqlite:///") :]).parent if url.startswith("sqlite:///") else Path("studies")
-    if "://" not in url:
-        base = Path(url).parent
-    base.mkdir(parents=True, exist_ok=True)
-    return base / f"{name}.history.npz"
-
-
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
+def _store_history(store: optuna.storages.BaseStorage, study: optuna.Study, ev: Evaluation) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{f: getattr(ev, f) for f in _HISTORY_FIELDS})
+    text = base64.b64encode(buf.getvalue()).decode("ascii")
+    chunks = [text[i : i + HISTORY_CHUNK] for i in range(0, len(text), HISTORY_CHUNK)]
+    sid = store.get_study_id_from_name(study.study_name)
+    for k, chunk in enumerate(chunks):
+        store.set_study_system_attr(sid, f"{HISTORY_ATTR}:{k}", chunk)
+    digest = hashlib.sha256(text.encode("ascii")).hexdigest()
+    # the header goes last: a reader that finds it finds every chunk
+    store.set_study_system_attr(sid, HISTORY_ATTR, {"chunks": len(chunks), "rows": len(ev), "sha256": digest})
 
 
 def load_history(study: optuna.Study) -> Evaluation:
-    """Every evaluated candidate of a recorded run (from its trials or its side file)."""
-    path = study.user_attrs.get("history_file")
-    if path:
-        if not os.path.exists(path):
-            raise StorageError(f"study '{study.study_name}' points to a missing history file {path}")
-        d = np.load(path)
-        return Evaluation(d["genes"], d["accuracy"], d["latency"], d["energy"], d["violation"])
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-    trials.sort(key=lambda t: t.user_attrs.get("order", t.number))
+    """Every evaluated candidate of a recorded run (from the history kept in the study, or its trials)."""
+    system = study._storage.get_study_system_attrs(study._study_id)
+    head = system.get(HISTORY_ATTR)
+    if head is not None:
+        parts = [system.get(f"{HISTORY_ATTR}:{k}") for k in range(int(head["chunks"]))]
+        if any(p is None for p in parts):
+            raise StorageError(f"study '{study.study_name}': its stored history is incomplete")
+        text = "".join(parts)  # type: ignore[arg-type]
+        if hashlib.sha256(text.encode("ascii")).hexdigest() != head["sha256"]:
+            raise StorageError(f"study '{study.study_name}': its stored history does not match its checksum")
+        with np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False) as d:
+            return Evaluation(*(d[f] for f in _HISTORY_FIELDS))
+    codec = RecordCodec(study.user_attrs["space"]) if "space" in study.user_attrs else None
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    genes = (
+        np.stack([codec.genes(t.params) for t in trials])
+        if codec is not None and trials
+        else np.zeros((len(trials), 0), dtype=np.int64)
+    )
     acc = np.array([t.user_attrs["predicted_accuracy"] for t in trials])
     lat = np.array([t.user_attrs["latency_ms"] for t in trials])
     en = np.array([t.user_attrs["energy_mJ"] for t in trials])
-    viol = np.array(
-        [sum(max(0.0, v) for k, v in t.system_attrs.items() if k.startswith("constraints:")) for t in trials]
-    )
-    return Evaluation(np.zeros((len(trials), 0), dtype=np.int64), acc, lat, en, viol)
+    viol = np.array([RecordCodec.violation(t) for t in trials])
+    return Evaluation(genes, acc, lat, en, viol)

@@ -16,8 +16,10 @@ import numpy as np
 import optuna
 from tqdm import tqdm
 
+from apqopt.errors import ConfigError
 from apqopt.predictor.metrics import ranking_report
-from apqopt.space import SearchSpace, get_space
+from apqopt.record import RecordCodec
+from apqopt.search.pareto import non_dominated
 from apqopt.studies import open_storage
 from apqopt.supernet.collect import CollectConfig, measure
 from apqopt.supernet.data import accuracy_stderr
@@ -60,19 +62,13 @@ def verify(
     )
 
 
-def trial_genes(space: SearchSpace, trial: optuna.trial.FrozenTrial) -> np.ndarray:
-    return np.array([space.gene_values(g).index(trial.params[n]) for g, n in enumerate(space.gene_names())])
-
-
 def pick_front(trials: list[optuna.trial.FrozenTrial], k: int) -> list[optuna.trial.FrozenTrial]:
-    """Up to k feasible non-dominated trials, spread evenly along latency."""
+    """Up to k feasible non-dominated trials (accuracy vs latency), spread evenly along latency."""
     feas = [t for t in trials if t.user_attrs.get("feasible", True) and t.values is not None]
-    feas.sort(key=lambda t: (t.user_attrs["latency_ms"], -t.values[0]))
-    front, best = [], -np.inf
-    for t in feas:
-        if t.values[0] > best:
-            front.append(t)
-            best = t.values[0]
+    if not feas:
+        return []
+    F = np.array([[-t.values[0], t.user_attrs["latency_ms"]] for t in feas])
+    front = sorted((feas[i] for i in non_dominated(F)), key=lambda t: t.user_attrs["latency_ms"])
     if len(front) <= k:
         return front
     return [front[i] for i in np.linspace(0, len(front) - 1, k).round().astype(int)]
@@ -83,11 +79,12 @@ def verify_study(
 ) -> dict[str, Any]:
     """Measure up to ``top`` front candidates of a recorded study; store them in its ``verified`` attr."""
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
-    space = get_space(study.user_attrs["space"])
+    codec = RecordCodec(study.user_attrs["space"])
+    space = codec.space
     if space.name != supernet.space.name:
-        raise ValueError(f"study '{study_name}' is on space '{space.name}', the supernet on '{supernet.space.name}'")
+        raise ConfigError(f"study '{study_name}' is on space '{space.name}', the supernet on '{supernet.space.name}'")
     chosen = pick_front(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)), top)
-    genes = np.stack([trial_genes(space, t) for t in chosen])
+    genes = np.stack([codec.genes(t.params) for t in chosen])
     ver = verify(supernet, genes, np.array([t.values[0] for t in chosen]), progress=progress)
     stored = dict(study.user_attrs.get("verified", {}))
     for t, m, se, p in zip(chosen, ver.measured, ver.stderr, ver.predicted):

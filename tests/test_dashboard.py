@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,11 +10,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest
 
-from apqopt.search.base import make_searcher
-from apqopt.studies import record
-from tests.test_search import problem
-
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+from tests.helpers import APP, recorded_storage
 
 
 @pytest.fixture(scope="module")
@@ -21,32 +18,20 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
     return recorded_storage(tmp_path_factory.mktemp("dash") / "studies.log")
 
 
-def recorded_storage(path: Path) -> str:
-    """A journal storage holding four real runs (random and evolution, two seeds each, 120 evaluations)."""
-    url = str(path)
-    for name in ("random", "evolution"):
-        for seed in (0, 1):
-            p = problem(120)
-            record(
-                make_searcher(name, seed=seed).run(p),
-                p,
-                url,
-                f"{name}-s{seed}",
-                attrs={"hypervolume": 0.01 * (seed + 1)},
-            )
-    return url
+@pytest.fixture
+def app(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], AppTest]:
+    """Run the app on a storage and page; the storage goes through the environment, restored afterwards."""
+
+    def run(url: str, page: str) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.session_state["page"] = page
+        monkeypatch.setenv("APQOPT_STORAGE", url)
+        return at.run()
+
+    return run
 
 
-def app(url: str, page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["page"] = page
-    import os
-
-    os.environ["APQOPT_STORAGE"] = url
-    return at.run()
-
-
-def test_studies_page(storage: str) -> None:
+def test_studies_page(storage: str, app: Callable[[str, str], AppTest]) -> None:
     at = app(storage, "Studies")
     assert not at.exception
     table = at.dataframe[0].value
@@ -57,7 +42,7 @@ def test_studies_page(storage: str) -> None:
     assert at.dataframe[1].value["studies"].tolist() == [2]
 
 
-def test_compare_and_inspector_pages(storage: str) -> None:
+def test_compare_and_inspector_pages(storage: str, app: Callable[[str, str], AppTest]) -> None:
     at = app(storage, "Compare searchers")
     assert not at.exception
     metrics = at.dataframe[0].value
@@ -70,7 +55,7 @@ def test_compare_and_inspector_pages(storage: str) -> None:
     assert layers["layer"].iloc[0] == "b0_expand"
 
 
-def test_predictor_and_lut_pages(storage: str) -> None:
+def test_predictor_and_lut_pages(storage: str, app: Callable[[str, str], AppTest]) -> None:
     at = app(storage, "Predictor")
     assert not at.exception and "apqopt verify" in at.info[0].value
     at = app(storage, "LUT explorer")
@@ -78,7 +63,7 @@ def test_predictor_and_lut_pages(storage: str) -> None:
     assert at.selectbox(key="lut_space").value == "fmnist"
 
 
-def test_empty_states(tmp_path: Path) -> None:
+def test_empty_states(tmp_path: Path, app: Callable[[str, str], AppTest]) -> None:
     at = app(str(tmp_path / "missing.log"), "Studies")
     assert not at.exception and "No storage to show" in at.warning[0].value
     empty = tmp_path / "empty.log"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import APP, recorded_storage
 from tests.servers import free_port
-from tests.test_dashboard import APP, recorded_storage
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [

@@ -180,10 +180,8 @@ def test_worker_with_other_weights_is_refused(tmp_path: Path, shipped_supernet: 
 def test_evolution_islands_record_side_by_side(postgres_url: str, predictor_file: str, tmp_path: Path) -> None:
     """Batch searchers scale out as independent islands: one process per seed, each recording its own
     study into the shared database; an island's result equals the same seed run alone."""
-    from apqopt.hardware.lut import load_shipped
-    from apqopt.search.base import make_searcher
+    from apqopt.search import make_searcher
     from apqopt.search.problem import Problem
-    from apqopt.space import get_space
 
     args = ["--searcher", "evolution", "--budget", "300", "--latency", "0.6", "--predictor", predictor_file]
     procs = [
@@ -203,24 +201,54 @@ def test_evolution_islands_record_side_by_side(postgres_url: str, predictor_file
                 "--quiet",
             ],
             stdout=subprocess.PIPE,
-            cwd=tmp_path,  # side files of SQL studies go to ./studies
+            cwd=tmp_path,
         )
         for k in (0, 1)
     ]
     outs = [json.loads(p.communicate(timeout=600)[0]) for p in procs]
     assert [p.returncode for p in procs] == [0, 0]
-    pred = AccuracyPredictor.load(predictor_file)
+    problem = Problem.from_files("fmnist", latency=0.6, predictor=predictor_file)
     for k, out in enumerate(outs):
         study = optuna.load_study(study_name=f"island-{k}", storage=postgres_url)
         assert study.user_attrs["seed"] == k and study.user_attrs["evaluated"] == 300
-        alone = make_searcher("evolution", seed=k).run(
-            Problem(
-                get_space("fmnist"),
-                pred.predict_genes,
-                load_shipped("fmnist"),
-                constraints={"latency": 0.6},
-                budget=300,
-            )
-        )
+        alone = make_searcher("evolution", seed=k).run(problem, 300)
         b = alone.best()
         assert out["best"]["predicted_accuracy"] == pytest.approx(float(alone.evaluated.accuracy[b]), abs=1e-6)
+
+
+def test_every_writer_records_the_same_trial_fields(tmp_path: Path, predictor_file: str) -> None:
+    """One candidate written by the three paths -- a recorded run (``studies.record``), a user's
+    ``study.optimize`` with apqopt's objective, and a live worker -- gives identical params, values,
+    user attrs and constraints (both forms), and the same directions and metric names."""
+    from apqopt.search import Run, SearchResult
+    from apqopt.search.optuna_search import objective
+    from apqopt.search.problem import Problem
+    from apqopt.studies import record
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    problem = Problem.from_files("fmnist", latency=0.6, predictor=predictor_file)
+    genes = problem.space.sample(1, 11)
+    run = Run(problem, 1)
+    run.evaluate(genes)
+    res = SearchResult("random", 0, {}, run.evaluated(), 0.0, 0.0, 1)
+    recorded = record(res, problem, url, "recorded").trials[0]
+    params = recorded.params
+
+    user = optuna.create_study(study_name="objective", storage=url, directions=["maximize", "minimize"])
+    user.enqueue_trial(params)
+    user.optimize(objective(problem), n_trials=1)
+    by_objective = user.trials[0]
+
+    live = create_live_study(spec(predictor_file, 1), url, "live")
+    live.enqueue_trial(params)
+    assert work(url, "live", progress=False).told == 1
+    by_worker = live.trials[0]
+
+    def fields(t: optuna.trial.FrozenTrial) -> tuple[object, ...]:
+        system = {k: v for k, v in t.system_attrs.items() if k.startswith("constraints")}
+        return t.params, t.values, t.user_attrs, system
+
+    assert fields(recorded) == fields(by_objective) == fields(by_worker)
+    for name in ("recorded", "live"):
+        s = optuna.load_study(study_name=name, storage=url)
+        assert s.directions == user.directions and s.metric_names == ["accuracy", "latency_ms"]

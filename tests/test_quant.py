@@ -51,8 +51,7 @@ def test_kl_clip_clips_heavy_tails_more_at_low_bits() -> None:
 
 
 def _policy(cand: Candidate, **bits: int) -> Candidate:
-    return Candidate(
-        cand.space,
+    return get_space(cand.space).candidate(
         tuple(
             tuple(
                 Block(b.kernel, b.middle, **{**dict(pw_w=b.pw_w, pw_a=b.pw_a, dw_w=b.dw_w, dw_a=b.dw_a), **bits})

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apqopt import Block, Candidate, InvalidCandidateError, get_space
+from apqopt.interop.apq import from_apq_spec, to_apq_spec
+from apqopt.search.operators import crossover, mutate
 
 SPACES = ["apq-mbv2", "fmnist"]
 
@@ -32,7 +34,7 @@ def test_encoding_layout_is_apq() -> None:
     """Kernel one-hots of all blocks, then middle one-hots, then bits per field (pw_w, pw_a, dw_w, dw_a)."""
     sp = get_space("apq-mbv2")
     cand = sp.uniform(kernel=5, middle=0, bits=8)
-    cand = Candidate(sp.name, (((Block(5, 64, 4, 6, 8, 4), *cand.stages[0][1:])), *cand.stages[1:]))
+    cand = sp.candidate((((Block(5, 64, 4, 6, 8, 4), *cand.stages[0][1:])), *cand.stages[1:]))
     enc = sp.encode(sp.from_candidates([cand]))[0]
     assert enc[1] == 1 and enc[0] == enc[2] == 0  # block 0 kernel 5
     assert enc[63] == 1  # block 0 middle 64 is the first middle dim
@@ -58,15 +60,15 @@ def test_clear_errors(name: str) -> None:
     good = sp.uniform()
     s0 = good.stages[0]
     with pytest.raises(InvalidCandidateError, match=r"block 0: kernel=4 is not allowed; allowed values: \[3, 5, 7\]"):
-        Candidate(name, ((Block(4, s0[0].middle), *s0[1:]), *good.stages[1:]))
+        get_space(name).candidate(((Block(4, s0[0].middle), *s0[1:]), *good.stages[1:]))
     with pytest.raises(InvalidCandidateError, match=r"block 1: dw_a=5 is not allowed; allowed values: \[4, 6, 8\]"):
-        Candidate(name, ((s0[0], Block(3, s0[1].middle, dw_a=5), *s0[2:]), *good.stages[1:]))
+        get_space(name).candidate(((s0[0], Block(3, s0[1].middle, dw_a=5), *s0[2:]), *good.stages[1:]))
     with pytest.raises(InvalidCandidateError, match=r"block 0: middle=7 is not allowed"):
-        Candidate(name, ((Block(3, 7), *s0[1:]), *good.stages[1:]))
+        get_space(name).candidate(((Block(3, 7), *s0[1:]), *good.stages[1:]))
     with pytest.raises(InvalidCandidateError, match=r"stage 0: depth=1 is not allowed; allowed values: \[2, 3, 4\]"):
-        Candidate(name, ((s0[0],), *good.stages[1:]))
+        get_space(name).candidate(((s0[0],), *good.stages[1:]))
     with pytest.raises(InvalidCandidateError, match=r"expected .* stages"):
-        Candidate(name, good.stages[:-1])
+        get_space(name).candidate(good.stages[:-1])
     with pytest.raises(InvalidCandidateError, match=r"gene matrix must be \(N, "):
         sp.encode(np.zeros((2, 3), dtype=int))
     bad = sp.sample(2, 0)
@@ -109,7 +111,7 @@ def test_sample_100k_is_one_call_and_uniform() -> None:
 def test_mutation_changes_depth_and_keeps_rate() -> None:
     sp = get_space("apq-mbv2")
     genes = sp.sample(20_000, 1)
-    mut = sp.mutate(genes, prob=0.1, rng=2)
+    mut = mutate(sp, genes, prob=0.1, rng=2)
     changed_depth = (mut[:, :5] != genes[:, :5]).mean()  # stage 5 has a single depth
     # re-sampling with prob 0.1 changes a 3-choice gene with prob 0.1 * 2/3
     assert changed_depth == pytest.approx(0.1 * 2 / 3, abs=0.01)
@@ -120,7 +122,7 @@ def test_mutation_changes_depth_and_keeps_rate() -> None:
 def test_crossover_takes_whole_blocks_from_parents() -> None:
     sp = get_space("fmnist")
     a, b = sp.sample(500, 3), sp.sample(500, 4)
-    child = sp.crossover(a, b, rng=5)
+    child = crossover(sp, a, b, rng=5)
     ba, bb, bc = sp.block_genes(a), sp.block_genes(b), sp.block_genes(child)
     from_a = (bc == ba).all(axis=2)
     from_b = (bc == bb).all(axis=2)
@@ -131,20 +133,20 @@ def test_crossover_takes_whole_blocks_from_parents() -> None:
 def test_apq_spec_roundtrip_and_filler() -> None:
     sp = get_space("apq-mbv2")
     cand = sp.smallest(bits=4)
-    spec = sp.to_apq_spec(cand)
+    spec = to_apq_spec(sp, cand)
     assert len(spec["ks"]) == 21 and spec["d"] == [2, 2, 2, 2, 2, 1]
     assert spec["e"][0] == 4.0 and spec["pw_w_bits_setting"][0] == 4
     assert spec["pw_w_bits_setting"][2] == 8  # skipped block: APQ's filler
-    assert sp.from_apq_spec(spec) == cand
+    assert from_apq_spec(sp, spec) == cand
     spec["d"][5] = 3  # APQ samples a depth for its 1-block last stage and ignores it
-    assert sp.from_apq_spec(spec) == cand
+    assert from_apq_spec(sp, spec) == cand
     spec["e"][0] = 4.2  # APQ rounds e * C_in to the nearest multiple of 8 (67.2 -> 64)
-    assert sp.from_apq_spec(spec) == cand
+    assert from_apq_spec(sp, spec) == cand
     spec["e"][0] = 3.0
     with pytest.raises(InvalidCandidateError, match=r"e=3\.0 is not allowed"):
-        sp.from_apq_spec(spec)
+        from_apq_spec(sp, spec)
     with pytest.raises(InvalidCandidateError, match="missing key"):
-        sp.from_apq_spec({"ks": []})
+        from_apq_spec(sp, {"ks": []})
 
 
 def test_layers_and_macs() -> None:
@@ -181,18 +183,26 @@ def test_roundtrips(name: str, data: st.DataObject) -> None:
     for c in cands:
         assert Candidate.from_json(c.to_json()) == c
         assert Candidate.from_dict(json.loads(json.dumps(c.to_dict()))) == c
-        assert sp.from_apq_spec(json.loads(json.dumps(sp.to_apq_spec(c)))) == c
+        assert from_apq_spec(sp, json.loads(json.dumps(to_apq_spec(sp, c)))) == c
 
 
 @pytest.mark.parametrize("name", SPACES)
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), prob=st.floats(0, 1))
 def test_variation_stays_valid(name: str, seed: int, prob: float) -> None:
+    """Children are valid rows, every gene comes from a parent or (mutation) from a whole re-sampled
+    group, and the extreme rates behave: prob 0 copies the parent."""
     sp = get_space(name)
     a, b = sp.sample(16, seed), sp.sample(16, seed + 1)
-    for g in (sp.mutate(a, prob, seed), sp.crossover(a, b, seed)):
-        sp.validate_matrix(g)
+    mut, kid = mutate(sp, a, prob, seed), crossover(sp, a, b, seed)
+    for g in (mut, kid):
+        assert g.shape == a.shape and g.dtype == np.int64
+        assert ((g >= 0) & (g < sp.cardinalities)).all()
         sp.to_candidates(g)
+    assert ((kid == a) | (kid == b)).all()
+    bk, ba, bb = sp.block_genes(kid), sp.block_genes(a), sp.block_genes(b)
+    assert ((bk == ba).all(axis=2) | (bk == bb).all(axis=2)).all()  # whole blocks, never a mix
+    np.testing.assert_array_equal(mutate(sp, a, 0.0, seed), a)
 
 
 @pytest.mark.parametrize("name", SPACES)
@@ -211,4 +221,4 @@ def test_invalid_values_always_raise_clear_error(name: str, seed: int, field: st
         return
     bad = Block(**{**blk.__dict__, field: value})
     with pytest.raises(InvalidCandidateError, match=f"stage 0 block 0: {field}={value} is not allowed"):
-        Candidate(name, ((bad, *cand.stages[0][1:]), *cand.stages[1:]))
+        get_space(name).candidate(((bad, *cand.stages[0][1:]), *cand.stages[1:]))

@@ -8,60 +8,145 @@ import numpy as np
 import optuna
 import pytest
 
-from apqopt.search.base import make_searcher
-from apqopt.search.compare import compare, hypervolume, write_report
-from apqopt.studies import StorageError, load_history, non_dominated, open_storage, record
-from tests.test_search import problem
+from apqopt.search import make_searcher
+from apqopt.search.compare import compare, write_report
+from apqopt.search.pareto import non_dominated
+from apqopt.studies import StorageError, load_history, open_storage, record
+from tests.helpers import problem
+
+
+def brute_front(F: np.ndarray) -> set[tuple[float, ...]]:
+    """Points of F that no other point dominates (the definition, O(n^2))."""
+    return {
+        tuple(F[i])
+        for i in range(len(F))
+        if not any(np.all(F[j] <= F[i]) and np.any(F[j] < F[i]) for j in range(len(F)))
+    }
+
+
+def area_2d(points: np.ndarray, ref: tuple[float, float]) -> float:
+    """Hypervolume of (latency, -accuracy) points by summing rectangles (independent of pymoo's HV)."""
+    pts = points[np.all(points < np.array(ref), axis=1)]
+    pts = pts[np.argsort(pts[:, 0])]
+    area, best = 0.0, ref[1]
+    xs = [*pts[:, 0], ref[0]]
+    for k, (_, y) in enumerate(pts):
+        best = min(best, y)
+        area += (xs[k + 1] - xs[k]) * (ref[1] - best)
+    return area
 
 
 def test_record_every_candidate(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/s.db"
-    p = problem(200)
-    res = make_searcher("evolution", seed=1).run(p)
+    p = problem()
+    res = make_searcher("evolution", seed=1).run(p, 200)
     record(res, p, url, "evo", full_limit=200)
     loaded = optuna.load_study(study_name="evo", storage=url)
     trials = loaded.get_trials()
     assert len(trials) == 200 and loaded.user_attrs["searcher"] == "evolution"
     assert loaded.user_attrs["trials_hold"] == "every evaluated candidate" and loaded.user_attrs["budget"] == 200
+    assert loaded.metric_names == ["accuracy", "latency_ms"]
     t = trials[0]
     assert set(t.params) == set(p.space.gene_names()) and t.params["b0_kernel"] in (3, 5, 7)
     assert t.system_attrs["constraints"] == [t.system_attrs["constraints:latency"]]
     hist = load_history(loaded)
     np.testing.assert_allclose(hist.accuracy, res.evaluated.accuracy)
+    np.testing.assert_array_equal(hist.genes, res.evaluated.genes)
     np.testing.assert_array_equal(hist.feasible, res.evaluated.feasible)
+    np.testing.assert_allclose(hist.violation, res.evaluated.violation)
     # the same name again is refused and nothing stored changes
     with pytest.raises(StorageError, match="already exists"):
         record(res, p, url, "evo", full_limit=200)
     assert len(optuna.load_study(study_name="evo", storage=url).get_trials()) == 200
 
 
-def test_large_runs_keep_front_and_side_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("objectives", [("latency",), ("latency", "energy")])
+def test_large_runs_keep_the_front_and_the_history_in_the_study(tmp_path: Path, objectives: tuple[str, ...]) -> None:
+    from apqopt.search.problem import Problem
+
+    base = problem()
+    p = Problem(base.space, base.predictor, base.lut, objectives, base.constraints)
     url = f"sqlite:///{tmp_path}/s.db"
-    p = problem(400)
-    res = make_searcher("random", seed=0).run(p)
+    res = make_searcher("random", seed=0).run(p, 400)
     study = record(res, p, url, "rnd", full_limit=100)
-    front = non_dominated(res.evaluated, ("latency",))
-    assert len(study.get_trials()) == len(front) < 400
+    ev = res.evaluated
+    feas = np.flatnonzero(ev.feasible)
+    F = np.column_stack([-ev.accuracy[feas], *(ev.cost(o)[feas] for o in objectives)])
+    stored = {(-t.values[0], *t.values[1:]) for t in study.get_trials()}
+    assert stored == brute_front(F) and len(stored) < 400
     assert all(t.user_attrs["feasible"] for t in study.get_trials())
+    assert not list(tmp_path.glob("*.npz"))  # nothing beside the database
     hist = load_history(optuna.load_study(study_name="rnd", storage=url))
+    np.testing.assert_array_equal(hist.genes, ev.genes)
+    np.testing.assert_allclose(hist.accuracy, ev.accuracy)
+
+
+def test_history_of_a_postgres_study_is_read_from_anywhere(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The full history of a large run travels with the study: another working directory (another
+    machine) reads it back through the storage alone."""
+    monkeypatch.chdir(tmp_path)
+    p = problem()
+    res = make_searcher("random", seed=2).run(p, 300)
+    record(res, p, postgres_url, "pg-history", full_limit=50)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    hist = load_history(optuna.load_study(study_name="pg-history", storage=postgres_url))
     np.testing.assert_array_equal(hist.genes, res.evaluated.genes)
+    np.testing.assert_allclose(hist.latency, res.evaluated.latency)
+    assert not list(tmp_path.rglob("*.npz"))
+
+
+def test_pareto_front_matches_the_definition() -> None:
+    rng = np.random.default_rng(0)
+    for k in (2, 3):
+        F = rng.integers(0, 8, (400, k)).astype(float)
+        idx = non_dominated(F)
+        assert {tuple(F[i]) for i in idx} == brute_front(F)
+        assert len(idx) == len({tuple(F[i]) for i in idx})  # each point once
 
 
 def test_bad_storage_urls(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="cannot open storage 'nosuchdb://x'"):
         open_storage("nosuchdb://x")
+    for url in ("sqlite://", "sqlite:///", "sqlite:///:memory:"):
+        with pytest.raises(StorageError, match="in-memory database"):
+            open_storage(url)
     journal = open_storage(str(tmp_path / "j.log"))
     assert isinstance(journal, optuna.storages.JournalStorage)
+    odd = tmp_path / "a#b.db"
+    open_storage(f"sqlite:///{odd}")
+    assert odd.exists() and not (tmp_path / "a").exists()
+
+
+def test_default_storage_follows_apqopt_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from apqopt.settings import default_storage
+
+    monkeypatch.setenv("APQOPT_HOME", str(tmp_path / "home"))
+    assert default_storage() == f"sqlite:///{tmp_path / 'home' / 'apqopt.db'}"
+    p = problem()
+    record(make_searcher("random", seed=0).run(p, 20), p, None, "r")
+    assert (tmp_path / "home" / "apqopt.db").exists()
 
 
 def test_compare_report(tmp_path: Path) -> None:
-    p = problem(300)
-    report, results = compare(p, ["random", "evolution"], [0, 1], storage=str(tmp_path / "c.log"), progress=False)
+    p = problem()
+    report, results = compare(p, ["random", "evolution"], [0, 1], 300, storage=str(tmp_path / "c.log"), progress=False)
     summ = report.summary()
     assert set(summ) == {"random", "evolution"} and all(e["seeds"] == 2 for e in summ.values())
     for run, res in zip(report.runs, results):
-        assert run.hv == pytest.approx(hypervolume(res.evaluated, report.reference)) and run.hv > 0
+        ev = res.evaluated
+        pts = np.column_stack([ev.latency, -ev.accuracy])[ev.feasible]
+        assert run.hv == pytest.approx(area_2d(pts, report.reference), rel=1e-9) and run.hv > 0
         assert [c for c, _ in run.hv_curve][-1] == 300 and run.study is not None
-    assert "| evolution |" in report.markdown() or "| random |" in report.markdown()
+        stored = optuna.load_study(study_name=run.study, storage=open_storage(str(tmp_path / "c.log"))).user_attrs
+        assert stored["hv_curve"] == [list(c) for c in run.hv_curve]
+    md = report.markdown()
+    assert "| evolution |" in md and "| random |" in md
     paths = write_report(report, results, tmp_path / "out")
     assert all(x.exists() and x.stat().st_size > 0 for x in paths)
+    with pytest.raises(ValueError, match="unknown searcher 'hill'"):  # checked before any search work
+        compare(p, ["random", "hill"], [0], 300, storage=str(tmp_path / "d.log"), progress=False)
+    assert not (tmp_path / "d.log").exists()

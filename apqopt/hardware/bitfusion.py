@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from apqopt.errors import ConfigError
 from apqopt.space import Layer
 
 Mode = Literal["apq", "orig"]
@@ -91,11 +92,11 @@ class BitFusionConfig:
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name not in ("name", "mode") and (not isinstance(v, (int, float)) or v <= 0):
-                raise ValueError(f"BitFusionConfig.{f.name} must be a positive number, got {v!r}")
+                raise ConfigError(f"BitFusionConfig.{f.name} must be a positive number, got {v!r}")
         if self.mode not in ("apq", "orig"):
-            raise ValueError(f"BitFusionConfig.mode must be 'apq' or 'orig', got {self.mode!r}")
+            raise ConfigError(f"BitFusionConfig.mode must be 'apq' or 'orig', got {self.mode!r}")
         if self.pmax % self.pmin:
-            raise ValueError(f"pmax ({self.pmax}) must be a multiple of pmin ({self.pmin})")
+            raise ConfigError(f"pmax ({self.pmax}) must be a multiple of pmin ({self.pmin})")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,7 +106,7 @@ class BitFusionConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown BitFusion config keys {unknown}; known: {sorted(known)}")
+            raise ConfigError(f"unknown BitFusion config keys {unknown}; known: {sorted(known)}")
         return cls(**data)
 
     def with_(self, **changes: Any) -> BitFusionConfig:
@@ -172,7 +173,7 @@ def dense_conv_cost(
     cap = np.array([cfg.ibuf_kib, cfg.wbuf_kib, cfg.obuf_kib]) * 8192 // 2  # act, wgt, out (bits, half)
     ok = (act <= cap[0]) & (wgt <= cap[1]) & (out <= cap[2])
     if not ok.any():
-        raise ValueError(f"no tiling fits the buffers for conv K={K} O={O} S={S} IC={IC} OC={OC}")
+        raise ConfigError(f"no tiling fits the buffers for conv K={K} O={O} S={S} IC={IC} OC={OC}")
     b, o, ic, oc, red, wgt, act, out, oc_pad = (x[ok] for x in (b, o, ic, oc, red, wgt, act, out, oc_pad))
     nums = np.stack([_cdiv(B, b), _cdiv(O, o), _cdiv(O, o), _cdiv(IC, ic), _cdiv(OC, oc)])  # (5, T)
     tiles = nums.prod(axis=0)
@@ -264,7 +265,7 @@ class BitFusion:
                 cfg, layer.kernel, O, layer.stride, layer.c_in, layer.c_out, layer.w_bits, layer.a_bits, first
             )
         if layer.groups != layer.c_in or layer.c_in != layer.c_out:
-            raise ValueError(f"{layer.name}: only dense and depthwise convolutions are modelled, got {layer}")
+            raise ConfigError(f"{layer.name}: only dense and depthwise convolutions are modelled, got {layer}")
         g = min(8 * cfg.perf_factor(layer.w_bits, layer.a_bits), layer.c_in)
         one = dense_conv_cost(cfg, layer.kernel, O, layer.stride, g, g, layer.w_bits, layer.a_bits, False)
         return one.scaled(_cdiv(layer.c_in, g))

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from tqdm import tqdm
 
+from apqopt.errors import ConfigError
 from apqopt.hardware.bitfusion import BitFusion, BitFusionConfig
 from apqopt.hardware.lut import LUT
 from apqopt.space import Layer, SearchSpace, get_space
@@ -38,11 +39,11 @@ def bitfusion_from_config(path: str | os.PathLike[str] | None) -> BitFusion:
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise ValueError(f"BitFusion config file not found: {path}") from None
+        raise ConfigError(f"BitFusion config file not found: {path}") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"BitFusion config {path} is not valid JSON: {exc}") from None
+        raise ConfigError(f"BitFusion config {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"BitFusion config {path} must be a JSON object")
+        raise ConfigError(f"BitFusion config {path} must be a JSON object")
     return BitFusion(BitFusionConfig.from_dict(data))
 
 

@@ -25,25 +25,40 @@ entry, the interquartile range its spread (kept in the config summary). Thread c
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from apqopt.errors import ConfigError
 from apqopt.space import BIT_FIELDS, Candidate, Layer, SearchSpace, get_space
 
 PRECISIONS = ("fp32", "int8")
 MIN_SAMPLE_S = 2e-4
 
-warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*deprecated")
-warnings.filterwarnings("ignore", message=".*torch.ao.quantization is deprecated")
-warnings.filterwarnings("ignore", message="Please use quant_min and quant_max")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _quiet_int8(fn: F) -> F:
+    """PyTorch's quantized engine is deprecated but is still what runs int8 on this CPU: silence its
+    deprecation warnings inside these calls only (the user's warning filters stay as they are)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*deprecated")
+            warnings.filterwarnings("ignore", message=".*torch.ao.quantization is deprecated")
+            warnings.filterwarnings("ignore", message="Please use quant_min and quant_max")
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def time_call(fn: Callable[[], Any], warmup: int, repeats: int) -> tuple[float, float]:
@@ -70,6 +85,7 @@ def _engine() -> str:
     return "x86" if "x86" in engines else "fbgemm" if "fbgemm" in engines else engines[-1]
 
 
+@_quiet_int8
 def layer_runner(layer: Layer, precision: str, batch: int = 1) -> Callable[[], Any]:
     """A zero-argument call that runs the layer once on a fixed input."""
     shape = (batch, layer.c_in, layer.h_in, layer.h_in)
@@ -88,7 +104,7 @@ def layer_runner(layer: Layer, precision: str, batch: int = 1) -> Callable[[], A
         qx = torch.quantize_per_tensor(x, 1 / 255, 0, torch.quint8)
         frozen = frozen_script(qconv, qx)
         return lambda: frozen(qx)
-    raise ValueError(f"unknown precision {precision!r}; choose from {list(PRECISIONS)}")
+    raise ConfigError(f"unknown precision {precision!r}; choose from {list(PRECISIONS)}")
 
 
 def frozen_script(module: nn.Module, x: torch.Tensor) -> torch.jit.ScriptModule:
@@ -115,7 +131,7 @@ class HostCPU:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; choose from {list(PRECISIONS)}")
+            raise ConfigError(f"unknown precision {self.precision!r}; choose from {list(PRECISIONS)}")
         if self.threads:
             torch.set_num_threads(self.threads)
 
@@ -154,6 +170,7 @@ class HostCPU:
         spread = np.array(list(self.spreads.values()) or [0.0])
         return {"median_spread_ms": float(np.median(spread)), "max_spread_ms": float(spread.max())}
 
+    @_quiet_int8
     def layer_cost(self, layer: Layer, first: bool = False) -> tuple[float, float]:
         key = layer.shape
         if key not in self._cache:
@@ -161,11 +178,13 @@ class HostCPU:
             self._cache[key], self.spreads[key] = median, spread
         return self._cache[key], 0.0
 
+    @_quiet_int8
     def network_cost(self, layers: list[Layer], first_is_input: bool = True) -> tuple[float, float]:
         return sum(self.layer_cost(layer)[0] for layer in layers), 0.0
 
 
 # ---------------------------------------------------------------------- end-to-end check
+@_quiet_int8
 def deployed_subnet(space: SearchSpace, cand: Candidate, precision: str) -> nn.Module:
     """The candidate's network as it would be deployed: batch norm folded into the convs, eval mode,
     channels-last; for int8, quantized by PyTorch's FX flow (x86 engine, calibrated on random input)."""
@@ -208,7 +227,7 @@ def check_sums(
 
     space = get_space(space)
     if space.name != "fmnist":
-        raise ValueError(f"end-to-end networks are built for the 'fmnist' space only, not '{space.name}'")
+        raise ConfigError(f"end-to-end networks are built for the 'fmnist' space only, not '{space.name}'")
     genes = space.sample(n, seed)
     if precision == "int8":
         genes[:, [space.block_gene(b, f) for b in range(space.n_blocks) for f in BIT_FIELDS]] = space.bits.index(8)

@@ -32,11 +32,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from apqopt.errors import ApqoptError
 from apqopt.space import BIT_FIELDS, Candidate, Layer, SearchSpace, get_space
 
 Shape = tuple[int, int, int, int, int, int, int]
 Key = tuple[int, int, int, int, int, int, int, int, int]  # shape + (w_bits, a_bits)
-METRICS = ("latency", "energy")
+# The one units table: the costs a table holds, in column order, and their units (and trial attr names).
+COSTS = ("latency", "energy")
 UNITS = {"latency": "ms", "energy": "mJ"}
 CSV_MAGIC = "# apqopt-lut v1"
 CSV_END = "# end:"  # last line: "# end: N rows" (N = head + tail + layer rows)
@@ -57,7 +59,7 @@ CSV_COLUMNS = [
 _APQ_KEY = re.compile(r"^\((\d+), ?(\d+), ?(\d+), ?(\d+), ?(\d+), ?(\d+), ?(\d+)\)-W(\d+)A(\d+)$")
 
 
-class LUTError(ValueError):
+class LUTError(ApqoptError, ValueError):
     """A lookup table that cannot be read or used."""
 
 
@@ -397,8 +399,8 @@ def load_shipped(space: str, hardware: str = "bitfusion") -> LUT:
 
 __all__ = [
     "BIT_FIELDS",
+    "COSTS",
     "LUT",
-    "METRICS",
     "UNITS",
     "Cost",
     "LUTError",

@@ -36,13 +36,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from apqopt.errors import ApqoptError
 from apqopt.predictor.metrics import ranking_report
 from apqopt.space import SearchSpace, get_space
 
 Variant = Literal["fp", "branch", "wide"]
 
 
-class PredictorError(ValueError):
+class PredictorError(ApqoptError, ValueError):
     """A predictor used with the wrong space or input, or a file that cannot be loaded."""
 
 
@@ -152,8 +153,9 @@ class AccuracyPredictor:
         sp = self._space()
         nets = []
         for s in self._member_seeds():
-            torch.manual_seed(s)
-            nets.append(MLP(sp.arch_width, sp.bits_width, self.variant, self.hidden, self.depth))
+            with torch.random.fork_rng(devices=[]):  # seeded initialisation; the caller's global RNG is left as it was
+                torch.manual_seed(s)
+                nets.append(MLP(sp.arch_width, sp.bits_width, self.variant, self.hidden, self.depth))
         return nets[0] if self.members == 1 else Ensemble(nets)
 
     def _nets(self) -> list[MLP]:

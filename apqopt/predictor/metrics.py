@@ -9,12 +9,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from apqopt.errors import ConfigError
+
 
 def pairwise_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Fraction of pairs (with different true values) that the prediction orders correctly."""
     t, p = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
     if t.shape != p.shape or t.ndim != 1:
-        raise ValueError(f"y_true and y_pred must be 1-D of equal length, got {t.shape} and {p.shape}")
+        raise ConfigError(f"y_true and y_pred must be 1-D of equal length, got {t.shape} and {p.shape}")
     i, j = np.triu_indices(len(t), k=1)
     dt, dp = np.sign(t[i] - t[j]), np.sign(p[i] - p[j])
     valid = dt != 0

@@ -1,11 +1,14 @@
-"""The searcher interface and registry: searchers plug in like Optuna samplers.
+"""The searcher interface, and :class:`Run`: one searcher run's evaluation log and budget.
 
 A searcher knows nothing of networks or hardware: it sees a :class:`Problem` (genes in, objectives
-and constraint violations out) and a budget, and returns a :class:`SearchResult`.
+and constraint violations out) through a :class:`Run`, which counts evaluations against the budget
+and keeps everything evaluated (pymoo's split: the problem defines, the evaluator counts). The list
+of searchers is in :mod:`apqopt.search` (``SEARCHERS``), as Optuna lists its samplers.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -13,7 +16,47 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from apqopt.search.problem import Evaluation, Problem
+from apqopt.errors import ConfigError
+from apqopt.search.problem import BudgetExhaustedError, Evaluation, Problem
+
+
+class Run:
+    """The evaluation log of one searcher run on a problem: counts evaluations against ``budget``.
+
+    Why apart from :class:`Problem`: a problem is a definition that many runs (searchers x seeds,
+    workers) share; what was evaluated and how much budget is left belong to one run.
+    """
+
+    def __init__(self, problem: Problem, budget: int) -> None:
+        if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget <= 0:
+            raise ConfigError(f"budget must be a positive whole number of evaluations, got {budget!r}")
+        self.problem = problem
+        self.budget = int(budget)
+        self.n_evaluated = 0
+        self.eval_seconds = 0.0
+        self._parts: list[Evaluation] = []
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - self.n_evaluated
+
+    def evaluate(self, genes: np.ndarray) -> Evaluation:
+        """Evaluate a batch on the problem; only the first ``remaining`` rows are evaluated."""
+        if self.remaining <= 0:
+            raise BudgetExhaustedError(f"budget of {self.budget} evaluations is spent")
+        genes = np.asarray(genes)[: self.remaining]
+        t0 = time.perf_counter()
+        ev = self.problem.evaluate(genes)
+        self.eval_seconds += time.perf_counter() - t0
+        self.n_evaluated += len(ev)
+        self._parts.append(ev)
+        return ev
+
+    def evaluated(self) -> Evaluation:
+        """Everything evaluated so far, in order."""
+        if len(self._parts) > 1:
+            self._parts = [Evaluation.concat(self._parts)]
+        return self._parts[0] if self._parts else Evaluation.concat([])
 
 
 @dataclass
@@ -24,6 +67,7 @@ class SearchResult:
     evaluated: Evaluation
     wall_s: float
     eval_s: float
+    budget: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
 
     def best(self) -> int:
@@ -35,30 +79,39 @@ class SearchResult:
 
 
 class Searcher(ABC):
-    """Base class: parameters in ``__init__`` (scikit-learn style), ``run(problem)`` does the work."""
+    """Base class: parameters in ``__init__`` (scikit-learn style), ``run(problem, budget)`` does the work."""
 
     name: ClassVar[str]
+    summary: ClassVar[str] = ""
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The constructor's parameters (what ``get_params`` returns and ``--searcher-param`` sets)."""
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
     def get_params(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return {k: getattr(self, k) for k in self.param_names()}
 
     @abstractmethod
-    def _search(self, problem: Problem, progress: bool) -> dict[str, Any]:
-        """Spend the problem's budget; return notes for the result."""
+    def _search(self, run: Run, progress: bool) -> dict[str, Any]:
+        """Spend the run's budget; return notes for the result."""
 
-    def run(self, problem: Problem, progress: bool = False) -> SearchResult:
+    def run(self, problem: Problem, budget: int, progress: bool = False) -> SearchResult:
+        """Search ``problem`` with ``budget`` evaluated candidates."""
+        log = Run(problem, budget)
         t0 = time.perf_counter()
-        notes = self._search(problem, progress) or {}
+        notes = self._search(log, progress) or {}
         return SearchResult(
             self.name,
             self.seed,
             self.get_params(),
-            problem.all_evaluated(),
+            log.evaluated(),
             time.perf_counter() - t0,
-            problem.eval_seconds,
+            log.eval_seconds,
+            log.budget,
             notes,
         )
 
@@ -79,26 +132,3 @@ def feasible_samples(problem: Problem, make: Any, n: int, max_tries: int) -> tup
         genes[bad[ok]] = redo[ok]
         bad = bad[~ok]
     return genes, len(bad)
-
-
-_REGISTRY: dict[str, type[Searcher]] = {}
-
-
-def register(cls: type[Searcher]) -> type[Searcher]:
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def make_searcher(name: str, **params: Any) -> Searcher:
-    """A searcher by name, e.g. ``make_searcher("evolution", seed=1)``."""
-    from apqopt.search import evolution, haq, ohq, optuna_search, pymoo_search, random_search  # noqa: F401  (registration)
-
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown searcher '{name}'; known: {sorted(_REGISTRY)}")
-    return _REGISTRY[name](**params)
-
-
-def searcher_names() -> list[str]:
-    from apqopt.search import evolution, haq, ohq, optuna_search, pymoo_search, random_search  # noqa: F401
-
-    return sorted(_REGISTRY)

@@ -16,7 +16,7 @@ import numpy as np
 from pymoo.indicators.hv import HV
 from tqdm import tqdm
 
-from apqopt.search.base import SearchResult, make_searcher
+from apqopt.search.base import SearchResult
 from apqopt.search.problem import Evaluation, Problem
 
 CURVE_POINTS = 20
@@ -29,7 +29,7 @@ def reference_point(problem: Problem, samples: int = 2000) -> tuple[float, float
     lat_ref = problem.constraints.get("latency")
     if lat_ref is None:
         lat_ref = float(problem.lut.price(sp, sp.from_candidates([sp.uniform()]))[0][0])
-    acc = np.asarray(problem.predictor(sp.sample(samples, 12345)), dtype=np.float64)
+    acc = problem.predict(sp.sample(samples, 12345))
     return float(lat_ref), float(-acc.min())
 
 
@@ -123,25 +123,33 @@ def compare(
     problem: Problem,
     searchers: list[str],
     seeds: list[int],
+    budget: int,
     latency_budgets: list[float] | None = None,
     target_fraction: float = 0.95,
     storage: str | None = None,
     tag: str = "compare",
     progress: bool = True,
+    searcher_params: dict[str, dict[str, Any]] | None = None,
+    predictor: str = "",
 ) -> tuple[CompareReport, list[SearchResult]]:
-    """Run every searcher x seed on a fresh copy of ``problem``; optionally record each run."""
+    """Run every searcher x seed on ``problem`` with ``budget`` evaluations each; optionally record each
+    run. ``searcher_params``: per searcher name, constructor parameters (e.g. ``{"evolution": {"population": 50}}``)."""
+    from apqopt.search import make_searcher
+
+    searcher_params = searcher_params or {}
+    for name in searchers:  # unknown names or parameters fail before any search work
+        make_searcher(name, **searcher_params.get(name, {}))
     ref = reference_point(problem)
     if latency_budgets is None:
         lo = problem.min_cost()["latency"]
         latency_budgets = [float(f"{lo + (ref[0] - lo) * f:.3g}") for f in (0.25, 0.5, 0.75)]
-    report = CompareReport(problem.space.name, problem.budget, dict(problem.constraints), ref, latency_budgets)
+    report = CompareReport(problem.space.name, budget, dict(problem.constraints), ref, latency_budgets)
     results = []
-    checkpoints = np.linspace(problem.budget / CURVE_POINTS, problem.budget, CURVE_POINTS).astype(int)
+    checkpoints = np.linspace(budget / CURVE_POINTS, budget, CURVE_POINTS).astype(int)
     bar = tqdm(total=len(searchers) * len(seeds), desc="compare", disable=not progress)
     for name in searchers:
         for seed in seeds:
-            p = problem.fresh()
-            res = make_searcher(name, seed=seed).run(p)
+            res = make_searcher(name, **{**searcher_params.get(name, {}), "seed": seed}).run(problem, budget)
             ev = res.evaluated
             curve = [(int(c), hypervolume(ev, ref, int(c))) for c in checkpoints]
             run = RunSummary(name, seed, curve[-1][1], curve, best_under(ev, latency_budgets), res.wall_s, res.eval_s)
@@ -150,10 +158,11 @@ def compare(
 
                 run.study = record(
                     res,
-                    p,
+                    problem,
                     storage,
                     f"{tag}-{name}-{problem.space.name}-seed{seed}",
-                    attrs={"compare": tag, "hypervolume": run.hv, "reference_point": list(ref)},
+                    attrs={"compare": tag, "hypervolume": run.hv, "reference_point": list(ref), "hv_curve": curve},
+                    predictor=predictor,
                 ).study_name
             report.runs.append(run)
             results.append(res)
@@ -167,10 +176,9 @@ def compare(
 
 def write_report(report: CompareReport, results: list[SearchResult], out_dir: str | Path) -> list[Path]:
     """compare.md, compare.json, hv_curves.png and fronts.png in ``out_dir``."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the user's backend and global state stay untouched
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from apqopt.studies import front_rows
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +190,8 @@ def write_report(report: CompareReport, results: list[SearchResult], out_dir: st
     )
     (out / "compare.json").write_text(report.to_json())
     names = list(dict.fromkeys(r.searcher for r in report.runs))
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for name in names:
         curves = np.array([[hv for _, hv in r.hv_curve] for r in report.runs if r.searcher == name])
         x = [c for c, _ in report.runs[0].hv_curve]
@@ -194,13 +203,12 @@ def write_report(report: CompareReport, results: list[SearchResult], out_dir: st
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "hv_curves.png", dpi=110)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for name in names:
         res = next(r for r in results if r.searcher == name)
         ev = res.evaluated
-        from apqopt.studies import non_dominated
-
-        idx = non_dominated(ev, ("latency",))
+        idx = front_rows(ev)
         idx = idx[np.argsort(ev.latency[idx])]
         ax.step(ev.latency[idx], ev.accuracy[idx], where="post", label=f"{name} (seed {res.seed})")
     ax.set_xlabel("latency (ms)")
@@ -208,5 +216,4 @@ def write_report(report: CompareReport, results: list[SearchResult], out_dir: st
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "fronts.png", dpi=110)
-    plt.close("all")
     return [out / n for n in ("compare.md", "compare.json", "hv_curves.png", "fronts.png")]

@@ -17,17 +17,18 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from apqopt.search.base import Searcher, feasible_samples, register
-from apqopt.search.problem import Evaluation, Problem
+from apqopt.search.base import Run, Searcher, feasible_samples
+from apqopt.search.operators import crossover, mutate
+from apqopt.search.problem import Evaluation
 
 
 def fitness(ev: Evaluation) -> np.ndarray:
     return np.where(ev.feasible, ev.accuracy, -1.0 - ev.violation)
 
 
-@register
 class Evolution(Searcher):
     name = "evolution"
+    summary = "APQ's evolution: top-25 parents, 50 mutants + 50 crossover children per generation"
 
     def __init__(
         self,
@@ -43,34 +44,32 @@ class Evolution(Searcher):
         self.population, self.parents, self.mutations, self.crossovers = population, parents, mutations, crossovers
         self.mutate_prob, self.max_tries = mutate_prob, max_tries
 
-    def _search(self, problem: Problem, progress: bool) -> dict[str, Any]:
+    def _search(self, run: Run, progress: bool) -> dict[str, Any]:
         rng = np.random.default_rng(self.seed)
+        problem = run.problem
         sp = problem.space
         genes, left = feasible_samples(problem, lambda k: problem.sample(k, rng), self.population, self.max_tries)
-        pop = problem.evaluate(genes)
+        pop = run.evaluate(genes)
         unresolved = left
         generations = 0
         best_per_gen = []
-        bar = tqdm(total=problem.budget, initial=problem.n_evaluated, desc="evolution", disable=not progress)
-        while problem.remaining > 0:
+        bar = tqdm(total=run.budget, initial=run.n_evaluated, desc="evolution", disable=not progress)
+        while run.remaining > 0:
             top = np.argsort(-fitness(pop), kind="stable")[: self.parents]
             par = pop.genes[top]
 
             def mutants(k: int, par: np.ndarray = par) -> np.ndarray:
-                return problem.apply_fixed(sp.mutate(par[rng.integers(0, len(par), k)], self.mutate_prob, rng))
+                return problem.apply_fixed(mutate(sp, par[rng.integers(0, len(par), k)], self.mutate_prob, rng))
 
             def children(k: int, par: np.ndarray = par) -> np.ndarray:
-                return sp.crossover(par[rng.integers(0, len(par), k)], par[rng.integers(0, len(par), k)], rng)
+                return crossover(sp, par[rng.integers(0, len(par), k)], par[rng.integers(0, len(par), k)], rng)
 
             m, l1 = feasible_samples(problem, mutants, self.mutations, self.max_tries)
             c, l2 = feasible_samples(problem, children, self.crossovers, self.max_tries)
             unresolved += l1 + l2
-            kids = problem.evaluate(np.concatenate([m, c]))
+            kids = run.evaluate(np.concatenate([m, c]))
             bar.update(len(kids))
-            parents_ev = Evaluation(
-                pop.genes[top], pop.accuracy[top], pop.latency[top], pop.energy[top], pop.violation[top]
-            )
-            pop = Evaluation.concat([parents_ev, kids])
+            pop = Evaluation.concat([pop.take(top), kids])
             generations += 1
             f = fitness(pop)
             best_per_gen.append(float(f.max()))

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from apqopt.search.base import Searcher, register
+from apqopt.errors import ConfigError
+from apqopt.search.base import Run, Searcher
 from apqopt.search.problem import Problem
 from apqopt.space import BIT_FIELDS
 
@@ -49,7 +50,7 @@ def observations(problem: Problem) -> tuple[np.ndarray, list[int]]:
     sp = problem.space
     arch = problem.architecture
     if arch is None:
-        raise ValueError("HAQ searches the bits of one architecture: use problem.restricted_to(candidate)")
+        raise ConfigError("HAQ searches the bits of one architecture: use problem.restricted_to(candidate)")
     feats: list[list[float]] = []
     cols: list[int] = []
     for b, blk in sp.active_blocks(arch):
@@ -78,9 +79,9 @@ def observations(problem: Problem) -> tuple[np.ndarray, list[int]]:
     return obs.astype(np.float32), cols
 
 
-@register
 class HAQ(Searcher):
     name = "haq"
+    summary = "HAQ's DDPG agent picks each layer's bits for one fixed architecture (--architecture)"
 
     def __init__(
         self,
@@ -117,13 +118,18 @@ class HAQ(Searcher):
                 break  # every decision already at the lowest bits
         return row
 
-    def _search(self, problem: Problem, progress: bool) -> dict[str, Any]:
-        torch.manual_seed(self.seed)
+    def _search(self, run: Run, progress: bool) -> dict[str, Any]:
+        with torch.random.fork_rng(devices=[]):  # seeded networks without touching the caller's global RNG
+            torch.manual_seed(self.seed)
+            return self._episodes(run, progress)
+
+    def _episodes(self, run: Run, progress: bool) -> dict[str, Any]:
+        problem = run.problem
         rng = np.random.default_rng(self.seed)
         obs, cols = observations(problem)
         n_steps, n_bits = len(cols), len(problem.space.bits)
         base_row = np.where(problem.fixed >= 0, problem.fixed, n_bits - 1)
-        ref_acc = float(problem.predictor(base_row[None])[0])  # the 8-bit policy as "full precision"
+        ref_acc = float(problem.predict(base_row[None])[0])  # the 8-bit policy as "full precision"
         actor = _mlp(N_FEATURES, 1, self.hidden, nn.Sigmoid())
         critic = _mlp(N_FEATURES + 1, 1, self.hidden)
         actor_t, critic_t = _mlp(N_FEATURES, 1, self.hidden, nn.Sigmoid()), _mlp(N_FEATURES + 1, 1, self.hidden)
@@ -139,8 +145,8 @@ class HAQ(Searcher):
         filled, ptr = 0, 0
         sigma, baseline = self.sigma, None
         best_reward, episode = -np.inf, 0
-        bar = tqdm(total=problem.budget, desc="haq", disable=not progress)
-        while problem.remaining > 0:
+        bar = tqdm(total=run.budget, desc="haq", disable=not progress)
+        while run.remaining > 0:
             states, actions, prev = [], [], 0.0
             row = base_row.copy()
             for t in range(n_steps):
@@ -157,7 +163,7 @@ class HAQ(Searcher):
                 actions.append(a)
                 prev = a
             row = self._enforce(problem, row, cols)
-            ev = problem.evaluate(row[None])
+            ev = run.evaluate(row[None])
             reward = 0.1 * (float(ev.accuracy[0]) - ref_acc)
             best_reward = max(best_reward, reward)
             baseline = reward if baseline is None else 0.95 * baseline + 0.05 * reward

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from apqopt.hardware.lut import LUT
-from apqopt.search.problem import COSTS, UNITS, InfeasibleError
+from apqopt.errors import ConfigError
+from apqopt.hardware.lut import COSTS, LUT, UNITS
+from apqopt.search.problem import InfeasibleError
 from apqopt.space import BIT_FIELDS, Block, Candidate, get_space
 
 
@@ -58,7 +59,7 @@ class OperatorCosts:
             pw, dw = self.choices[picks[2 * b]], self.choices[picks[2 * b + 1]]
             blocks.append(Block(blk.kernel, blk.middle, *pw, *dw))
         it = iter(blocks)
-        return Candidate(self.candidate.space, tuple(tuple(next(it) for _ in s) for s in self.candidate.stages))
+        return get_space(self.candidate.space).candidate(tuple(next(it) for _ in s) for s in self.candidate.stages)
 
 
 def solve(sensitivity: np.ndarray, costs: OperatorCosts, budgets: dict[str, float]) -> np.ndarray:
@@ -69,10 +70,10 @@ def solve(sensitivity: np.ndarray, costs: OperatorCosts, budgets: dict[str, floa
     """
     n_ops, n_ch = sensitivity.shape
     if (n_ops, n_ch) != costs.latency.shape:
-        raise ValueError(f"sensitivity is {sensitivity.shape}, costs are {costs.latency.shape}")
+        raise ConfigError(f"sensitivity is {sensitivity.shape}, costs are {costs.latency.shape}")
     for name in budgets:
         if name not in COSTS:
-            raise ValueError(f"unknown budget '{name}'; choose from {list(COSTS)}")
+            raise ConfigError(f"unknown budget '{name}'; choose from {list(COSTS)}")
         fixed = costs.fixed[COSTS.index(name)]
         least = fixed + costs.cost(name).min(axis=1).sum()
         if budgets[name] < least:

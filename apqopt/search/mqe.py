@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from apqopt.space import Block, Candidate, get_space
+from apqopt.space import Block, get_space
 from apqopt.supernet.network import Subnet
 from apqopt.supernet.quant import quantize
 
@@ -53,8 +53,8 @@ def mqe_sensitivity(
     out = np.zeros((n_ops, len(choices)))
     bar = tqdm(total=n_ops * len(choices), desc="MQE", disable=not progress)
     for c, (w, a) in enumerate(choices):
-        policy = Candidate(
-            cand.space, tuple(tuple(Block(b.kernel, b.middle, w, a, w, a) for b in s) for s in cand.stages)
+        policy = get_space(cand.space).candidate(
+            tuple(Block(b.kernel, b.middle, w, a, w, a) for b in s) for s in cand.stages
         )
         for op in range(n_ops):
             q = quantize(subnet, policy, images, fixed_bits=None, operators={op})

@@ -15,15 +15,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from apqopt.search.base import Searcher, register
+from apqopt.errors import ConfigError
+from apqopt.search.base import Run, Searcher
 from apqopt.search.ilp import OperatorCosts, solve
 from apqopt.search.problem import InfeasibleError, Problem
+from apqopt.settings import mqe_cache_dir
 from apqopt.shipped import supernet_path
 
 
-@register
 class OHQ(Searcher):
     name = "ohq"
+    summary = "OHQ: per-operator MQE sensitivity + exact ILP bit allocation for one fixed architecture"
 
     def __init__(
         self,
@@ -33,7 +35,7 @@ class OHQ(Searcher):
         data: Literal["synthetic", "real"] = "synthetic",
         images: int = 64,
         points: int = 20,
-        cache_dir: str | None = "studies/mqe-cache",
+        cache_dir: str | None = "default",
     ) -> None:
         super().__init__(seed)
         self.sensitivity, self.supernet, self.data, self.images = sensitivity, supernet, data, images
@@ -54,7 +56,9 @@ class OHQ(Searcher):
 
         weights = Path(self.supernet) if self.supernet else supernet_path(problem.space.name)
         if not weights.exists():
-            raise ValueError(f"OHQ needs sensitivities: no supernet at {weights}; pass sensitivity=... or supernet=...")
+            raise ConfigError(
+                f"OHQ needs sensitivities: no supernet at {weights}; pass sensitivity=... or supernet=..."
+            )
         net = load_supernet(weights)
         sub = net.extract(problem.architecture)
         reestimate_bn(sub, bn_slice())
@@ -64,12 +68,14 @@ class OHQ(Searcher):
             if self.data == "synthetic"
             else load_split("val").images[: self.images]
         )
-        return mqe_sensitivity(sub, x, cache_dir=self.cache_dir)
+        cache = str(mqe_cache_dir()) if self.cache_dir == "default" else self.cache_dir
+        return mqe_sensitivity(sub, x, cache_dir=cache)
 
-    def _search(self, problem: Problem, progress: bool) -> dict[str, Any]:
+    def _search(self, run: Run, progress: bool) -> dict[str, Any]:
+        problem = run.problem
         arch = problem.architecture
         if arch is None:
-            raise ValueError("OHQ allocates bits for one architecture: use problem.restricted_to(candidate)")
+            raise ConfigError("OHQ allocates bits for one architecture: use problem.restricted_to(candidate)")
         costs = OperatorCosts.from_lut(arch, problem.lut)
         sens = self._sensitivity(problem)
         lo = costs.fixed[0] + costs.latency.min(axis=1).sum()
@@ -78,7 +84,7 @@ class OHQ(Searcher):
         seen: set[tuple[int, ...]] = set()
         solved = 0
         for limit in np.linspace(lo, hi, self.points):
-            if problem.remaining <= 0:
+            if run.remaining <= 0:
                 break
             try:
                 picks = solve(sens, costs, {**problem.constraints, "latency": float(limit)})
@@ -88,5 +94,5 @@ class OHQ(Searcher):
             row = problem.space.from_candidates([costs.policy(picks)])[0]
             if tuple(row) not in seen:
                 seen.add(tuple(row))
-                problem.evaluate(row[None])
+                run.evaluate(row[None])
         return {"budgets_solved": solved, "distinct_policies": len(seen), "sensitivity_shape": list(sens.shape)}

@@ -1,33 +1,34 @@
-"""One search problem that every searcher sees: objectives, constraints, a budget, vectorised evaluation.
+"""One search problem that every searcher sees: objectives, constraints and vectorised evaluation.
 
-Why: comparisons between searchers are only fair when they price candidates the same way and spend
-the same budget. :class:`Problem` holds the space, the accuracy predictor and the hardware table;
-``evaluate(genes)`` prices a whole batch (one predictor call, one gathered LUT sum), counts the
-evaluations against the budget and keeps every evaluated candidate. Hardware cost alone
+Why: comparisons between searchers are only fair when they price candidates the same way. A
+:class:`Problem` is only the *definition* (as in pymoo): the space, the accuracy predictor, the
+hardware table, objectives and constraint limits. It is frozen and keeps no run state; ``evaluate``
+prices a whole batch (one predictor call, one gathered LUT sum). Counting evaluations against a budget
+is the job of :class:`apqopt.search.base.Run`, one per searcher run. Hardware cost alone
 (:meth:`Problem.cost`) is free: the table is known to every searcher, as in APQ.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from apqopt.hardware.lut import LUT, MissingEntryError, apq_key, load_shipped
+from apqopt.errors import ApqoptError, ConfigError
+from apqopt.hardware.lut import COSTS, LUT, UNITS, MissingEntryError, apq_key, load_shipped
 from apqopt.space import BIT_FIELDS, Candidate, SearchSpace, get_space
 
-COSTS = ("latency", "energy")
-UNITS = {"latency": "ms", "energy": "mJ"}
 
-
-class InfeasibleError(ValueError):
+class InfeasibleError(ApqoptError, ValueError):
     """A constraint no candidate of the space can meet."""
 
 
-class BudgetExhaustedError(RuntimeError):
-    """The problem's evaluation budget is spent."""
+class BudgetExhaustedError(ApqoptError, RuntimeError):
+    """A run's evaluation budget is spent."""
 
 
 @dataclass
@@ -48,50 +49,62 @@ class Evaluation:
         return len(self.accuracy)
 
     def cost(self, name: str) -> np.ndarray:
-        return self.latency if name == "latency" else self.energy
+        if name == "latency":
+            return self.latency
+        if name == "energy":
+            return self.energy
+        raise ConfigError(f"unknown cost '{name}'; choose from {list(COSTS)}")
+
+    def take(self, rows: np.ndarray | slice) -> Evaluation:
+        """The rows ``rows`` (indices, mask or slice) as a new Evaluation."""
+        return Evaluation(*(getattr(self, f)[rows] for f in _FIELDS))
 
     @classmethod
     def concat(cls, parts: list[Evaluation]) -> Evaluation:
         if not parts:
             z = np.zeros(0)
             return cls(np.zeros((0, 0), dtype=np.int64), z, z, z, z)
-        return cls(
-            *(
-                np.concatenate([getattr(p, f) for p in parts])
-                for f in ("genes", "accuracy", "latency", "energy", "violation")
-            )
-        )
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
 
 
-@dataclass
+_FIELDS = ("genes", "accuracy", "latency", "energy", "violation")
+
+
+def _predict_fn(predictor: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A gene-matrix -> accuracy function from a fitted ``AccuracyPredictor`` or a plain function."""
+    fn = getattr(predictor, "predict_genes", None)
+    return fn if callable(fn) else predictor
+
+
+@dataclass(frozen=True, eq=False)
 class Problem:
     """Maximise predicted accuracy, minimise the chosen hardware costs, subject to cost limits.
 
-    ``predictor`` maps a gene matrix to accuracies (e.g. ``AccuracyPredictor.predict_genes``);
-    ``constraints`` maps "latency"/"energy" to an upper limit (ms / mJ).
+    ``predictor``: a fitted :class:`~apqopt.predictor.AccuracyPredictor`, or any function from a gene
+    matrix to accuracies; ``constraints`` maps "latency"/"energy" to an upper limit (ms / mJ);
+    ``fixed``: per gene, the value of a fixed gene and -1 where free (see :meth:`restricted_to`).
     """
 
     space: SearchSpace
-    predictor: Callable[[np.ndarray], np.ndarray]
+    predictor: Any
     lut: LUT
     objectives: tuple[str, ...] = ("latency",)
-    constraints: dict[str, float] = field(default_factory=dict)
-    budget: int = 50_000
-    n_evaluated: int = 0
-    history: list[Evaluation] = field(default_factory=list)
-    eval_seconds: float = 0.0
-    fixed: np.ndarray | None = None  # (n_genes,): value of a fixed gene, -1 where free
+    constraints: Mapping[str, float] = field(default_factory=dict)
+    fixed: np.ndarray | None = None
     allow_missing: bool = False  # price candidates a table lacks as infeasible instead of refusing the table
 
     def __post_init__(self) -> None:
-        self.space = get_space(self.space)
+        object.__setattr__(self, "space", get_space(self.space))
+        object.__setattr__(self, "objectives", tuple(self.objectives))
+        object.__setattr__(self, "constraints", dict(self.constraints))
         for name in (*self.objectives, *self.constraints):
             if name not in COSTS:
-                raise ValueError(f"unknown cost '{name}'; choose from {list(COSTS)}")
-        if self.budget <= 0:
-            raise ValueError(f"budget must be a positive number of evaluations, got {self.budget}")
+                raise ConfigError(f"unknown cost '{name}'; choose from {list(COSTS)}")
+        for name, limit in self.constraints.items():
+            if not isinstance(limit, int | float) or isinstance(limit, bool) or not np.isfinite(limit) or limit <= 0:
+                raise ConfigError(f"{name} limit must be a finite positive number, got {limit!r}")
         if self.lut.config.get("energy_measured") is False and "energy" in (*self.objectives, *self.constraints):
-            raise ValueError(
+            raise ConfigError(
                 f"table '{self.lut.hardware}' measures latency only (energy_measured: false); "
                 "use latency objectives and constraints with it"
             )
@@ -111,9 +124,47 @@ class Problem:
                 )
 
     @classmethod
-    def default(cls, space: str, predictor: Callable[[np.ndarray], np.ndarray], **kw: object) -> Problem:
+    def default(cls, space: str, predictor: Any, **kw: Any) -> Problem:
         """A problem on the space's shipped BitFusion table."""
-        return cls(get_space(space), predictor, load_shipped(space), **kw)  # type: ignore[arg-type]
+        return cls(get_space(space), predictor, load_shipped(space), **kw)
+
+    @classmethod
+    def from_files(
+        cls,
+        space: str = "fmnist",
+        *,
+        latency: float | None = None,
+        energy: float | None = None,
+        objectives: tuple[str, ...] = ("latency",),
+        predictor: str | Path | None = None,
+        apq_checkpoint: str | Path | None = None,
+        lut: str | Path | None = None,
+        architecture: Candidate | None = None,
+        allow_missing: bool = False,
+    ) -> Problem:
+        """A problem from names and files: the space's shipped predictor and table unless paths are given.
+
+        ``apq_checkpoint``: APQ's released ``acc_quant.pt`` instead of an apqopt predictor;
+        ``architecture``: search only that candidate's bits (how HAQ and OHQ are compared).
+        """
+        from apqopt.predictor import AccuracyPredictor
+        from apqopt.shipped import predictor_path
+
+        sp = get_space(space)
+        if apq_checkpoint:
+            pred = AccuracyPredictor.from_apq_checkpoint(apq_checkpoint, space=sp.name)
+        else:
+            path = Path(predictor) if predictor else predictor_path(sp.name)
+            if not path.exists():
+                raise ConfigError(
+                    f"no accuracy predictor at {path}; train one with `apqopt predictor train` "
+                    "or pass a predictor file / APQ's acc_quant.pt"
+                )
+            pred = AccuracyPredictor.load(path, space=sp.name)
+        table = LUT.load(lut) if lut else load_shipped(sp.name)
+        limits = {k: v for k, v in (("latency", latency), ("energy", energy)) if v is not None}
+        problem = cls(sp, pred, table, tuple(objectives), limits, allow_missing=allow_missing)
+        return problem.restricted_to(architecture) if architecture is not None else problem
 
     # ------------------------------------------------------------------ costs
     def min_cost(self) -> dict[str, float]:
@@ -141,10 +192,7 @@ class Problem:
         for b in np.flatnonzero(act):
             for f in BIT_FIELDS:
                 fixed[sp.block_gene(b, f)] = -1
-        p = self.fresh()
-        p.fixed = fixed
-        p.__post_init__()
-        return p
+        return dataclasses.replace(self, fixed=fixed)
 
     @property
     def architecture(self) -> Candidate | None:
@@ -184,30 +232,19 @@ class Problem:
         lat, en = self.lut.price(self.space, genes, on_missing="infeasible")
         viol = np.zeros(len(lat))
         for name, limit in self.constraints.items():
-            viol += np.maximum(0.0, (lat if name == "latency" else en) - limit)
+            viol += np.maximum(0.0, {"latency": lat, "energy": en}[name] - limit)
         return lat, en, viol
 
     # ------------------------------------------------------------------ evaluation
-    @property
-    def remaining(self) -> int:
-        return self.budget - self.n_evaluated
+    def predict(self, genes: np.ndarray) -> np.ndarray:
+        """Predicted accuracy of a gene matrix (no hardware cost)."""
+        return np.asarray(_predict_fn(self.predictor)(self.apply_fixed(genes)), dtype=np.float64)
 
     def evaluate(self, genes: np.ndarray) -> Evaluation:
-        """Predict and price a batch; only the first ``remaining`` rows are evaluated."""
-        if self.remaining <= 0:
-            raise BudgetExhaustedError(f"budget of {self.budget} evaluations is spent")
-        genes = self.apply_fixed(self.space.validate_matrix(genes)[: self.remaining])
-        t0 = time.perf_counter()
+        """Predict and price a batch (validated; fixed genes applied)."""
+        genes = self.apply_fixed(self.space.validate_matrix(genes))
         lat, en, viol = self.cost(genes)
-        acc = np.asarray(self.predictor(genes), dtype=np.float64)
-        self.eval_seconds += time.perf_counter() - t0
-        ev = Evaluation(genes, acc, lat, en, viol)
-        self.n_evaluated += len(genes)
-        self.history.append(ev)
-        return ev
-
-    def all_evaluated(self) -> Evaluation:
-        return Evaluation.concat(self.history)
+        return Evaluation(genes, self.predict(genes), lat, en, viol)
 
     def objective_matrix(self, ev: Evaluation) -> np.ndarray:
         """Minimisation form: [-accuracy, cost objectives...]."""
@@ -217,17 +254,3 @@ class Problem:
         """G <= 0 form: cost - limit per constraint."""
         cols = [ev.cost(name) - limit for name, limit in self.constraints.items()]
         return np.column_stack(cols) if cols else np.zeros((len(ev), 0))
-
-    def fresh(self) -> Problem:
-        """The same problem with its budget and history reset (one per searcher x seed)."""
-        p = Problem(
-            self.space,
-            self.predictor,
-            self.lut,
-            self.objectives,
-            dict(self.constraints),
-            self.budget,
-            allow_missing=self.allow_missing,
-        )
-        p.fixed = None if self.fixed is None else self.fixed.copy()
-        return p

@@ -6,22 +6,22 @@ from typing import Any
 
 import numpy as np
 
-from apqopt.search.base import Searcher, feasible_samples, register
-from apqopt.search.problem import Problem
+from apqopt.search.base import Run, Searcher, feasible_samples
 
 
-@register
 class RandomSearch(Searcher):
     name = "random"
+    summary = "uniform samples, infeasible ones re-drawn (the baseline)"
 
     def __init__(self, seed: int = 0, batch: int = 1000, max_tries: int = 50) -> None:
         super().__init__(seed)
         self.batch, self.max_tries = batch, max_tries
 
-    def _search(self, problem: Problem, progress: bool) -> dict[str, Any]:
+    def _search(self, run: Run, progress: bool) -> dict[str, Any]:
         rng = np.random.default_rng(self.seed)
-        while problem.remaining > 0:
-            n = min(self.batch, problem.remaining)
+        problem = run.problem
+        while run.remaining > 0:
+            n = min(self.batch, run.remaining)
             genes, _ = feasible_samples(problem, lambda k: problem.sample(k, rng), n, self.max_tries)
-            problem.evaluate(genes)
+            run.evaluate(genes)
         return {}

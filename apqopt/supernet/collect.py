@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
+from apqopt.errors import ApqoptError, ConfigError
 from apqopt.space import BIT_FIELDS, SearchSpace, get_space
 from apqopt.supernet.data import accuracy_stderr, load_split
 from apqopt.supernet.evaluate import accuracy, bn_slice, evaluate_subnet, reestimate_bn
@@ -39,7 +40,7 @@ Kind = Literal["fp", "quant"]
 GROUP = 10
 
 
-class DatasetFileError(ValueError):
+class DatasetFileError(ApqoptError, ValueError):
     """A dataset file that does not match the requested settings or cannot be read."""
 
 
@@ -188,7 +189,7 @@ def collect(
     """Measure candidates 0..n-1 (this shard's share) and append them to ``out``; resumable."""
     k, m = shard
     if not (m >= 1 and 0 <= k < m):
-        raise ValueError(f"shard must be k/n with 0 <= k < n, got {k}/{m}")
+        raise ConfigError(f"shard must be k/n with 0 <= k < n, got {k}/{m}")
     path = shard_path(Path(out), shard)
     path.parent.mkdir(parents=True, exist_ok=True)
     header, recs, good = _records(path)

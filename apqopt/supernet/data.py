@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from apqopt.errors import ApqoptError, ConfigError
+
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -32,7 +34,7 @@ VAL_SIZE = 10_000
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
-class DatasetError(RuntimeError):
+class DatasetError(ApqoptError, RuntimeError):
     """The dataset is missing or its files are damaged."""
 
 
@@ -84,7 +86,7 @@ class Split:
 def load_split(name: str, path: str | None = None) -> Split:
     """``train`` (50k), ``val`` (10k held out of the training files) or ``test`` (10k)."""
     if name not in ("train", "val", "test"):
-        raise ValueError(f"unknown split '{name}'; use train, val or test")
+        raise ConfigError(f"unknown split '{name}'; use train, val or test")
     folder = data_dir(path)
     img_file, lbl_file = FILES["test" if name == "test" else "train"]
     images = _read_idx(folder / img_file, 0x803)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from apqopt.errors import ConfigError
 from apqopt.space import Candidate
 from apqopt.supernet.network import Subnet, depthwise
 
@@ -185,7 +186,7 @@ def quantize(
     """
     arch = [(b.kernel, b.middle) for b in cand.blocks]
     if cand.depths != subnet.candidate.depths or arch != [(b.kernel, b.middle) for b in subnet.candidate.blocks]:
-        raise ValueError("quantize: the policy's architecture differs from the subnet's")
+        raise ConfigError("quantize: the policy's architecture differs from the subnet's")
     net = copy.deepcopy(subnet)
     if fixed_bits is not None:
         net.stem[0] = QuantConv2d(net.stem.conv, fixed_bits, fixed_bits)

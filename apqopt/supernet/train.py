@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from apqopt.errors import ConfigError
 from apqopt.space import Candidate, SearchSpace, get_space
 from apqopt.supernet.data import Split, load_split
 from apqopt.supernet.evaluate import evaluate_subnet
@@ -127,14 +128,22 @@ def _check_resumable(path: Path, stored: dict[str, Any], wanted: dict[str, Any])
     if same_rest and list(new_phases[: len(old_phases)]) == list(old_phases):
         return
     what = "settings" if not same_rest else "phases (a schedule may only be extended at its end)"
-    raise ValueError(
+    raise ConfigError(
         f"{path} was written with other {what}; use another output folder or delete it. "
         f"stored: {json.dumps(stored)[:300]}"
     )
 
 
 def train_supernet(cfg: TrainConfig, out_dir: str | Path, progress: bool = True, log: Any = None) -> Supernet:
-    """Train (or resume) a supernet; writes ``out_dir/checkpoint.pt`` and ``out_dir/supernet.pt``."""
+    """Train (or resume) a supernet; writes ``out_dir/checkpoint.pt`` and ``out_dir/supernet.pt``.
+
+    Training seeds and checkpoints torch's global RNG (dropout, initialisation) for exact resumes; it
+    runs in a fork of that RNG, so the caller's own random state is the same afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        return _train(cfg, out_dir, progress, log)
+
+
+def _train(cfg: TrainConfig, out_dir: str | Path, progress: bool, log: Any) -> Supernet:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, final_path = out / "checkpoint.pt", out / "supernet.pt"
@@ -266,7 +275,7 @@ def load_supernet(path: str | Path) -> Supernet:
         net = Supernet(payload["space"])
         net.load_state_dict(payload["model"])
     except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as exc:
-        raise ValueError(f"{path} is not a readable apqopt supernet file (truncated or corrupted?): {exc}") from exc
+        raise ConfigError(f"{path} is not a readable apqopt supernet file (truncated or corrupted?): {exc}") from exc
     return net.to(memory_format=torch.channels_last).eval()
 
 

@@ -1,0 +1,1 @@
+"""Converters between apqopt and other tools' formats."""

@@ -1,0 +1,196 @@
+"""The one codec between apqopt's candidates/evaluations and Optuna's trials and study attributes.
+
+Why one module: a recorded run (:mod:`apqopt.studies`), a user's ``study.optimize`` objective
+(:mod:`apqopt.search.optuna_search`), a live worker (:mod:`apqopt.live`), verification and the
+dashboard must write and read the same fields, or a study made one way reads wrongly another way.
+A :class:`RecordCodec` is built from (space, objectives, constraints) and knows:
+
+* params <-> genes: each gene is a categorical parameter named after it (``depth_0``, ``b3_kernel``)
+  with the gene's real values as choices;
+* directions and metric names (``accuracy``, ``latency_ms``, ``energy_mJ``);
+* a trial's fields: values = [accuracy, costs...]; user attrs = latency_ms, energy_mJ,
+  predicted_accuracy, feasible; constraints in both Optuna forms: per name (``trial.set_constraint``,
+  what Optuna 5's samplers read) and the list system attr ``constraints`` (what optuna-dashboard 0.21 reads);
+* the study attributes every apqopt study carries (searcher, seed, space, LUT, predictor, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution
+
+from apqopt.hardware.lut import UNITS
+from apqopt.space import SearchSpace, get_space
+
+CONSTRAINTS_LIST = "constraints"  # the list form optuna-dashboard 0.21 reads
+
+
+def metric_name(cost: str) -> str:
+    """The trial attr / metric name of a cost: ``latency_ms``, ``energy_mJ``."""
+    return f"{cost}_{UNITS[cost]}"
+
+
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna's per-trial INFO lines off for the block only (the user's own setting is restored)."""
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(before, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
+@dataclass(frozen=True)
+class TrialFields:
+    """What one evaluated candidate becomes in a trial."""
+
+    params: dict[str, Any]
+    values: list[float]
+    user_attrs: dict[str, Any]
+    constraints: dict[str, float]
+
+
+@dataclass(frozen=True, eq=False)
+class RecordCodec:
+    space: SearchSpace
+    objectives: tuple[str, ...] = ("latency",)
+    constraints: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "space", get_space(self.space))
+        object.__setattr__(self, "objectives", tuple(self.objectives))
+        object.__setattr__(self, "constraints", dict(self.constraints))
+
+    @classmethod
+    def of(cls, problem: Any) -> RecordCodec:
+        """The codec of a :class:`~apqopt.search.problem.Problem`."""
+        return cls(problem.space, problem.objectives, problem.constraints)
+
+    # ------------------------------------------------------------------ study level
+    @property
+    def directions(self) -> list[str]:
+        return ["maximize", *["minimize"] * len(self.objectives)]
+
+    @property
+    def metric_names(self) -> list[str]:
+        return ["accuracy", *(metric_name(o) for o in self.objectives)]
+
+    def create_study(self, storage: Any, name: str | None, **kw: Any) -> optuna.Study:
+        """A new (or, with ``load_if_exists``, joined) study with this codec's directions and metric names."""
+        with quiet_optuna():
+            study = optuna.create_study(study_name=name, storage=storage, directions=self.directions, **kw)
+        if study.metric_names is None:
+            with warnings.catch_warnings():  # experimental in Optuna, and the names are what its plots show
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(self.metric_names)
+        return study
+
+    def study_attrs(
+        self, searcher: str, seed: int, budget: int, lut: str, predictor: str, trials_hold: str, **extra: Any
+    ) -> dict[str, Any]:
+        """The user attrs every apqopt study carries, whatever wrote it."""
+        return {
+            "searcher": searcher,
+            "seed": seed,
+            "space": self.space.name,
+            "lut": lut,
+            "predictor": predictor,
+            "objectives": list(self.objectives),
+            "constraints": dict(self.constraints),
+            "budget": budget,
+            "trials_hold": trials_hold,
+            **_jsonable(extra),
+        }
+
+    # ------------------------------------------------------------------ params <-> genes
+    def distributions(self) -> dict[str, CategoricalDistribution]:
+        sp = self.space
+        return {n: CategoricalDistribution(list(sp.gene_values(g))) for g, n in enumerate(sp.gene_names())}
+
+    def params(self, row: np.ndarray) -> dict[str, Any]:
+        sp = self.space
+        return {n: sp.gene_values(g)[int(row[g])] for g, n in enumerate(sp.gene_names())}
+
+    def genes(self, params: Mapping[str, Any]) -> np.ndarray:
+        """The gene row of a trial's params (a missing or foreign param is an error naming it)."""
+        sp = self.space
+        row = []
+        for g, n in enumerate(sp.gene_names()):
+            if n not in params:
+                raise KeyError(f"trial has no param '{n}' of space '{sp.name}'")
+            row.append(sp.gene_values(g).index(params[n]))
+        return np.array(row, dtype=np.int64)
+
+    def suggest(self, trial: optuna.Trial, lo: np.ndarray | None = None, hi: np.ndarray | None = None) -> np.ndarray:
+        """Ask the trial for every gene (an enqueued trial returns its fixed params); ``lo``/``hi`` restrict
+        each gene's choices (fixed genes of a restricted problem). Returns the gene row."""
+        sp = self.space
+        lo = np.zeros_like(sp.cardinalities) if lo is None else lo
+        hi = sp.cardinalities - 1 if hi is None else hi
+        row = []
+        for g, name in enumerate(sp.gene_names()):
+            values = sp.gene_values(g)[lo[g] : hi[g] + 1]
+            row.append(lo[g] + values.index(trial.suggest_categorical(name, list(values))))
+        return np.array(row, dtype=np.int64)
+
+    # ------------------------------------------------------------------ trial level
+    def fields(self, ev: Any, i: int) -> TrialFields:
+        """Trial fields of row i of an :class:`~apqopt.search.problem.Evaluation`."""
+        g = {n: float(ev.cost(n)[i] - limit) for n, limit in self.constraints.items()}
+        return TrialFields(
+            params=self.params(ev.genes[i]),
+            values=[float(ev.accuracy[i]), *(float(ev.cost(o)[i]) for o in self.objectives)],
+            user_attrs={
+                "latency_ms": float(ev.latency[i]),
+                "energy_mJ": float(ev.energy[i]),
+                "predicted_accuracy": float(ev.accuracy[i]),
+                "feasible": bool(ev.feasible[i]),
+            },
+            constraints=g,
+        )
+
+    def write(self, trial: optuna.Trial, ev: Any, i: int) -> list[float]:
+        """Write row i's attrs and constraints into a running trial; return the values to ``tell``."""
+        f = self.fields(ev, i)
+        for name, value in f.constraints.items():
+            trial.set_constraint(name, value)
+        if f.constraints:
+            trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_LIST, list(f.constraints.values()))
+        for key, value in f.user_attrs.items():
+            trial.set_user_attr(key, value)
+        return f.values
+
+    @staticmethod
+    def violation(trial: optuna.trial.FrozenTrial) -> float:
+        """Sum of positive constraint excesses, from the per-name form (the list form repeats them)."""
+        prefix = f"{CONSTRAINTS_LIST}:"
+        return float(sum(max(0.0, v) for k, v in trial.system_attrs.items() if k.startswith(prefix)))
+
+    def frozen_trial(self, ev: Any, i: int, dists: dict[str, CategoricalDistribution]) -> optuna.trial.FrozenTrial:
+        """Row i as a finished trial for ``study.add_trials`` (same fields as :meth:`write`)."""
+        f = self.fields(ev, i)
+        system = {CONSTRAINTS_LIST: list(f.constraints.values())} if f.constraints else {}
+        return optuna.trial.create_trial(
+            params=f.params,
+            distributions=dists,
+            values=f.values,
+            user_attrs=f.user_attrs,
+            system_attrs=system,
+            constraints=f.constraints or None,
+        )
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+__all__ = ["CONSTRAINTS_LIST", "RecordCodec", "TrialFields", "metric_name", "quiet_optuna"]
