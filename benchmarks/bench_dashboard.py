@@ -24,7 +24,7 @@ from streamlit.testing.v1 import AppTest
 
 from apqopt import get_space
 from apqopt.hardware.lut import load_shipped
-from apqopt.search.base import make_searcher
+from apqopt.search import make_searcher
 from apqopt.search.problem import Evaluation, Problem
 from apqopt.studies import record
 
@@ -37,8 +37,8 @@ def make_study(db: Path, n: int) -> None:
     sp = get_space("fmnist")
     w = np.random.default_rng(0).normal(size=sp.encoding_width)
     lut = load_shipped("fmnist")
-    problem = Problem(sp, lambda g: 0.85 + 0.001 * sp.encode(g) @ w, lut, constraints={"latency": 0.6}, budget=n)
-    res = make_searcher("evolution", seed=0).run(problem)
+    problem = Problem(sp, lambda g: 0.85 + 0.001 * sp.encode(g) @ w, lut, constraints={"latency": 0.6})
+    res = make_searcher("evolution", seed=0).run(problem, n)
     ev = res.evaluated
     head = Evaluation(*(getattr(ev, f)[:10] for f in ("genes", "accuracy", "latency", "energy", "violation")))
     res.evaluated = head

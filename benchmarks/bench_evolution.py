@@ -16,7 +16,7 @@ from _common import write
 from apqopt import get_space
 from apqopt.hardware.lut import load_shipped
 from apqopt.predictor import AccuracyPredictor
-from apqopt.search.base import make_searcher
+from apqopt.search import make_searcher
 from apqopt.search.problem import Problem
 
 BUDGET, LOOP_BUDGET, LATENCY = 50_000, 1_000, 9.0
@@ -35,13 +35,13 @@ def main() -> None:
             rows = [super(OneByOne, self).cost(g[None]) for g in genes]
             return tuple(np.concatenate([r[i] for r in rows]) for i in range(3))  # type: ignore[return-value]
 
-    batched = Problem(space, pred.predict_genes, lut, constraints={"latency": LATENCY}, budget=BUDGET)
+    batched = Problem(space, pred.predict_genes, lut, constraints={"latency": LATENCY})
     t0 = time.perf_counter()
-    res = make_searcher("evolution", seed=0).run(batched)
+    res = make_searcher("evolution", seed=0).run(batched, BUDGET)
     t_batched = time.perf_counter() - t0
-    slow = OneByOne(space, unbatched, lut, constraints={"latency": LATENCY}, budget=LOOP_BUDGET)
+    slow = OneByOne(space, unbatched, lut, constraints={"latency": LATENCY})
     t0 = time.perf_counter()
-    make_searcher("evolution", seed=0).run(slow)
+    make_searcher("evolution", seed=0).run(slow, LOOP_BUDGET)
     t_loop = time.perf_counter() - t0
     per_b, per_l = t_batched / BUDGET, t_loop / LOOP_BUDGET
     b = res.best()

@@ -15,7 +15,7 @@ from _common import write
 
 from apqopt import get_space
 from apqopt.hardware.lut import load_shipped
-from apqopt.search.base import make_searcher
+from apqopt.search import make_searcher
 from apqopt.search.problem import Problem
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -55,8 +55,8 @@ def main() -> None:
                     if sampler == "nsga2"
                     else optuna.samplers.TPESampler(seed=0, multivariate=True),
                 )
-                p = Problem(sp, predictor, load_shipped("fmnist"), constraints={"latency": 0.8}, budget=n)
-                res = make_searcher(f"optuna-{sampler}", seed=0, batch=50, storage=storage).run(p)
+                p = Problem(sp, predictor, load_shipped("fmnist"), constraints={"latency": 0.8})
+                res = make_searcher(f"optuna-{sampler}", seed=0, batch=50, storage=storage).run(p, n)
                 ours = res.wall_s / n
                 data[f"{label}/{sampler}"] = {"optuna_ms": 1e3 * base, "apqopt_ms": 1e3 * ours, "trials": n}
                 rows.append([label, sampler, n, f"{1e3 * base:.1f}", f"{1e3 * ours:.1f}", f"{ours / base:.2f}x"])

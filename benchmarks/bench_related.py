@@ -23,9 +23,10 @@ from _common import RESULTS, write
 from apqopt import get_space
 from apqopt.hardware.lut import load_shipped
 from apqopt.predictor import AccuracyPredictor
-from apqopt.search.base import make_searcher
+from apqopt.search import make_searcher
 from apqopt.search.mqe import mqe_sensitivity, synthetic_inputs
 from apqopt.search.problem import Problem
+from apqopt.settings import mqe_cache_dir
 from apqopt.shipped import predictor_path, supernet_path
 from apqopt.supernet.collect import CollectConfig, measure
 from apqopt.supernet.evaluate import bn_slice, reestimate_bn
@@ -33,7 +34,7 @@ from apqopt.supernet.train import load_supernet
 
 METHODS = ("haq", "ohq", "evolution", "pymoo-nsga2")
 ROWS = RESULTS / "related_methods.rows.jsonl"  # one line per finished (architecture, budget, method): resumable
-CACHE = "studies/mqe-cache"  # MQE sensitivities, keyed by architecture, inputs and weights
+CACHE = mqe_cache_dir()  # MQE sensitivities, keyed by architecture, inputs and weights ($APQOPT_HOME)
 
 
 def main() -> None:
@@ -57,12 +58,12 @@ def main() -> None:
         t0 = time.perf_counter()
         sens = mqe_sensitivity(sub, synthetic_inputs(64, sp.input_size, sp.image_channels, 0), cache_dir=CACHE)
         mqe_s[label] = time.perf_counter() - t0
-        base = Problem(sp, pred.predict_genes, lut, budget=args.evaluations).restricted_to(arch)
+        base = Problem(sp, pred.predict_genes, lut).restricted_to(arch)
         # the architecture's cheapest (all 4-bit) and dearest (all 8-bit) policy: bit genes are the free ones
         lo, hi = (float(base.cost(np.full((1, sp.n_genes), k))[0][0]) for k in (0, len(sp.bits) - 1))
         for frac in (0.25, 0.5, 0.75):
             limit = round(lo + (hi - lo) * frac, 4)
-            p = Problem(sp, pred.predict_genes, lut, constraints={"latency": limit}, budget=args.evaluations)
+            p = Problem(sp, pred.predict_genes, lut, constraints={"latency": limit})
             cells = [label, f"{limit:.3f}"]
             for name in METHODS:
                 if (label, limit, name) in done:
@@ -72,7 +73,7 @@ def main() -> None:
                 params = {"sensitivity": sens} if name == "ohq" else {}
                 if name == "haq":  # HAQ updates once per decision (~80 per episode); bounded to keep this run short
                     params = {"updates_per_episode": args.haq_updates}
-                res = make_searcher(name, seed=0, **params).run(p.restricted_to(arch))
+                res = make_searcher(name, seed=0, **params).run(p.restricted_to(arch), args.evaluations)
                 ev = res.evaluated
                 i = len(ev) - 1 if name == "ohq" else res.best()  # OHQ's answer: the ILP at the budget
                 if i < 0 or not ev.feasible[i]:

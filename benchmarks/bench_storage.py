@@ -16,7 +16,7 @@ from _common import write
 
 from apqopt import get_space
 from apqopt.hardware.lut import load_shipped
-from apqopt.search.base import make_searcher
+from apqopt.search import make_searcher
 from apqopt.search.problem import Problem
 from apqopt.studies import record
 
@@ -34,8 +34,8 @@ def main() -> None:
     data = {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind, url in (("sqlite", f"sqlite:///{tmp}/s.db"), ("journal", str(Path(tmp) / "s.log"))):
-            p = Problem(sp, predictor, load_shipped("fmnist"), constraints={"latency": 0.8}, budget=N)
-            res = make_searcher("evolution", seed=0).run(p)
+            p = Problem(sp, predictor, load_shipped("fmnist"), constraints={"latency": 0.8})
+            res = make_searcher("evolution", seed=0).run(p, N)
             t0 = time.perf_counter()
             record(res, p, url, f"bench-{kind}", full_limit=N)
             dt = time.perf_counter() - t0
@@ -48,8 +48,8 @@ def main() -> None:
         data,
         rows,
         notes=f"SQLite costs {ratio:.0f}x a journal file per trial; `record` therefore writes every candidate "
-        "up to 250 evaluations on SQL storages and 5,000 on journal files, and the non-dominated set + an .npz "
-        "side file beyond.",
+        "up to 250 evaluations on SQL storages and 5,000 on journal files, and the non-dominated set + the "
+        "compressed history inside the study beyond.",
     )
 
 

@@ -137,3 +137,54 @@ def test_compare_on_one_architecture(tmp_path: Path, capsys: pytest.CaptureFixtu
         study = optuna.load_study(study_name=name, storage=journal)
         archs = {tuple(sorted((k, v) for k, v in t.params.items() if k not in bits)) for t in study.trials}
         assert len(archs) == 1 and len(study.trials) == 100, name
+
+
+def test_searcher_params_and_defaults_in_help(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--searcher-param` reaches the searcher (and the study's params); bad ones are named before any
+    search work; --help lists the searchers and the defaults."""
+    import optuna
+
+    store = str(tmp_path / "s.log")
+    common = ["--budget", "60", "--latency", "0.6", "--storage", store, "--quiet"]
+    ok = ["search", "--searcher", "evolution", "--searcher-param", "population=20", "--study", "e", *common]
+    assert main([*ok, "--searcher-param", "mutate_prob=0.3"]) == 0
+    from apqopt.studies import open_storage
+
+    params = optuna.load_study(study_name="e", storage=open_storage(store)).user_attrs["params"]
+    assert params["population"] == 20 and params["mutate_prob"] == 0.3
+    capsys.readouterr()
+    for bad, words in (
+        (["--searcher-param", "populaton=20"], "no searcher of ['evolution'] takes 'populaton'"),
+        (["--searcher-param", "population"], "must look like KEY=VALUE"),
+        (["--searcher-param", "random.batch=5"], "searcher 'random' is not run here"),
+        (["--searcher-param", "seed=3"], "set seeds with --seed"),
+    ):
+        assert main(["search", "--searcher", "evolution", "--study", "x", *common, *bad]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err
+    assert optuna.get_all_study_names(open_storage(store)) == ["e"]  # nothing recorded for the bad ones
+    cmp = ["compare", "--searchers", "random", "evolution", "--seeds", "0", "--tag", "t", *common]
+    assert main([*cmp, "--searcher-param", "evolution.population=30", "--out", str(tmp_path / "rep")]) == 0
+    studies = optuna.get_all_study_summaries(open_storage(store))
+    by = {s.user_attrs["searcher"]: s.user_attrs["params"] for s in studies if s.study_name.startswith("t-")}
+    assert by["evolution"]["population"] == 30 and by["random"]["batch"] == 1000
+    out = run("search", "--help").stdout
+    assert "(default: 2000)" in out and "optuna-tpe" in out and "APQ's evolution" in out
+
+
+def test_bugs_keep_their_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a user's mistake becomes one line and exit 2; a bug inside apqopt propagates."""
+    import apqopt.cli as cli
+
+    def broken(args: object) -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "cmd_space_show", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli.main(["space", "show"])
+
+
+def test_verify_names_a_missing_study(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    res = run("verify", "--study", "nope", "--storage", url)
+    assert res.returncode == 2 and "no study 'nope'" in res.stderr and "Traceback" not in res.stderr

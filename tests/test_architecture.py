@@ -1,0 +1,113 @@
+"""The package's shape: no import cycle, no side effects at import, no working-directory defaults."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "apqopt"
+
+
+def module_name(path: Path) -> str:
+    name = ".".join(path.relative_to(PKG.parent).with_suffix("").parts)
+    return name.removesuffix(".__init__")
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every apqopt module -> the apqopt modules it imports (module level and inside functions; a
+    submodule import counts its parent packages below ``apqopt`` too)."""
+    modules = {module_name(p): p for p in PKG.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("apqopt"):
+                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names if a.name.startswith("apqopt")]
+            for t in targets:
+                parts = t.split(".")
+                for k in range(2, len(parts) + 1):
+                    dep = ".".join(parts[:k])
+                    if dep in modules and dep != name and not name.startswith(dep + "."):
+                        graph[name].add(dep)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(u: str) -> list[str] | None:
+        state[u] = 1
+        stack.append(u)
+        for v in sorted(graph[u]):
+            if state.get(v) == 1:
+                return [*stack[stack.index(v) :], v]
+            if v not in state and (cycle := visit(v)):
+                return cycle
+        stack.pop()
+        state[u] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (cycle := visit(m)):
+            return cycle
+    return None
+
+
+def test_import_graph_has_no_cycle() -> None:
+    graph = import_graph()
+    assert "apqopt.search.evolution" in graph["apqopt.search"]  # the searchers are listed, not registered
+    assert find_cycle(graph) is None, find_cycle(graph)
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # the checker finds one
+
+
+def test_importing_apqopt_changes_no_global_state() -> None:
+    """Warning filters, Optuna's log level, torch's RNG and matplotlib's backend are the user's: importing
+    every apqopt module (after the libraries it builds on) leaves them as they were."""
+    modules = sorted(m for m in import_graph() if m != "apqopt.dashboard")  # the Streamlit app runs at import
+    code = f"""
+import warnings, logging
+import numpy, scipy, scipy.optimize, sklearn, pandas, torch, optuna, pymoo, sqlalchemy, matplotlib, tqdm
+import pymoo.algorithms.moo.nsga2, pymoo.optimize, pymoo.indicators.hv
+before = (list(warnings.filters), optuna.logging.get_verbosity(), torch.get_rng_state().clone(),
+          matplotlib.get_backend(), logging.getLogger().level)
+import importlib
+for m in {modules!r}:
+    importlib.import_module(m)
+after = (list(warnings.filters), optuna.logging.get_verbosity(), torch.get_rng_state(),
+         matplotlib.get_backend(), logging.getLogger().level)
+assert after[0] == before[0], [f for f in after[0] if f not in before[0]]
+assert after[1] == before[1], "optuna verbosity"
+assert torch.equal(after[2], before[2]), "torch RNG"
+assert after[3] == before[3], "matplotlib backend"
+assert after[4] == before[4], "root logger"
+print("ok")
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
+def test_no_working_directory_defaults_outside_settings() -> None:
+    """Default output paths come from apqopt.settings (APQOPT_HOME); no module spells its own relative one."""
+    relative = re.compile(r"(?:studies|runs|luts|lut|reports|benchmarks)/.*|sqlite:///(?!file:)[^/{].*")
+    offenders = []
+    for path in PKG.rglob("*.py"):
+        if path.name == "settings.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and relative.fullmatch(node.value):
+                offenders.append(f"{path.name}:{node.lineno}: {node.value}")
+            elif isinstance(node, ast.Call) and ast.unparse(node.func) in ("Path.cwd", "os.getcwd", "Path"):
+                first = node.args[0] if node.args else None
+                if ast.unparse(node.func) != "Path" or (
+                    isinstance(first, ast.Constant) and isinstance(first.value, str) and not first.value.startswith("/")
+                ):
+                    offenders.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    assert offenders == []
+    for old in ("studies/mqe-cache", "sqlite:///studies/apqopt.db", "luts/host_fp32_fmnist.csv"):
+        assert relative.fullmatch(old)  # the pattern catches the old defaults
