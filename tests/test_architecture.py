@@ -18,7 +18,7 @@ def module_name(path: Path) -> str:
 
 def import_graph() -> dict[str, set[str]]:
     """Every apqopt module -> the apqopt modules it imports (module level and inside functions; a
-    submodule import counts its parent packages below ``apqopt`` too)."""
+    submodule import counts the packages on its way too, except the importer's own)."""
     modules = {module_name(p): p for p in PKG.rglob("*.py")}
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for name, path in modules.items():
@@ -29,8 +29,10 @@ def import_graph() -> dict[str, set[str]]:
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names if a.name.startswith("apqopt")]
             for t in targets:
+                if t in modules and t != name:  # what the statement names, even its own package
+                    graph[name].add(t)
                 parts = t.split(".")
-                for k in range(2, len(parts) + 1):
+                for k in range(2, len(parts)):  # packages passed on the way (a module's own are already loaded)
                     dep = ".".join(parts[:k])
                     if dep in modules and dep != name and not name.startswith(dep + "."):
                         graph[name].add(dep)
