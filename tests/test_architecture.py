@@ -113,3 +113,26 @@ def test_no_working_directory_defaults_outside_settings() -> None:
     assert offenders == []
     for old in ("studies/mqe-cache", "sqlite:///studies/apqopt.db", "luts/host_fp32_fmnist.csv"):
         assert relative.fullmatch(old)  # the pattern catches the old defaults
+
+
+def test_every_import_is_a_declared_dependency() -> None:
+    """What apqopt imports is installed by `pip install apqopt` (or its named extra), not by luck."""
+    import tomllib
+
+    meta = tomllib.loads((PKG.parent / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[<>=\[ ;]", d)[0].lower() for d in meta["dependencies"]}
+    extras = {re.split(r"[<>=\[ ;]", d)[0].lower() for d in meta["optional-dependencies"]["dashboard"]}
+    dist = {"sklearn": "scikit-learn", "yaml": "pyyaml"}
+    imported: dict[str, str] = {}
+    for path in PKG.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            for n in names:
+                top = n.split(".")[0]
+                if top != "apqopt" and top not in sys.stdlib_module_names:
+                    imported[dist.get(top, top).lower()] = path.name
+    dashboard_only = {"streamlit", "plotly"}
+    missing = {k: v for k, v in imported.items() if k not in declared and not (k in dashboard_only and k in extras)}
+    assert missing == {}
