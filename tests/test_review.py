@@ -1,0 +1,72 @@
+"""The dashboard's data layer reads the same tables from every storage kind, through either adapter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from apqopt.review import OptunaTables, SqlTables, StudyReader
+from apqopt.search import make_searcher
+from apqopt.studies import open_storage, record
+from tests.helpers import problem
+
+
+def fill(url: str) -> None:
+    """The same two runs (one stored whole, one as its front) into a storage."""
+    p = problem()
+    record(make_searcher("random", seed=0).run(p, 30), p, url, "whole", full_limit=100)
+    record(make_searcher("evolution", seed=1).run(p, 300), p, url, "front", full_limit=100)
+    study = optuna.load_study(study_name="whole", storage=open_storage(url))
+    study.set_user_attr("verified", {"3": {"measured_accuracy": 0.9}})
+
+
+def tables(reader: StudyReader) -> dict[str, object]:
+    studies = reader.studies().drop(columns=["wall_s"]).sort_values("study").reset_index(drop=True)
+    return {
+        "studies": studies,
+        **{f"trials:{n}": reader.trials(n) for n in ("whole", "front")},
+        **{f"front:{n}": reader.front(n).reset_index(drop=True) for n in ("whole", "front")},
+        "candidate": reader.candidate("front", 2).to_json(),
+    }
+
+
+def assert_same(a: dict[str, object], b: dict[str, object]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], pd.DataFrame):
+            pd.testing.assert_frame_equal(a[k], b[k], check_dtype=False, obj=k)  # type: ignore[arg-type]
+        else:
+            assert a[k] == b[k], k
+
+
+@pytest.fixture(scope="module")
+def journal(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = str(tmp_path_factory.mktemp("rev") / "s.log")
+    fill(url)
+    return url
+
+
+def test_sqlite_journal_and_postgres_read_the_same(journal: str, tmp_path: Path, postgres_url: str) -> None:
+    sqlite = f"sqlite:///{tmp_path / 's.db'}"
+    fill(sqlite)
+    fill(postgres_url)
+    ref = tables(StudyReader(journal))
+    assert isinstance(StudyReader(journal).tables, OptunaTables)
+    assert isinstance(StudyReader(sqlite).tables, SqlTables)
+    assert ref["trials:whole"]["measured"].notna().sum() == 1  # type: ignore[index]
+    assert len(ref["trials:front"]) < 300  # type: ignore[arg-type]
+    for url in (sqlite, postgres_url):
+        assert_same(tables(StudyReader(url)), ref)
+
+
+def test_both_adapters_agree_on_one_database(tmp_path: Path) -> None:
+    """The raw-SQL adapter against Optuna's own API on the very same SQLite file."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    fill(url)
+    sql = StudyReader(url)
+    api = StudyReader(url)
+    api.tables = OptunaTables(open_storage(url))
+    assert_same(tables(sql), tables(api))
