@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from apqopt.errors import ConfigError
 from apqopt.record import RecordCodec, quiet_optuna
-from apqopt.settings import default_storage
+from apqopt.settings import default_storage, parse_storage
 from apqopt.studies import StorageError, open_storage
 
 
@@ -127,7 +127,7 @@ class LiveSpec:
 def open_rdb(url: str | None, spec: LiveSpec | None = None) -> RDBStorage:
     """An RDB storage (SQLite or PostgreSQL URL), with heartbeats when the spec is known."""
     url = url or default_storage()
-    if "://" not in url or not url.startswith(("sqlite:///", "postgresql")):
+    if parse_storage(url).kind == "journal" or not url.startswith(("sqlite:///", "postgresql")):
         raise StorageError(
             f"live studies need an SQLite or PostgreSQL URL (sqlite:///path.db, postgresql://user@host/db), "
             f"got {url!r}; journal files keep no heartbeats, so killed workers could not be recovered"

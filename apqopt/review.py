@@ -18,6 +18,7 @@ import optuna
 import pandas as pd
 import sqlalchemy as sa
 
+from apqopt.errors import ApqoptError
 from apqopt.record import RecordCodec
 from apqopt.search.pareto import non_dominated
 from apqopt.settings import parse_storage
@@ -148,7 +149,10 @@ class StudyReader:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.journal = "://" not in url
+        try:
+            self.journal = parse_storage(url).kind == "journal"
+        except ApqoptError as exc:
+            raise StorageError(str(exc)) from None
         if self.journal:
             if not Path(url).exists():
                 raise StorageError(f"no journal file at {url}")

@@ -1,4 +1,4 @@
-"""Where the assets shipped inside the package live (supernet weights, predictors, datasets).
+"""Where the assets shipped inside the package live (tables, supernet weights, predictors, datasets).
 
 Why one module: every command and searcher that falls back to "the shipped one" must agree on the
 path, on every machine a live study's workers run on.
@@ -22,3 +22,8 @@ def supernet_path(space: str) -> Path:
 def predictor_path(space: str, kind: str = "quant") -> Path:
     """The shipped predictor: ``quant`` (quantization-aware, what searches use) or ``fp``."""
     return asset_dir(space) / "predictor" / f"{kind}.pt"
+
+
+def lut_path(space: str, hardware: str = "bitfusion") -> Path:
+    """The shipped lookup table of a space for a hardware model (built by `apqopt lut build`)."""
+    return ASSETS / "lut" / f"{hardware}_{space}.csv"

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from apqopt.errors import ApqoptError
+from apqopt.shipped import lut_path as shipped_lut_path
 from apqopt.space import BIT_FIELDS, Candidate, Layer, SearchSpace, get_space
 
 Shape = tuple[int, int, int, int, int, int, int]
@@ -377,13 +378,6 @@ def _finite(value: Any) -> float:
 def apq_key(shape: Iterable[int], w_bits: int, a_bits: int) -> str:
     """APQ's key string: '(C_in, C_out, H_in, k, s, pad, groups)-W{w}A{a}'."""
     return f"({', '.join(str(int(x)) for x in shape)})-W{w_bits}A{a_bits}"
-
-
-LUT_DIR = Path(__file__).resolve().parent.parent / "assets" / "lut"
-
-
-def shipped_lut_path(space: str, hardware: str = "bitfusion") -> Path:
-    return LUT_DIR / f"{hardware}_{space}.csv"
 
 
 def load_shipped(space: str, hardware: str = "bitfusion") -> LUT:
