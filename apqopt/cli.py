@@ -66,18 +66,22 @@ def _price_summary(name: str, samples: int, seed: int) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The main job on the embedded defaults: shipped tables -> searchers compared head to head on the
-    shipped predictor (fmnist), recorded as Optuna studies -> best front verified on the supernet."""
-    from apqopt.search.compare import compare, write_report
+    shipped predictor (fmnist), recorded as Optuna studies, each run's front measured on the supernet."""
+    from apqopt.search.compare import compare, supernet_measurer, write_report
     from apqopt.search.problem import Problem
     from apqopt.supernet.train import load_supernet
-    from apqopt.verify import verify_study
 
+    t0 = time.perf_counter()
+    if args.verify < 0:
+        raise ConfigError(f"--verify must be 0 or more candidates per run, got {args.verify}")
     print("[1/3] hardware tables")
     for name in space_names():
         _price_summary(name, args.samples, args.seed)
-    print(f"\n[2/3] search: fmnist, latency <= {args.latency} ms, {args.budget} evaluations per run")
+    print(f"\n[2/3] search: fmnist, latency <= {args.latency} ms, {args.budget} distinct networks per run")
     problem = Problem.from_files("fmnist", latency=args.latency)
     tag = time.strftime("run-%Y%m%d-%H%M%S")
+    if args.verify:
+        print(f"[3/3] verify: {args.verify} candidates along each run's front measured on the supernet")
     report, results = compare(
         problem,
         args.searchers,
@@ -87,17 +91,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         tag=tag,
         progress=not args.quiet,
         predictor="shipped",
+        verify_top=args.verify,
+        measurer=supernet_measurer(load_supernet(supernet_path("fmnist"))) if args.verify else None,
     )
     paths = write_report(report, results, Path(args.out or reports_dir()) / tag)
     print(report.markdown())
     print("   report: " + ", ".join(map(str, paths)))
-    if args.verify:
-        best = max(report.runs, key=lambda r: r.hv)
-        print(f"\n[3/3] verify: {args.verify} front candidates of {best.study} measured on the supernet")
-        res = verify_study(str(best.study), args.storage, load_supernet(supernet_path("fmnist")), args.verify)
-        print(json.dumps(res, indent=2))
     storage = args.storage or default_storage()
-    print(f"\nstudies: {storage} -- review them with `apqopt dashboard --storage {storage}`")
+    print(f"\ndone in {time.perf_counter() - t0:.0f} s")
+    print(f"studies: {storage} -- review them with `apqopt dashboard --storage {storage}`")
     return 0
 
 
@@ -506,12 +508,17 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from apqopt.search.compare import compare, write_report
+    from apqopt.search.compare import compare, supernet_measurer, write_report
+    from apqopt.supernet.train import load_supernet
 
-    if args.verify_top and not args.storage:
-        raise ConfigError("--verify-top measures recorded studies: pass --storage too")
+    if args.verify_top < 0:
+        raise ConfigError(f"--verify-top must be 0 or more candidates per run, got {args.verify_top}")
     problem = _problem(args)
     params = _searcher_params(args, args.searchers)
+    measurer = None
+    if args.verify_top:  # the weights load (and fail) before any search work
+        weights = Path(args.supernet) if args.supernet else supernet_path(problem.space.name)
+        measurer = supernet_measurer(load_supernet(weights))
     report, results = compare(
         problem,
         args.searchers,
@@ -523,28 +530,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         searcher_params=params,
         predictor=_predictor_label(args),
+        verify_top=args.verify_top,
+        measurer=measurer,
     )
     paths = write_report(report, results, args.out or compare_dir())
     print(report.markdown())
     print("written: " + ", ".join(map(str, paths)))
-    if args.verify_top:
-        _verify_best_runs(report, args.storage, args.verify_top, args.quiet, args.supernet)
     return 0
-
-
-def _verify_best_runs(report: Any, storage: str | None, top: int, quiet: bool, supernet: str | None = None) -> None:
-    """Measure the front of each searcher's best run (by hypervolume) on the supernet; print the gaps."""
-    from apqopt.supernet.train import load_supernet
-    from apqopt.verify import verify_study
-
-    net = load_supernet(Path(supernet) if supernet else supernet_path(report.space))
-    rows = [["searcher", "study", "n", "MAE (points)", "Kendall tau"]]
-    for name in dict.fromkeys(r.searcher for r in report.runs):
-        best = max((r for r in report.runs if r.searcher == name), key=lambda r: r.hv)
-        res = verify_study(str(best.study), storage, net, top, progress=not quiet)
-        tau = res.get("kendall_tau")
-        rows.append([name, str(best.study), res["n"], f"{100 * res['mae']:.2f}", "—" if tau is None else f"{tau:.2f}"])
-    print("\n".join("| " + " | ".join(map(str, r)) + " |" for r in rows))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -628,7 +620,9 @@ def add_run_parser(sub: Sub) -> None:
     run.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     _storage_arg(run)
     run.add_argument("--out", help="folder for the compare report (default: $APQOPT_HOME/reports)")
-    run.add_argument("--verify", type=int, default=2, help="front candidates to measure for real (0: skip)")
+    run.add_argument(
+        "--verify", type=int, default=2, help="candidates along each run's front to measure for real (0: skip)"
+    )
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=cmd_run)
 
@@ -764,7 +758,9 @@ def add_compare_parser(sub: Sub) -> None:
     co.add_argument("--latency-budgets", nargs="+", type=float, help="report best accuracy under these (ms)")
     co.add_argument("--tag", default="compare", help="prefix of the recorded study names")
     co.add_argument("--out", help="folder for compare.md/.json and plots (default: $APQOPT_HOME/compare)")
-    co.add_argument("--verify-top", type=int, default=0, help="measure K front candidates of each searcher's best run")
+    co.add_argument(
+        "--verify-top", type=int, default=0, help="measure K candidates along each run's front; measured scores decide"
+    )
     co.add_argument("--supernet", help="weights file for --verify-top (default: the space's shipped one)")
     co.set_defaults(func=cmd_compare)
 

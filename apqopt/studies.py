@@ -102,8 +102,12 @@ def record(
     attrs: dict[str, Any] | None = None,
     full_limit: int | None = None,
     predictor: str = "",
+    verified_rows: dict[int, dict[str, float]] | None = None,
 ) -> optuna.Study:
-    """Write a finished run as a new study; refuses to overwrite an existing study of that name."""
+    """Write a finished run as a new study; refuses to overwrite an existing study of that name.
+
+    ``verified_rows``: measurements of evaluated rows (row index -> measured accuracy, stderr, ...),
+    stored in the study attr ``verified`` under the trial numbers those rows get."""
     store = open_storage(storage)
     codec = RecordCodec.of(problem)
     name = study_name or f"{result.searcher}-{problem.space.name}-seed{result.seed}"
@@ -125,6 +129,8 @@ def record(
         trials_hold="every evaluated candidate" if full else "feasible non-dominated candidates",
         params=result.params,
         evaluated=len(ev),
+        requested=int(result.notes.get("requested", len(ev))),
+        stopped_early=bool(result.notes.get("stopped_early", False)),
         wall_s=round(result.wall_s, 3),
         eval_s=round(result.eval_s, 3),
         **(attrs or {}),
@@ -133,6 +139,9 @@ def record(
     if not full:
         _store_history(store, study, ev)
         meta["history"] = f"in the study ({HISTORY_ATTR}:*), {len(ev)} rows"
+    if verified_rows:
+        number = {int(r): n for n, r in enumerate(rows)}
+        meta["verified"] = {str(number[i]): v for i, v in verified_rows.items() if i in number}
     for key, value in meta.items():
         study.set_user_attr(key, value)
     dists = codec.distributions()

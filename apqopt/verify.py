@@ -19,7 +19,7 @@ from tqdm import tqdm
 from apqopt.errors import ConfigError
 from apqopt.predictor.metrics import ranking_report
 from apqopt.record import RecordCodec
-from apqopt.search.pareto import non_dominated
+from apqopt.search.pareto import spread_front
 from apqopt.studies import open_storage
 from apqopt.supernet.collect import CollectConfig, measure
 from apqopt.supernet.data import accuracy_stderr
@@ -64,14 +64,11 @@ def verify(
 
 def pick_front(trials: list[optuna.trial.FrozenTrial], k: int) -> list[optuna.trial.FrozenTrial]:
     """Up to k feasible non-dominated trials (accuracy vs latency), spread evenly along latency."""
-    feas = [t for t in trials if t.user_attrs.get("feasible", True) and t.values is not None]
-    if not feas:
-        return []
-    F = np.array([[-t.values[0], t.user_attrs["latency_ms"]] for t in feas])
-    front = sorted((feas[i] for i in non_dominated(F)), key=lambda t: t.user_attrs["latency_ms"])
-    if len(front) <= k:
-        return front
-    return [front[i] for i in np.linspace(0, len(front) - 1, k).round().astype(int)]
+    done = [t for t in trials if t.values is not None]
+    acc = np.array([t.values[0] for t in done])
+    lat = np.array([t.user_attrs.get("latency_ms", np.inf) for t in done])
+    feas = np.array([bool(t.user_attrs.get("feasible", True)) for t in done], dtype=bool)
+    return [done[i] for i in spread_front(acc, lat, feas, k)]
 
 
 def verify_study(

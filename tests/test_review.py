@@ -24,7 +24,9 @@ def fill(url: str) -> None:
 
 
 def tables(reader: StudyReader) -> dict[str, object]:
-    studies = reader.studies().drop(columns=["wall_s"]).sort_values("study").reset_index(drop=True)
+    studies = reader.studies()
+    studies = studies[studies["study"].isin(["whole", "front"])]  # the session's PostgreSQL holds others too
+    studies = studies.drop(columns=["wall_s"]).sort_values("study").reset_index(drop=True)
     return {
         "studies": studies,
         **{f"trials:{n}": reader.trials(n) for n in ("whole", "front")},

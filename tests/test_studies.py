@@ -150,3 +150,51 @@ def test_compare_report(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown searcher 'hill'"):  # checked before any search work
         compare(p, ["random", "hill"], [0], 300, storage=str(tmp_path / "d.log"), progress=False)
     assert not (tmp_path / "d.log").exists()
+
+
+def test_verdicts_on_constructed_inputs() -> None:
+    from apqopt.search.verdict import all_verdicts, paired_verdict
+
+    clear = paired_verdict("A", {s: 1.0 + 0.01 * s for s in range(5)}, "B", {s: 0.8 + 0.012 * s for s in range(5)})
+    assert clear.separable and clear.p < 0.01 and clear.line().startswith("A > B (p = ")
+    flipped = paired_verdict("B", {s: 0.8 + 0.012 * s for s in range(5)}, "A", {s: 1.0 + 0.01 * s for s in range(5)})
+    assert flipped.line().startswith("A > B") and flipped.mean_diff < 0
+    noisy = paired_verdict(
+        "A", dict(enumerate([1.0, 0.9, 1.05, 0.95, 1.0])), "B", dict(enumerate([0.98, 1.0, 0.97, 1.02, 0.99]))
+    )
+    assert not noisy.separable and "A and B are not separable with 5 seeds" in noisy.line()
+    tie = paired_verdict("A", {0: 1.0, 1: 1.0}, "B", {0: 1.0, 1: 1.0})
+    assert not tie.separable and tie.p == 1.0
+    only_shared = paired_verdict("A", {0: 2.0, 1: 2.1, 2: 2.2}, "B", {1: 1.0, 2: 1.1, 3: 9.0})
+    assert only_shared.n == 2  # pairs by seed: seed 0 and 3 ran for one searcher only
+    assert [(v.a, v.b) for v in all_verdicts({"x": {0: 1}, "y": {0: 1}, "z": {0: 1}})] == [
+        ("x", "y"),
+        ("x", "z"),
+        ("y", "z"),
+    ]
+
+
+def test_compare_scores_measured_fronts(tmp_path: Path, shipped_supernet: object) -> None:
+    """With verify_top, each run's front candidates are measured on the supernet (fp here, 500 images, to
+    keep the test short); measured HV, best measured accuracy with its SE, and the verdicts on measured HV
+    reach the report, and the measurements are stored in each study beside the predictions."""
+    from apqopt.search.compare import supernet_measurer
+    from apqopt.search.problem import Problem
+    from apqopt.supernet.collect import CollectConfig
+
+    p = Problem.from_files("fmnist", latency=0.6)
+    measurer = supernet_measurer(shipped_supernet, CollectConfig(kind="fp", space="fmnist", eval_images=500))
+    store = str(tmp_path / "m.log")
+    report, _ = compare(
+        p, ["random", "evolution"], [0, 1], 60, storage=store, progress=False, verify_top=2, measurer=measurer
+    )
+    assert report.measured
+    for run in report.runs:
+        m = run.measured
+        assert m is not None and m.n == 2 and all(0.5 < a < 1 for a in m.measured) and 0 < m.mae < 0.2
+        assert m.hv > 0 and all(0 < se < 0.05 for se in m.stderr)
+        verified = optuna.load_study(study_name=run.study, storage=open_storage(store)).user_attrs["verified"]
+        assert sorted(v["measured_accuracy"] for v in verified.values()) == sorted(m.measured)
+    md = report.markdown()
+    assert "Measured on the supernet" in md and "Verdicts (measured HV)" in md
+    assert "not separable with 2 seeds" in md or " > " in md.split("Verdicts")[1]

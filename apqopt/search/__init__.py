@@ -12,13 +12,14 @@ from apqopt.search.base import Run, Searcher, SearchResult
 from apqopt.search.evolution import Evolution
 from apqopt.search.haq import HAQ
 from apqopt.search.ohq import OHQ
-from apqopt.search.optuna_search import OptunaNSGA2, OptunaRandom, OptunaTPE
+from apqopt.search.optuna_search import OptunaNSGA2, OptunaRandom, OptunaRandomRaw, OptunaTPE
 from apqopt.search.problem import BudgetExhaustedError, Evaluation, InfeasibleError, Problem
 from apqopt.search.pymoo_search import PymooNSGA2, PymooProblem
 from apqopt.search.random_search import RandomSearch
 
 SEARCHERS: dict[str, type[Searcher]] = {
-    cls.name: cls for cls in (RandomSearch, Evolution, PymooNSGA2, OptunaNSGA2, OptunaTPE, OptunaRandom, HAQ, OHQ)
+    cls.name: cls
+    for cls in (RandomSearch, Evolution, PymooNSGA2, OptunaNSGA2, OptunaTPE, OptunaRandom, OptunaRandomRaw, HAQ, OHQ)
 }
 
 
@@ -52,6 +53,7 @@ __all__ = [
     "InfeasibleError",
     "OptunaNSGA2",
     "OptunaRandom",
+    "OptunaRandomRaw",
     "OptunaTPE",
     "Problem",
     "PymooNSGA2",

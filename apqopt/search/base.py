@@ -21,42 +21,118 @@ from apqopt.search.problem import BudgetExhaustedError, Evaluation, Problem
 
 
 class Run:
-    """The evaluation log of one searcher run on a problem: counts evaluations against ``budget``.
+    """The evaluation log of one searcher run on a problem: counts *distinct networks* against ``budget``.
 
     Why apart from :class:`Problem`: a problem is a definition that many runs (searchers x seeds,
     workers) share; what was evaluated and how much budget is left belong to one run.
+
+    Identity is the network, not the gene row: rows are compared in canonical form (dormant genes of
+    blocks beyond a stage's depth ignored, see ``SearchSpace.canonical``). A network seen before comes
+    back from the log at no cost, so every budget is spent on distinct networks and the log holds
+    each network once. A run whose searcher keeps proposing only known networks for ``stall_after``
+    rows in a row is *stalled*: searchers stop there and say so.
     """
 
-    def __init__(self, problem: Problem, budget: int) -> None:
+    def __init__(self, problem: Problem, budget: int, stall_after: int = 2000) -> None:
         if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget <= 0:
             raise ConfigError(f"budget must be a positive whole number of evaluations, got {budget!r}")
         self.problem = problem
         self.budget = int(budget)
-        self.n_evaluated = 0
+        self.stall_after = stall_after
+        self.n_evaluated = 0  # distinct networks evaluated (what the budget counts)
+        self.n_requested = 0  # rows asked for, known networks included
         self.eval_seconds = 0.0
-        self._parts: list[Evaluation] = []
+        self._since_new = 0
+        self._log: Evaluation | None = None  # capacity-doubling buffers; the first n_evaluated rows are real
+        self._index: dict[bytes, int] = {}  # network identity -> position in the log
 
     @property
     def remaining(self) -> int:
         return self.budget - self.n_evaluated
 
+    @property
+    def stalled(self) -> bool:
+        return self._since_new >= self.stall_after
+
+    @property
+    def done(self) -> bool:
+        """Budget spent, or the searcher only re-proposes known networks."""
+        return self.remaining <= 0 or self.stalled
+
+    def keys(self, genes: np.ndarray) -> list[bytes]:
+        """The identity of each row's network: its canonical gene row (dormant genes ignored) as bytes."""
+        canon = self.problem.space.canonical(self.problem.apply_fixed(np.asarray(genes)))
+        return [r.tobytes() for r in canon.astype(np.uint16)]
+
+    def is_known(self, genes: np.ndarray) -> np.ndarray:
+        """Which rows are networks this run has evaluated already (free to check)."""
+        return np.array([k in self._index for k in self.keys(genes)], dtype=bool)
+
     def evaluate(self, genes: np.ndarray) -> Evaluation:
-        """Evaluate a batch on the problem; only the first ``remaining`` rows are evaluated."""
+        """Evaluate a batch: new networks are priced and predicted (and counted), known ones come from
+        the log. Rows are taken in order until the budget allows no further new network; the result
+        covers that prefix, row for row, with the genes as asked."""
         if self.remaining <= 0:
             raise BudgetExhaustedError(f"budget of {self.budget} evaluations is spent")
-        genes = np.asarray(genes)[: self.remaining]
-        t0 = time.perf_counter()
-        ev = self.problem.evaluate(genes)
-        self.eval_seconds += time.perf_counter() - t0
-        self.n_evaluated += len(ev)
-        self._parts.append(ev)
-        return ev
+        problem = self.problem
+        genes = problem.apply_fixed(problem.space.validate_matrix(np.asarray(genes)))
+        keys = self.keys(genes)
+        where: list[int] = []  # per taken row: position in the log (existing or about to be added)
+        fresh: list[int] = []  # rows to evaluate now
+        pending: dict[bytes, int] = {}
+        for i, k in enumerate(keys):
+            j = self._index.get(k, pending.get(k))
+            if j is None:
+                if len(fresh) >= self.remaining:
+                    break
+                j = pending[k] = self.n_evaluated + len(fresh)
+                fresh.append(i)
+                self._since_new = 0
+            else:
+                self._since_new += 1
+            where.append(j)
+        self.n_requested += len(where)
+        if fresh:
+            t0 = time.perf_counter()
+            ev = problem.evaluate(genes[fresh])
+            self.eval_seconds += time.perf_counter() - t0
+            self._append(ev)
+            self._index.update(pending)
+        if self._log is None:
+            return Evaluation.concat([])
+        out = self._log.take(np.array(where, dtype=np.int64))
+        out.genes = genes[: len(where)]
+        return out
+
+    def _append(self, ev: Evaluation) -> None:
+        n, k = self.n_evaluated, len(ev)
+        if self._log is None or n + k > len(self._log):
+            size = max(2 * (n + k), 256)
+            grown = Evaluation(
+                np.zeros((size, ev.genes.shape[1]), dtype=ev.genes.dtype),
+                *(np.zeros(size, dtype=np.float64) for _ in range(4)),
+            )
+            if self._log is not None:
+                for f in ("genes", "accuracy", "latency", "energy", "violation"):
+                    getattr(grown, f)[:n] = getattr(self._log, f)[:n]
+            self._log = grown
+        for f in ("genes", "accuracy", "latency", "energy", "violation"):
+            getattr(self._log, f)[n : n + k] = getattr(ev, f)
+        self.n_evaluated = n + k
 
     def evaluated(self) -> Evaluation:
-        """Everything evaluated so far, in order."""
-        if len(self._parts) > 1:
-            self._parts = [Evaluation.concat(self._parts)]
-        return self._parts[0] if self._parts else Evaluation.concat([])
+        """Every distinct network evaluated so far, once each, in the order first seen."""
+        if self._log is None:
+            return Evaluation.concat([])
+        return self._log.take(slice(0, self.n_evaluated))
+
+    def summary(self) -> dict[str, Any]:
+        """What the run spent: distinct networks (the budget), rows asked for, and whether it stalled."""
+        return {
+            "distinct": self.n_evaluated,
+            "requested": self.n_requested,
+            "stopped_early": self.n_evaluated < self.budget,
+        }
 
 
 @dataclass
@@ -103,7 +179,7 @@ class Searcher(ABC):
         """Search ``problem`` with ``budget`` evaluated candidates."""
         log = Run(problem, budget)
         t0 = time.perf_counter()
-        notes = self._search(log, progress) or {}
+        notes = {**(self._search(log, progress) or {}), **log.summary()}
         return SearchResult(
             self.name,
             self.seed,
@@ -116,19 +192,52 @@ class Searcher(ABC):
         )
 
 
-def feasible_samples(problem: Problem, make: Any, n: int, max_tries: int) -> tuple[np.ndarray, int]:
-    """Draw n candidates from ``make(k)`` and re-draw the infeasible ones, at most ``max_tries`` rounds,
-    in batches (hardware cost is free to check). Returns the rows (infeasible leftovers kept, so the
-    count is always n) and how many were still infeasible."""
+def feasible_samples(
+    problem: Problem, make: Any, n: int, max_tries: int, run: Run | None = None, oversample: int = 4
+) -> tuple[np.ndarray, int]:
+    """Draw n candidates from ``make(k)`` and re-draw the unacceptable ones, at most ``max_tries`` rounds,
+    in batches. Unacceptable: infeasible (hardware cost is free to check) and, given a ``run``, a network
+    the run has evaluated already or one drawn twice in this batch (so the budget goes to new networks).
+    A re-draw round draws ``oversample`` times the missing count and keeps the first acceptable ones;
+    three rounds in a row without one end the re-draws early (e.g. crossovers of near-identical parents).
+    Returns the rows (leftovers kept, so the count is always n) and how many were still unacceptable."""
     genes = make(n)
-    _, _, viol = problem.cost(genes)
-    bad = np.flatnonzero(viol > 0)
+    taken: set[bytes] = set()  # identities of the accepted rows of this batch
+    ok = _accept(problem, genes, run, taken, n)
+    bad = np.setdiff1d(np.arange(n), ok)
+    barren = 0  # rounds in a row that found nothing: the operator's neighbourhood is exhausted
     for _ in range(max_tries):
-        if not len(bad):
+        if not len(bad) or barren >= 2:
             break
-        redo = make(len(bad))
-        _, _, v = problem.cost(redo)
-        ok = v <= 0
-        genes[bad[ok]] = redo[ok]
-        bad = bad[~ok]
+        drawn = make(oversample * len(bad))
+        fill = _accept(problem, drawn, run, taken, len(bad))
+        genes[bad[: len(fill)]] = drawn[fill]
+        bad = bad[len(fill) :]
+        barren = 0 if len(fill) else barren + 1
     return genes, len(bad)
+
+
+def _accept(problem: Problem, genes: np.ndarray, run: Run | None, taken: set[bytes], limit: int) -> np.ndarray:
+    """Indices of up to ``limit`` acceptable rows, in order; their identities join ``taken``."""
+    ok = np.flatnonzero(problem.cost(genes)[2] <= 0)
+    if run is None:
+        return ok[:limit]
+    keep = []
+    for j, k in zip(ok, run.keys(genes[ok])):
+        if len(keep) >= limit:
+            break
+        if k not in run._index and k not in taken:
+            taken.add(k)
+            keep.append(j)
+    return np.array(keep, dtype=np.int64)
+
+
+def distinct_rows(run: Run, genes: np.ndarray) -> np.ndarray:
+    """Indices of the first row of each distinct network, in order."""
+    seen: set[bytes] = set()
+    keep = []
+    for i, k in enumerate(run.keys(genes)):
+        if k not in seen:
+            seen.add(k)
+            keep.append(i)
+    return np.array(keep, dtype=np.int64)

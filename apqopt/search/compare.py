@@ -1,8 +1,15 @@
 """Head-to-head comparison of searchers on one Problem and budget, over several seeds.
 
-Yardsticks (DESIGN: "Yardsticks for comparing searchers"): hypervolume of the feasible
-(latency, -accuracy) front against one fixed reference point shared by all searchers; the best
-accuracy under several latency budgets; evaluations needed to reach a target hypervolume; wall time.
+The rules, the same for every searcher: hardware cost is free (the table is known, as in APQ), so
+every searcher starts from feasible candidates and may re-draw infeasible ones without paying; the
+budget counts predictor evaluations of *distinct networks* (``Run``).
+
+Yardsticks: hypervolume of the feasible (latency, -accuracy) front against one fixed reference point
+shared by all searchers; the best accuracy under several latency budgets; evaluations needed to reach
+95% of the best hypervolume any run reached; wall time. Predicted scores rank; with ``verify_top=K``
+the K candidates spread along each run's front are measured on the supernet, and *measured* scores
+(hypervolume, best accuracy under each budget with its standard error) decide, with a paired
+verdict per pair of searchers over the seeds (:mod:`apqopt.search.verdict`).
 """
 
 from __future__ import annotations
@@ -16,10 +23,19 @@ import numpy as np
 from pymoo.indicators.hv import HV
 from tqdm import tqdm
 
+from apqopt.errors import ConfigError
 from apqopt.search.base import SearchResult
+from apqopt.search.pareto import spread_front
 from apqopt.search.problem import Evaluation, Problem
+from apqopt.search.verdict import Verdict, all_verdicts
 
 CURVE_POINTS = 20
+RULES = (
+    "Rules, the same for every searcher: hardware cost is free (the table is known), so every searcher starts "
+    "from feasible candidates and may re-draw infeasible ones without paying; the budget counts predictor "
+    "evaluations of distinct networks (a network seen before costs nothing; dormant genes do not make a new "
+    "network)."
+)
 
 
 def reference_point(problem: Problem, samples: int = 2000) -> tuple[float, float]:
@@ -50,6 +66,20 @@ def best_under(ev: Evaluation, budgets: list[float]) -> dict[str, float | None]:
 
 
 @dataclass
+class Measured:
+    """A run's verified candidates: measured hypervolume, best measured accuracy under each budget with
+    its standard error, and the predictor's mean absolute error on them."""
+
+    n: int
+    hv: float
+    best_under: dict[str, tuple[float, float] | None]  # budget -> (accuracy, stderr)
+    mae: float
+    rows: list[int]
+    measured: list[float]
+    stderr: list[float]
+
+
+@dataclass
 class RunSummary:
     searcher: str
     seed: int
@@ -60,6 +90,10 @@ class RunSummary:
     eval_s: float
     evals_to_target: int | None = None
     study: str | None = None
+    distinct: int = 0
+    requested: int = 0
+    stopped_early: bool = False
+    measured: Measured | None = None
 
 
 @dataclass
@@ -89,8 +123,46 @@ class CompareReport:
             for b in self.latency_budgets:
                 vals = [r.best_under[f"{b:g}"] for r in rs if r.best_under[f"{b:g}"] is not None]
                 entry[f"best_acc@{b:g}ms"] = float(np.mean(vals)) if vals else None
+            entry["distinct_min"] = min(r.distinct for r in rs)
+            entry["stopped_early"] = sum(r.stopped_early for r in rs)
+            ms = [r.measured for r in rs if r.measured is not None]
+            if ms:
+                mhv = np.array([m.hv for m in ms])
+                entry["measured_hv_mean"] = float(mhv.mean())
+                entry["measured_hv_sd"] = float(mhv.std(ddof=1)) if len(ms) > 1 else 0.0
+                entry["measured_mae"] = float(np.mean([m.mae for m in ms]))
+                entry["measured_n"] = int(sum(m.n for m in ms))
+                for b in self.latency_budgets:
+                    vals = [m.best_under[f"{b:g}"] for m in ms if m.best_under.get(f"{b:g}") is not None]
+                    acc = np.array([v[0] for v in vals])  # type: ignore[index]
+                    entry[f"measured_best@{b:g}ms"] = (
+                        None
+                        if not len(acc)
+                        else (
+                            float(acc.mean()),
+                            float(acc.std(ddof=1) / np.sqrt(len(acc))) if len(acc) > 1 else float(vals[0][1]),  # type: ignore[index]
+                            len(acc),
+                        )
+                    )
             out[name] = entry
         return out
+
+    @property
+    def measured(self) -> bool:
+        return bool(self.runs) and all(r.measured is not None for r in self.runs)
+
+    def verdicts(self) -> list[Verdict]:
+        """Pairwise verdicts on measured hypervolume when every run was verified, else on predicted."""
+        key = "measured_hv_mean" if self.measured else "hv_mean"
+        order = sorted(self.summary().items(), key=lambda kv: -kv[1][key])
+        by: dict[str, dict[int, float]] = {}
+        for name, _ in order:
+            by[name] = {
+                r.seed: (r.measured.hv if self.measured and r.measured is not None else r.hv)
+                for r in self.runs
+                if r.searcher == name
+            }
+        return all_verdicts(by, "measured HV" if self.measured else "predicted HV")
 
     def markdown(self) -> str:
         summ = self.summary()
@@ -113,10 +185,71 @@ class CompareReport:
                 f"{e['wall_s_mean']:.2f}",
             ]
             lines.append("| " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "*evals to target*: the median number of evaluated distinct networks after which a run's predicted "
+            "hypervolume first reached 95% of the best final hypervolume of any run (in parentheses: runs that "
+            "reached it); read at 20 evenly spaced checkpoints.",
+        ]
+        if any(r.measured is not None for r in self.runs):
+            mcols = [
+                "searcher",
+                "measured HV (mean ± sd)",
+                *[f"measured best ≤{b:g} ms (mean ± SE, runs)" for b in self.latency_budgets],
+                "MAE pred. vs measured (points)",
+                "measured",
+            ]
+            lines += ["", "Measured on the supernet (the scores that decide):", ""]
+            lines += ["| " + " | ".join(mcols) + " |", "|" + "---|" * len(mcols)]
+            for name, e in sorted(summ.items(), key=lambda kv: -kv[1].get("measured_hv_mean", -1)):
+                if "measured_hv_mean" not in e:
+                    continue
+                cells = [name, f"{e['measured_hv_mean']:.5f} ± {e['measured_hv_sd']:.5f}"]
+                for b in self.latency_budgets:
+                    v = e[f"measured_best@{b:g}ms"]
+                    cells.append("—" if v is None else f"{100 * v[0]:.2f} ± {100 * v[1]:.2f} % ({v[2]})")
+                cells += [f"{100 * e['measured_mae']:.2f}", str(e["measured_n"])]
+                lines.append("| " + " | ".join(cells) + " |")
+        verdicts = self.verdicts()
+        if verdicts:
+            lines += ["", f"Verdicts ({verdicts[0].metric}):", ""]
+            lines += [f"- {v.line()}" for v in verdicts]
         return "\n".join(lines)
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "summary": self.summary()}, indent=2, default=float)
+        verdicts = [{**asdict(v), "line": v.line()} for v in self.verdicts()]
+        return json.dumps({**asdict(self), "summary": self.summary(), "verdicts": verdicts}, indent=2, default=float)
+
+
+def measure_run(
+    ev: Evaluation, k: int, measurer: Any, ref: tuple[float, float], latency_budgets: list[float]
+) -> Measured:
+    """Measure the k candidates spread along a run's predicted front; score them as the predictions are
+    scored (same reference point), from measured accuracy."""
+    rows = spread_front(ev.accuracy, ev.latency, ev.feasible, k)
+    if not len(rows):
+        return Measured(0, 0.0, {f"{b:g}": None for b in latency_budgets}, float("nan"), [], [], [])
+    acc, se = measurer(ev.genes[rows])
+    acc, se = np.asarray(acc, dtype=np.float64), np.asarray(se, dtype=np.float64)
+    sub = Evaluation(ev.genes[rows], acc, ev.latency[rows], ev.energy[rows], ev.violation[rows])
+    best: dict[str, tuple[float, float] | None] = {}
+    for b in latency_budgets:
+        ok = np.flatnonzero(sub.latency <= b)
+        best[f"{b:g}"] = None if not len(ok) else (float(acc[ok].max()), float(se[ok][np.argmax(acc[ok])]))
+    mae = float(np.mean(np.abs(ev.accuracy[rows] - acc)))
+    return Measured(len(rows), hypervolume(sub, ref), best, mae, rows.tolist(), acc.tolist(), se.tolist())
+
+
+def supernet_measurer(supernet: Any, cfg: Any = None, progress: bool = False) -> Any:
+    """Measured accuracy and standard error of gene rows: by default quantized under their own policy,
+    the fixed fine-tune, val accuracy (``apqopt.verify.verify``; ``cfg``: a ``CollectConfig``)."""
+    from apqopt.verify import verify
+
+    def measure(genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ver = verify(supernet, genes, np.zeros(len(genes)), cfg, progress=progress)
+        return ver.measured, ver.stderr
+
+    return measure
 
 
 def compare(
@@ -131,14 +264,24 @@ def compare(
     progress: bool = True,
     searcher_params: dict[str, dict[str, Any]] | None = None,
     predictor: str = "",
+    verify_top: int = 0,
+    measurer: Any = None,
 ) -> tuple[CompareReport, list[SearchResult]]:
-    """Run every searcher x seed on ``problem`` with ``budget`` evaluations each; optionally record each
-    run. ``searcher_params``: per searcher name, constructor parameters (e.g. ``{"evolution": {"population": 50}}``)."""
+    """Run every searcher x seed on ``problem`` with ``budget`` distinct networks each; optionally record
+    each run, and with ``verify_top=K`` measure K candidates along each run's front with ``measurer``
+    (gene rows -> (accuracy, stderr); e.g. :func:`supernet_measurer`). ``searcher_params``: per searcher
+    name, constructor parameters (e.g. ``{"evolution": {"population": 50}}``)."""
     from apqopt.search import make_searcher
 
     searcher_params = searcher_params or {}
     for name in searchers:  # unknown names or parameters fail before any search work
         make_searcher(name, **searcher_params.get(name, {}))
+    if verify_top < 0:
+        raise ConfigError(f"verify_top must be 0 or more candidates per run, got {verify_top}")
+    if verify_top and measurer is None:
+        raise ConfigError("verify_top needs a measurer (e.g. supernet_measurer(load_supernet(path)))")
+    if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise ConfigError(f"seeds must be distinct non-negative integers, got {seeds}")
     ref = reference_point(problem)
     if latency_budgets is None:
         lo = problem.min_cost()["latency"]
@@ -152,17 +295,50 @@ def compare(
             res = make_searcher(name, **{**searcher_params.get(name, {}), "seed": seed}).run(problem, budget)
             ev = res.evaluated
             curve = [(int(c), hypervolume(ev, ref, int(c))) for c in checkpoints]
-            run = RunSummary(name, seed, curve[-1][1], curve, best_under(ev, latency_budgets), res.wall_s, res.eval_s)
+            run = RunSummary(
+                name,
+                seed,
+                curve[-1][1],
+                curve,
+                best_under(ev, latency_budgets),
+                res.wall_s,
+                res.eval_s,
+                distinct=int(res.notes.get("distinct", len(ev))),
+                requested=int(res.notes.get("requested", len(ev))),
+                stopped_early=bool(res.notes.get("stopped_early", False)),
+            )
+            verified: dict[int, dict[str, float]] = {}
+            if verify_top:
+                run.measured = m = measure_run(ev, verify_top, measurer, ref, latency_budgets)
+                verified = {
+                    i: {
+                        "measured_accuracy": a,
+                        "stderr": e,
+                        "predicted_accuracy": float(ev.accuracy[i]),
+                        "latency_ms": float(ev.latency[i]),
+                    }
+                    for i, a, e in zip(m.rows, m.measured, m.stderr)
+                }
             if storage:
                 from apqopt.studies import record
 
+                attrs: dict[str, Any] = {
+                    "compare": tag,
+                    "hypervolume": run.hv,
+                    "reference_point": list(ref),
+                    "hv_curve": curve,
+                    "latency_budgets": latency_budgets,
+                }
+                if run.measured is not None:
+                    attrs["measured_hypervolume"] = run.measured.hv
                 run.study = record(
                     res,
                     problem,
                     storage,
                     f"{tag}-{name}-{problem.space.name}-seed{seed}",
-                    attrs={"compare": tag, "hypervolume": run.hv, "reference_point": list(ref), "hv_curve": curve},
+                    attrs=attrs,
                     predictor=predictor,
+                    verified_rows=verified,
                 ).study_name
             report.runs.append(run)
             results.append(res)
@@ -183,36 +359,52 @@ def write_report(report: CompareReport, results: list[SearchResult], out_dir: st
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(
-        f"# compare on {report.space}\n\nbudget {report.budget} evaluations, constraints {report.constraints}, "
-        f"HV reference (latency, -acc) = {report.reference}; target HV = {report.target_hv:.5f}\n\n"
-        + report.markdown()
-        + "\n"
+        f"# compare on {report.space}\n\nbudget {report.budget} distinct networks per run, constraints "
+        f"{report.constraints}, HV reference (latency, -acc) = {report.reference}; target HV = "
+        f"{report.target_hv:.5f}\n\n{RULES}\n\n" + report.markdown() + "\n"
     )
     (out / "compare.json").write_text(report.to_json())
     names = list(dict.fromkeys(r.searcher for r in report.runs))
-    fig = Figure(figsize=(6, 4))
+    colour = {n: f"C{i % 10}" for i, n in enumerate(names)}  # one colour per searcher in both plots
+    fig = Figure(figsize=(6.5, 4.2))
     ax = fig.subplots()
+    x = [c for c, _ in report.runs[0].hv_curve]
     for name in names:
         curves = np.array([[hv for _, hv in r.hv_curve] for r in report.runs if r.searcher == name])
-        x = [c for c, _ in report.runs[0].hv_curve]
         m, sd = curves.mean(0), curves.std(0)
-        ax.plot(x, m, label=name)
-        ax.fill_between(x, m - sd, m + sd, alpha=0.2)
-    ax.set_xlabel("evaluated candidates")
-    ax.set_ylabel("hypervolume")
+        ax.plot(x, m, label=name, color=colour[name])
+        ax.fill_between(x, m - sd, m + sd, alpha=0.2, color=colour[name])
+    ax.axhline(report.target_hv, color="grey", lw=0.8, ls=":", label="target (95% of best)")
+    ax.set_title(f"{report.space}: predicted hypervolume (mean ± sd over seeds)", fontsize=9)
+    ax.set_xlabel("evaluated distinct networks")
+    ax.set_ylabel("hypervolume (latency, -accuracy)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "hv_curves.png", dpi=110)
-    fig = Figure(figsize=(6, 4))
+    fig = Figure(figsize=(6.5, 4.2))
     ax = fig.subplots()
     for name in names:
-        res = next(r for r in results if r.searcher == name)
+        run = max((r for r in report.runs if r.searcher == name), key=lambda r: r.hv)
+        res = next(x for x in results if x.searcher == name and x.seed == run.seed)
         ev = res.evaluated
         idx = front_rows(ev)
         idx = idx[np.argsort(ev.latency[idx])]
-        ax.step(ev.latency[idx], ev.accuracy[idx], where="post", label=f"{name} (seed {res.seed})")
+        ax.step(ev.latency[idx], ev.accuracy[idx], where="post", color=colour[name], label=f"{name} (seed {run.seed})")
+        if run.measured is not None and run.measured.n:
+            rows = np.array(run.measured.rows)
+            ax.errorbar(
+                ev.latency[rows],
+                run.measured.measured,
+                yerr=run.measured.stderr,
+                fmt="x",
+                color=colour[name],
+                capsize=2,
+            )
+    if "latency" in report.constraints:
+        ax.axvline(report.constraints["latency"], color="red", lw=0.8, ls="--", label="latency limit")
+    ax.set_title(f"{report.space}: best run's front per searcher (line predicted, x measured ± SE)", fontsize=9)
     ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("predicted accuracy")
+    ax.set_ylabel("accuracy")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "fronts.png", dpi=110)

@@ -145,8 +145,9 @@ class HAQ(Searcher):
         filled, ptr = 0, 0
         sigma, baseline = self.sigma, None
         best_reward, episode = -np.inf, 0
+        episode_acc: list[float] = []  # per episode, repeats of known policies included (they are free)
         bar = tqdm(total=run.budget, desc="haq", disable=not progress)
-        while run.remaining > 0:
+        while not run.done:
             states, actions, prev = [], [], 0.0
             row = base_row.copy()
             for t in range(n_steps):
@@ -166,6 +167,7 @@ class HAQ(Searcher):
             ev = run.evaluate(row[None])
             reward = 0.1 * (float(ev.accuracy[0]) - ref_acc)
             best_reward = max(best_reward, reward)
+            episode_acc.append(float(ev.accuracy[0]))
             baseline = reward if baseline is None else 0.95 * baseline + 0.05 * reward
             for t in range(n_steps):
                 mem_s[ptr], mem_a[ptr, 0], mem_r[ptr, 0] = states[t], actions[t], reward - baseline
@@ -196,7 +198,13 @@ class HAQ(Searcher):
             episode += 1
             bar.update(1)
         bar.close()
-        return {"episodes": episode, "reference_accuracy": ref_acc, "best_reward": best_reward, "final_sigma": sigma}
+        return {
+            "episodes": episode,
+            "reference_accuracy": ref_acc,
+            "best_reward": best_reward,
+            "final_sigma": sigma,
+            "episode_accuracy": episode_acc,
+        }
 
 
 def _truncnorm(rng: np.random.Generator, mean: float, sigma: float) -> float:

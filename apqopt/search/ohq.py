@@ -84,7 +84,7 @@ class OHQ(Searcher):
         seen: set[tuple[int, ...]] = set()
         solved = 0
         for limit in np.linspace(lo, hi, self.points):
-            if run.remaining <= 0:
+            if run.done:
                 break
             try:
                 picks = solve(sens, costs, {**problem.constraints, "latency": float(limit)})

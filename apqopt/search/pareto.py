@@ -31,3 +31,17 @@ def non_dominated(F: np.ndarray) -> np.ndarray:
     front = np.asarray(NonDominatedSorting().do(F, only_non_dominated_front=True), dtype=np.int64)
     _, first = np.unique(F[front], axis=0, return_index=True)  # one row per distinct point
     return np.sort(front[first])
+
+
+def spread_front(accuracy: np.ndarray, latency: np.ndarray, feasible: np.ndarray, k: int) -> np.ndarray:
+    """Up to k feasible non-dominated points (accuracy up, latency down), spread evenly along latency:
+    the candidates worth measuring, so a *measured* front exists and not only its best point."""
+    idx = np.flatnonzero(feasible)
+    if not len(idx) or k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    F = np.column_stack([-np.asarray(accuracy)[idx], np.asarray(latency)[idx]])
+    front = idx[non_dominated(F)]
+    front = front[np.argsort(np.asarray(latency)[front], kind="stable")]
+    if len(front) <= k:
+        return front
+    return front[np.linspace(0, len(front) - 1, k).round().astype(int)]

@@ -3,6 +3,12 @@
 ``PymooProblem`` is a real pymoo problem (vectorised ``_evaluate``, integer variables, G <= 0
 constraints), so users can hand it to any pymoo algorithm directly; with a :class:`Run` it counts
 evaluations against that run's budget (what apqopt's own searcher does).
+
+The searcher plays by the rules every apqopt searcher plays by (see ``docs/search.md``): hardware
+cost is free, so it starts from a feasible population (:class:`FeasibleSampling`) and re-draws
+infeasible offspring before they are evaluated (:class:`FeasibleRepair`, bounded), and it stops when
+the run has evaluated ``budget`` distinct networks (:class:`RunTermination`), not after ``budget``
+calls that may repeat known networks.
 """
 
 from __future__ import annotations
@@ -12,13 +18,15 @@ from typing import Any
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.problem import Problem as _PymooBase
+from pymoo.core.repair import Repair
+from pymoo.core.sampling import Sampling
+from pymoo.core.termination import Termination
 from pymoo.operators.crossover.sbx import SBX
 from pymoo.operators.mutation.pm import PM
 from pymoo.operators.repair.rounding import RoundingRepair
-from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from pymoo.optimize import minimize
 
-from apqopt.search.base import Run, Searcher
+from apqopt.search.base import Run, Searcher, feasible_samples
 from apqopt.search.problem import Problem
 
 PENALTY = 1e9
@@ -40,37 +48,105 @@ class PymooProblem(_PymooBase):
         )
         self.problem, self.run, self.free, self.template = problem, run, free, lo
 
-    def _evaluate(self, X: np.ndarray, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+    def decode(self, X: np.ndarray) -> np.ndarray:
+        """Gene rows of pymoo decision vectors (floats are rounded and clipped), e.g. ``res.X``."""
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         genes = np.repeat(self.template[None], len(X), axis=0)
         genes[:, self.free] = np.clip(np.round(X), self.xl, self.xu).astype(np.int64)
+        return genes
+
+    def encode(self, genes: np.ndarray) -> np.ndarray:
+        """pymoo decision vectors of gene rows (the free genes)."""
+        return np.asarray(genes, dtype=np.int64)[:, self.free]
+
+    def _evaluate(self, X: np.ndarray, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        genes = self.decode(X)
         n = len(genes)
         F = np.full((n, self.n_obj), PENALTY)
         G = np.full((n, self.n_ieq_constr), PENALTY)
-        k = n if self.run is None else min(n, self.run.remaining)
-        if k > 0:
-            ev = self.problem.evaluate(genes[:k]) if self.run is None else self.run.evaluate(genes[:k])
-            F[:k] = self.problem.objective_matrix(ev)
-            G[:k] = self.problem.constraint_matrix(ev)
+        if self.run is None:
+            ev = self.problem.evaluate(genes)
+        elif not self.run.done:
+            ev = self.run.evaluate(genes)  # a prefix when the budget ends inside the batch
+        else:
+            ev = None
+        if ev is not None:
+            F[: len(ev)] = self.problem.objective_matrix(ev)
+            G[: len(ev)] = self.problem.constraint_matrix(ev)
         out["F"] = F
         if self.n_ieq_constr:
             out["G"] = G
 
 
+class FeasibleSampling(Sampling):
+    """The initial population drawn like every searcher's: feasible, distinct, bounded re-draws."""
+
+    def __init__(self, run: Run, seed: int, max_tries: int) -> None:
+        super().__init__()
+        self.run, self.rng, self.max_tries = run, np.random.default_rng(seed), max_tries
+
+    def _do(self, problem: PymooProblem, n_samples: int, **kwargs: Any) -> np.ndarray:
+        p = self.run.problem
+        genes, _ = feasible_samples(p, lambda k: p.sample(k, self.rng), n_samples, self.max_tries, self.run)
+        return problem.encode(genes)
+
+
+class FeasibleRepair(Repair):
+    """Offspring that break a constraint are re-drawn from the space (bounded) before evaluation."""
+
+    def __init__(self, run: Run, seed: int, max_tries: int) -> None:
+        super().__init__()
+        self.run, self.rng, self.max_tries = run, np.random.default_rng(seed + 7_777), max_tries
+        self.redrawn = 0
+
+    def _do(self, problem: PymooProblem, X: np.ndarray, **kwargs: Any) -> np.ndarray:
+        p = self.run.problem
+        genes = problem.decode(X)
+        bad = np.flatnonzero(p.cost(genes)[2] > 0)
+        if len(bad):
+            self.redrawn += len(bad)
+            genes[bad], _ = feasible_samples(p, lambda k: p.sample(k, self.rng), len(bad), self.max_tries)
+        return problem.encode(genes)
+
+
+class RunTermination(Termination):
+    """Done when the run has evaluated its budget of distinct networks (or stalled)."""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__()
+        self.run = run
+
+    def _update(self, algorithm: object) -> float:
+        return 1.0 if self.run.done else self.run.n_evaluated / self.run.budget
+
+
 class PymooNSGA2(Searcher):
     name = "pymoo-nsga2"
-    summary = "pymoo's NSGA-II on the integer genes (SBX + polynomial mutation, rounded)"
+    summary = "pymoo's NSGA-II on the integer genes (SBX + polynomial mutation, rounded), feasible start and repair"
 
-    def __init__(self, seed: int = 0, population: int = 100, eta_c: float = 15.0, eta_m: float = 20.0) -> None:
+    def __init__(
+        self, seed: int = 0, population: int = 100, eta_c: float = 15.0, eta_m: float = 20.0, max_tries: int = 50
+    ) -> None:
         super().__init__(seed)
-        self.population, self.eta_c, self.eta_m = population, eta_c, eta_m
+        self.population, self.eta_c, self.eta_m, self.max_tries = population, eta_c, eta_m, max_tries
 
     def _search(self, run: Run, progress: bool) -> dict[str, Any]:
+        repair = FeasibleRepair(run, self.seed, self.max_tries)
         algo = NSGA2(
             pop_size=self.population,
-            sampling=IntegerRandomSampling(),
+            sampling=FeasibleSampling(run, self.seed, self.max_tries),
             crossover=SBX(prob=0.9, eta=self.eta_c, vtype=float, repair=RoundingRepair()),
             mutation=PM(eta=self.eta_m, vtype=float, repair=RoundingRepair()),
+            repair=repair,
             eliminate_duplicates=True,
         )
-        res = minimize(PymooProblem(run.problem, run), algo, ("n_eval", run.budget), seed=self.seed, verbose=progress)
-        return {"generations": int(res.algorithm.n_gen)}
+        res = minimize(  # no copies: the sampling, repair and termination must see this run, not a deep copy of it
+            PymooProblem(run.problem, run),
+            algo,
+            RunTermination(run),
+            seed=self.seed,
+            verbose=progress,
+            copy_algorithm=False,
+            copy_termination=False,
+        )
+        return {"generations": int(res.algorithm.n_gen), "infeasible_redrawn": repair.redrawn}

@@ -1,4 +1,4 @@
-"""Random search: uniform samples, infeasible ones re-drawn (bounded), in batches. The baseline."""
+"""Random search: uniform samples, infeasible and already-seen ones re-drawn (bounded), in batches. The baseline."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ class RandomSearch(Searcher):
     def _search(self, run: Run, progress: bool) -> dict[str, Any]:
         rng = np.random.default_rng(self.seed)
         problem = run.problem
-        while run.remaining > 0:
+        while not run.done:
             n = min(self.batch, run.remaining)
-            genes, _ = feasible_samples(problem, lambda k: problem.sample(k, rng), n, self.max_tries)
+            genes, _ = feasible_samples(problem, lambda k: problem.sample(k, rng), n, self.max_tries, run)
             run.evaluate(genes)
         return {}
