@@ -9,6 +9,7 @@ of searchers is in :mod:`apqopt.search` (``SEARCHERS``), as Optuna lists its sam
 from __future__ import annotations
 
 import inspect
+import itertools
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -159,6 +160,7 @@ class Searcher(ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
+    stall_after: ClassVar[int] = 2000  # known networks proposed in a row before the run counts as stalled
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -177,7 +179,7 @@ class Searcher(ABC):
 
     def run(self, problem: Problem, budget: int, progress: bool = False) -> SearchResult:
         """Search ``problem`` with ``budget`` evaluated candidates."""
-        log = Run(problem, budget)
+        log = Run(problem, budget, self.stall_after)
         t0 = time.perf_counter()
         notes = {**(self._search(log, progress) or {}), **log.summary()}
         return SearchResult(
@@ -215,6 +217,20 @@ def feasible_samples(
         bad = bad[len(fill) :]
         barren = 0 if len(fill) else barren + 1
     return genes, len(bad)
+
+
+def feasible_start(
+    problem: Problem, n: int, rng: np.random.Generator, max_tries: int, run: Run | None = None
+) -> tuple[np.ndarray, int]:
+    """The starting population every searcher gets: uniform samples, the unacceptable ones re-drawn
+    (bounded) alternately from uniform and cheap-biased samples (:meth:`Problem.sample_cheap`), so a tight
+    limit that few uniform samples meet still gets a feasible start."""
+    rounds = itertools.count()
+
+    def draw(k: int) -> np.ndarray:
+        return problem.sample(k, rng) if next(rounds) % 2 == 0 else problem.sample_cheap(k, rng)
+
+    return feasible_samples(problem, draw, n, max_tries, run)
 
 
 def _accept(problem: Problem, genes: np.ndarray, run: Run | None, taken: set[bytes], limit: int) -> np.ndarray:

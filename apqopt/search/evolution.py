@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from apqopt.search.base import Run, Searcher, distinct_rows, feasible_samples
+from apqopt.search.base import Run, Searcher, distinct_rows, feasible_samples, feasible_start
 from apqopt.search.operators import crossover, mutate
 from apqopt.search.problem import Evaluation
 
@@ -52,8 +52,7 @@ class Evolution(Searcher):
         rng = np.random.default_rng(self.seed)
         problem = run.problem
         sp = problem.space
-        draw = lambda k: problem.sample(k, rng)  # noqa: E731
-        genes, left = feasible_samples(problem, draw, self.population, self.max_tries, run)
+        genes, left = feasible_start(problem, self.population, rng, self.max_tries, run)
         pop = run.evaluate(genes)
         unresolved = left
         generations = 0

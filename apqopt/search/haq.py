@@ -82,6 +82,7 @@ def observations(problem: Problem) -> tuple[np.ndarray, list[int]]:
 class HAQ(Searcher):
     name = "haq"
     summary = "HAQ's DDPG agent picks each layer's bits for one fixed architecture (--architecture)"
+    stall_after = 200  # episodes in a row that repeat known policies (each episode trains the agent: costly)
 
     def __init__(
         self,

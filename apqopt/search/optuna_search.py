@@ -14,7 +14,7 @@ import optuna
 from tqdm import tqdm
 
 from apqopt.record import RecordCodec, quiet_optuna
-from apqopt.search.base import Run, Searcher, feasible_samples
+from apqopt.search.base import Run, Searcher, feasible_start
 from apqopt.search.problem import Problem
 
 SAMPLERS: dict[str, Callable[[int, int], optuna.samplers.BaseSampler]] = {
@@ -100,9 +100,7 @@ class OptunaNSGA2(Searcher):
         study = self._study = self.make_study(problem)
         if self.feasible:
             rng = np.random.default_rng(self.seed)
-            start, _ = feasible_samples(
-                problem, lambda k: problem.sample(k, rng), min(self.batch, run.budget), self.max_tries, run
-            )
+            start, _ = feasible_start(problem, min(self.batch, run.budget), rng, self.max_tries, run)
             for row in start:
                 study.enqueue_trial(codec.params(row))
         redrawn = 0

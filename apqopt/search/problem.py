@@ -221,6 +221,15 @@ class Problem:
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return self.apply_fixed(self.space.sample(n, rng))
 
+    def sample_cheap(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Rows biased towards cheap candidates: each row draws a scale u ~ U(0, 1) and every gene uniformly
+        from its first ceil(u x choices) choices (choices are ordered from cheap to dear: depths, kernels,
+        widths, bits). Where a tight limit leaves almost no uniform sample feasible, these still reach it."""
+        card = self.space.cardinalities
+        u = rng.random((n, 1))
+        top = np.maximum(1, np.ceil(u * card)).astype(np.int64)
+        return self.apply_fixed(np.floor(rng.random((n, len(card))) * top).astype(np.int64))
+
     def _min_cost_fixed(self) -> dict[str, float]:
         lowest = np.where(self.fixed >= 0, self.fixed, 0)  # 4-bit everywhere is the cheapest policy
         lat, en = self.lut.price(self.space, lowest[None], on_missing="infeasible")

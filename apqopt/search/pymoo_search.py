@@ -26,7 +26,7 @@ from pymoo.operators.mutation.pm import PM
 from pymoo.operators.repair.rounding import RoundingRepair
 from pymoo.optimize import minimize
 
-from apqopt.search.base import Run, Searcher, feasible_samples
+from apqopt.search.base import Run, Searcher, feasible_start
 from apqopt.search.problem import Problem
 
 PENALTY = 1e9
@@ -86,8 +86,7 @@ class FeasibleSampling(Sampling):
         self.run, self.rng, self.max_tries = run, np.random.default_rng(seed), max_tries
 
     def _do(self, problem: PymooProblem, n_samples: int, **kwargs: Any) -> np.ndarray:
-        p = self.run.problem
-        genes, _ = feasible_samples(p, lambda k: p.sample(k, self.rng), n_samples, self.max_tries, self.run)
+        genes, _ = feasible_start(self.run.problem, n_samples, self.rng, self.max_tries, self.run)
         return problem.encode(genes)
 
 
@@ -105,7 +104,7 @@ class FeasibleRepair(Repair):
         bad = np.flatnonzero(p.cost(genes)[2] > 0)
         if len(bad):
             self.redrawn += len(bad)
-            genes[bad], _ = feasible_samples(p, lambda k: p.sample(k, self.rng), len(bad), self.max_tries)
+            genes[bad], _ = feasible_start(p, len(bad), self.rng, self.max_tries)
         return problem.encode(genes)
 
 

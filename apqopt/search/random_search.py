@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from apqopt.search.base import Run, Searcher, feasible_samples
+from apqopt.search.base import Run, Searcher, feasible_start
 
 
 class RandomSearch(Searcher):
@@ -22,6 +22,6 @@ class RandomSearch(Searcher):
         problem = run.problem
         while not run.done:
             n = min(self.batch, run.remaining)
-            genes, _ = feasible_samples(problem, lambda k: problem.sample(k, rng), n, self.max_tries, run)
+            genes, _ = feasible_start(problem, n, rng, self.max_tries, run)
             run.evaluate(genes)
         return {}
