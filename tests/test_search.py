@@ -227,3 +227,18 @@ def test_haq_reward_from_measured_accuracy(shipped_supernet) -> None:  # type: i
     p = Problem(SP, measured, LUT).restricted_to(SP.uniform((2, 2, 2, 2, 2), kernel=3, middle=0))
     res = make_searcher("haq", seed=0, warmup=1).run(p, 2)
     assert len(res.evaluated) == 2 and (res.evaluated.accuracy > 0.5).all()
+
+
+@pytest.mark.parametrize("name", ["pymoo-nsga2", "evolution", "random", "optuna-nsga2"])
+def test_every_searcher_meets_tight_limits_on_one_architecture(name: str) -> None:
+    """bench_related's budgets (25/50/75% between an architecture's all-4-bit and all-8-bit latency): with the
+    same feasible start for all, every searcher finds feasible policies even at the tightest (pymoo's
+    unconstrained random start found none there)."""
+    torch.set_num_threads(1)
+    for arch in (SP.uniform(), SP.uniform((3, 3, 3, 3, 3), kernel=5, middle=1)):
+        base = problem(limit=5.0).restricted_to(arch)
+        lo, hi = (float(base.cost(np.full((1, SP.n_genes), k))[0][0]) for k in (0, len(SP.bits) - 1))
+        for frac in (0.25, 0.5, 0.75):
+            p = Problem(SP, capacity, LUT, constraints={"latency": lo + (hi - lo) * frac}).restricted_to(arch)
+            res = make_searcher(name, seed=0).run(p, 100)
+            assert res.best() >= 0 and res.evaluated.feasible[:50].mean() > 0.5, (name, frac)
