@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from apqopt.search import make_searcher
-from apqopt.search.compare import compare, write_report
+from apqopt.search.compare import CompareReport, compare, write_report
 from apqopt.search.pareto import non_dominated
 from apqopt.studies import StorageError, load_history, open_storage, record
 from tests.helpers import problem
@@ -144,7 +144,8 @@ def test_compare_report(tmp_path: Path) -> None:
         stored = optuna.load_study(study_name=run.study, storage=open_storage(str(tmp_path / "c.log"))).user_attrs
         assert stored["hv_curve"] == [list(c) for c in run.hv_curve]
     md = report.markdown()
-    assert "| evolution |" in md and "| random |" in md
+    assert "| evolution |" in md and "| random |" in md and "distinct (min)" in md
+    assert CompareReport.from_json(report.to_json()).markdown() == md  # compare.json keeps everything
     paths = write_report(report, results, tmp_path / "out")
     assert all(x.exists() and x.stat().st_size > 0 for x in paths)
     with pytest.raises(ValueError, match="unknown searcher 'hill'"):  # checked before any search work
@@ -197,4 +198,5 @@ def test_compare_scores_measured_fronts(tmp_path: Path, shipped_supernet: object
         assert sorted(v["measured_accuracy"] for v in verified.values()) == sorted(m.measured)
     md = report.markdown()
     assert "Measured on the supernet" in md and "Verdicts (measured HV)" in md
+    assert CompareReport.from_json(report.to_json()).markdown() == md
     assert "not separable with 2 seeds" in md or " > " in md.split("Verdicts")[1]

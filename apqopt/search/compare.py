@@ -171,6 +171,7 @@ class CompareReport:
             "HV (mean ± sd)",
             *[f"best acc ≤{b:g} ms" for b in self.latency_budgets],
             "evals to target",
+            "distinct (min)",
             "wall s",
         ]
         lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -182,6 +183,7 @@ class CompareReport:
             ett = e["evals_to_target_median"]
             cells += [
                 f"{ett:.0f} ({e['reached_target']})" if ett is not None else f"— ({e['reached_target']})",
+                f"{e['distinct_min']}" + (f" ({e['stopped_early']} stopped early)" if e["stopped_early"] else ""),
                 f"{e['wall_s_mean']:.2f}",
             ]
             lines.append("| " + " | ".join(cells) + " |")
@@ -215,6 +217,22 @@ class CompareReport:
             lines += ["", f"Verdicts ({verdicts[0].metric}):", ""]
             lines += [f"- {v.line()}" for v in verdicts]
         return "\n".join(lines)
+
+    @classmethod
+    def from_json(cls, text: str) -> CompareReport:
+        """A report back from its ``compare.json`` (to re-render it, or to read it elsewhere)."""
+        d = json.loads(text)
+        runs = []
+        for r in d["runs"]:
+            m = r.pop("measured", None)
+            run = RunSummary(**{**r, "hv_curve": [tuple(c) for c in r["hv_curve"]]})
+            if m is not None:
+                m["best_under"] = {k: None if v is None else tuple(v) for k, v in m["best_under"].items()}
+                run.measured = Measured(**m)
+            runs.append(run)
+        return cls(
+            d["space"], d["budget"], d["constraints"], tuple(d["reference"]), d["latency_budgets"], runs, d["target_hv"]
+        )
 
     def to_json(self) -> str:
         verdicts = [{**asdict(v), "line": v.line()} for v in self.verdicts()]
