@@ -3,7 +3,8 @@
 # measured on the shipped supernet, 3 candidates per run), and apq-mbv2 at APQ's setting (50,000 distinct
 # networks, latency <= 9 ms and <= 12.8 ms, a randomly initialised predictor of APQ's shape: cost and search
 # behaviour only). Writes benchmarks/results/compare_*/ and the studies under $OUT (default /tmp/h2h).
-# Resumable per part: a part whose compare.json exists is skipped. Run the parts in parallel with PART=...
+# Resumable per part: a part whose compare.json exists is skipped. Run the parts in parallel, one core each:
+#   PART=fmnist-1000 OMP_NUM_THREADS=1 bash scripts/head-to-head.sh & PART=fmnist-5000 OMP_NUM_THREADS=1 bash ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/h2h}
