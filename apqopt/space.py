@@ -379,11 +379,15 @@ class SearchSpace:
         depth_vals = self.depth_values(genes)
         return self.block_pos[None, :] < depth_vals[:, self.block_stage]
 
-    def depth_values(self, genes: np.ndarray) -> np.ndarray:
+    @cached_property
+    def _depth_table(self) -> np.ndarray:
         table = np.zeros((self.n_stages, max(len(s.depths) for s in self.stages)), dtype=np.int64)
         for si, s in enumerate(self.stages):
             table[si, : len(s.depths)] = s.depths
-        return table[np.arange(self.n_stages)[None, :], genes[:, : self.n_stages]]
+        return table
+
+    def depth_values(self, genes: np.ndarray) -> np.ndarray:
+        return self._depth_table[np.arange(self.n_stages)[None, :], genes[:, : self.n_stages]]
 
     def block_genes(self, genes: np.ndarray) -> np.ndarray:
         """(N, n_blocks, 6) view of the per-block genes."""

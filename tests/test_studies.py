@@ -146,6 +146,7 @@ def test_compare_report(tmp_path: Path) -> None:
     md = report.markdown()
     assert "| evolution |" in md and "| random |" in md and "distinct (min)" in md
     assert CompareReport.from_json(report.to_json()).markdown() == md  # compare.json keeps everything
+    assert CompareReport.from_studies(str(tmp_path / "c.log"), ["compare"]).markdown() == md  # so do the studies
     paths = write_report(report, results, tmp_path / "out")
     assert all(x.exists() and x.stat().st_size > 0 for x in paths)
     with pytest.raises(ValueError, match="unknown searcher 'hill'"):  # checked before any search work
@@ -199,4 +200,5 @@ def test_compare_scores_measured_fronts(tmp_path: Path, shipped_supernet: object
     md = report.markdown()
     assert "Measured on the supernet" in md and "Verdicts (measured HV)" in md
     assert CompareReport.from_json(report.to_json()).markdown() == md
+    assert CompareReport.from_studies(store, ["compare"]).markdown() == md
     assert "not separable with 2 seeds" in md or " > " in md.split("Verdicts")[1]

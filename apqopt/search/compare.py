@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 from pymoo.indicators.hv import HV
 from tqdm import tqdm
 
@@ -233,6 +234,74 @@ class CompareReport:
         return cls(
             d["space"], d["budget"], d["constraints"], tuple(d["reference"]), d["latency_budgets"], runs, d["target_hv"]
         )
+
+    @classmethod
+    def from_studies(cls, storage: str, tags: list[str], target_fraction: float = 0.95) -> CompareReport:
+        """A report rebuilt from the studies that ``compare`` recorded under ``tags`` (later tags win where a
+        searcher and seed ran under several, e.g. a part run again): everything a run scores is kept in
+        its study (hypervolume curve, reference point, budgets, measured candidates)."""
+        from apqopt.studies import load_history, open_storage
+
+        store = open_storage(storage)
+        picked: dict[tuple[str, int], optuna.Study] = {}
+        meta: dict[str, Any] = {}
+        for tag in tags:
+            for summary in optuna.get_all_study_summaries(store):
+                if summary.user_attrs.get("compare") != tag:
+                    continue
+                a = summary.user_attrs
+                picked[(a["searcher"], int(a["seed"]))] = optuna.load_study(
+                    study_name=summary.study_name, storage=store
+                )
+                meta = a
+        if not picked:
+            raise ConfigError(f"no studies recorded by compare under {tags} in {storage}")
+        budgets = [float(b) for b in meta["latency_budgets"]]
+        ref = (float(meta["reference_point"][0]), float(meta["reference_point"][1]))
+        report = cls(meta["space"], int(meta["budget"]), dict(meta["constraints"]), ref, budgets)
+        for (name, seed), study in picked.items():
+            a = study.user_attrs
+            ev = load_history(study)
+            run = RunSummary(
+                name,
+                seed,
+                float(a["hypervolume"]),
+                [(int(c), float(h)) for c, h in a["hv_curve"]],
+                best_under(ev, budgets),
+                float(a["wall_s"]),
+                float(a["eval_s"]),
+                study=study.study_name,
+                distinct=int(a["evaluated"]),
+                requested=int(a.get("requested", a["evaluated"])),
+                stopped_early=bool(a.get("stopped_early", False)),
+            )
+            verified = a.get("verified")
+            if verified:
+                nums = sorted(int(k) for k in verified)
+                acc = np.array([verified[str(k)]["measured_accuracy"] for k in nums])
+                se = np.array([verified[str(k)]["stderr"] for k in nums])
+                pred = np.array([verified[str(k)]["predicted_accuracy"] for k in nums])
+                lat = np.array([verified[str(k)]["latency_ms"] for k in nums])
+                best: dict[str, tuple[float, float] | None] = {}
+                for b in budgets:
+                    ok = np.flatnonzero(lat <= b)
+                    best[f"{b:g}"] = None if not len(ok) else (float(acc[ok].max()), float(se[ok][np.argmax(acc[ok])]))
+                run.measured = Measured(
+                    len(nums),
+                    float(a["measured_hypervolume"]),
+                    best,
+                    float(np.mean(np.abs(pred - acc))),
+                    nums,
+                    acc.tolist(),
+                    se.tolist(),
+                )
+            report.runs.append(run)
+        order = {n: i for i, n in enumerate(dict.fromkeys(n for n, _ in picked))}
+        report.runs.sort(key=lambda r: (order[r.searcher], r.seed))
+        report.target_hv = target_fraction * max(r.hv for r in report.runs)
+        for r in report.runs:
+            r.evals_to_target = next((c for c, hv in r.hv_curve if hv >= report.target_hv), None)
+        return report
 
     def to_json(self) -> str:
         verdicts = [{**asdict(v), "line": v.line()} for v in self.verdicts()]
