@@ -596,7 +596,7 @@ def _parser(sub: Sub, name: str, help: str, **kw: Any) -> argparse.ArgumentParse
 def _searchers_help() -> str:
     from apqopt.search import SEARCHERS
 
-    return "searchers:\n" + "\n".join(f"  {n:14s} {c.summary}" for n, c in sorted(SEARCHERS.items()))
+    return "searchers:\n" + "\n".join(f"  {n:18s} {c.summary}" for n, c in sorted(SEARCHERS.items()))
 
 
 def _storage_arg(p: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ from apqopt.search.base import Run, Searcher, feasible_start
 
 class RandomSearch(Searcher):
     name = "random"
-    summary = "uniform samples, infeasible ones re-drawn (the baseline)"
+    summary = "uniform samples, infeasible and already-seen ones re-drawn (the baseline)"
 
     def __init__(self, seed: int = 0, batch: int = 1000, max_tries: int = 50) -> None:
         super().__init__(seed)
