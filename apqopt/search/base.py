@@ -65,10 +65,6 @@ class Run:
         canon = self.problem.space.canonical(self.problem.apply_fixed(np.asarray(genes)))
         return [r.tobytes() for r in canon.astype(np.uint16)]
 
-    def is_known(self, genes: np.ndarray) -> np.ndarray:
-        """Which rows are networks this run has evaluated already (free to check)."""
-        return np.array([k in self._index for k in self.keys(genes)], dtype=bool)
-
     def evaluate(self, genes: np.ndarray) -> Evaluation:
         """Evaluate a batch: new networks are priced and predicted (and counted), known ones come from
         the log. Rows are taken in order until the budget allows no further new network; the result

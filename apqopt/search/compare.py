@@ -282,14 +282,10 @@ class CompareReport:
                 se = np.array([verified[str(k)]["stderr"] for k in nums])
                 pred = np.array([verified[str(k)]["predicted_accuracy"] for k in nums])
                 lat = np.array([verified[str(k)]["latency_ms"] for k in nums])
-                best: dict[str, tuple[float, float] | None] = {}
-                for b in budgets:
-                    ok = np.flatnonzero(lat <= b)
-                    best[f"{b:g}"] = None if not len(ok) else (float(acc[ok].max()), float(se[ok][np.argmax(acc[ok])]))
                 run.measured = Measured(
                     len(nums),
                     float(a["measured_hypervolume"]),
-                    best,
+                    measured_best_under(acc, se, lat, budgets),
                     float(np.mean(np.abs(pred - acc))),
                     nums,
                     acc.tolist(),
@@ -298,10 +294,14 @@ class CompareReport:
             report.runs.append(run)
         order = {n: i for i, n in enumerate(dict.fromkeys(n for n, _ in picked))}
         report.runs.sort(key=lambda r: (order[r.searcher], r.seed))
-        report.target_hv = target_fraction * max(r.hv for r in report.runs)
-        for r in report.runs:
-            r.evals_to_target = next((c for c, hv in r.hv_curve if hv >= report.target_hv), None)
+        report.set_target(target_fraction)
         return report
+
+    def set_target(self, fraction: float) -> None:
+        """Target hypervolume = ``fraction`` of the best final one; each run's evaluations to reach it."""
+        self.target_hv = fraction * max(r.hv for r in self.runs)
+        for r in self.runs:
+            r.evals_to_target = next((c for c, hv in r.hv_curve if hv >= self.target_hv), None)
 
     def to_json(self) -> str:
         verdicts = [{**asdict(v), "line": v.line()} for v in self.verdicts()]
@@ -319,12 +319,20 @@ def measure_run(
     acc, se = measurer(ev.genes[rows])
     acc, se = np.asarray(acc, dtype=np.float64), np.asarray(se, dtype=np.float64)
     sub = Evaluation(ev.genes[rows], acc, ev.latency[rows], ev.energy[rows], ev.violation[rows])
-    best: dict[str, tuple[float, float] | None] = {}
-    for b in latency_budgets:
-        ok = np.flatnonzero(sub.latency <= b)
-        best[f"{b:g}"] = None if not len(ok) else (float(acc[ok].max()), float(se[ok][np.argmax(acc[ok])]))
+    best = measured_best_under(acc, se, sub.latency, latency_budgets)
     mae = float(np.mean(np.abs(ev.accuracy[rows] - acc)))
     return Measured(len(rows), hypervolume(sub, ref), best, mae, rows.tolist(), acc.tolist(), se.tolist())
+
+
+def measured_best_under(
+    acc: np.ndarray, se: np.ndarray, latency: np.ndarray, budgets: list[float]
+) -> dict[str, tuple[float, float] | None]:
+    """Per latency budget, the best measured accuracy among candidates within it, with its standard error."""
+    best: dict[str, tuple[float, float] | None] = {}
+    for b in budgets:
+        ok = np.flatnonzero(latency <= b)
+        best[f"{b:g}"] = None if not len(ok) else (float(acc[ok].max()), float(se[ok][np.argmax(acc[ok])]))
+    return best
 
 
 def supernet_measurer(supernet: Any, cfg: Any = None, progress: bool = False) -> Any:
@@ -431,9 +439,7 @@ def compare(
             results.append(res)
             bar.update(1)
     bar.close()
-    report.target_hv = target_fraction * max(r.hv for r in report.runs)
-    for r in report.runs:
-        r.evals_to_target = next((c for c, hv in r.hv_curve if hv >= report.target_hv), None)
+    report.set_target(target_fraction)
     return report, results
 
 
