@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from apqopt.cli_types import MAX_BUDGET, file_path, integer, number
 from apqopt.errors import ApqoptError, ConfigError
+from apqopt.fileio import atomic_write
 from apqopt.hardware.bitfusion import BitFusion
 from apqopt.hardware.build import bitfusion_from_config, build_lut
 from apqopt.hardware.lut import LUT, LUTError, load_shipped, shipped_lut_path
@@ -138,7 +140,17 @@ def cmd_lut_build(args: argparse.Namespace) -> int:
     if args.config:
         parts.append(f"--config {Path(args.config).name}")
     parts += [f"--{k} {v}" for k, v in overrides.items()]
+    if args.out is None and (args.config or overrides or args.format != "csv"):
+        raise ConfigError(
+            "lut build: --out is required with --config, --mode, --batch or --format apq/both "
+            "(without it the package's shipped table would be overwritten)"
+        )
     out = Path(args.out) if args.out else shipped_lut_path(args.space, args.hardware)
+    apq_out = out if out.suffix in (".dict", ".json") else out.with_suffix(".dict")
+    if args.format == "csv" and apq_out == out:
+        raise ConfigError(f"lut build: --out {out} names an APQ dict; use --format apq, or a .csv path")
+    if args.format == "both" and apq_out == out:
+        raise ConfigError(f"lut build --format both: --out {out} names the APQ dict; give the CSV path")
     t0 = time.perf_counter()
     lut = build_lut(
         args.space,
@@ -148,13 +160,9 @@ def cmd_lut_build(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         checkpoint=out.with_name(out.name + ".ckpt.jsonl"),
     )
-    lut.save(out)
-    written = [out]
-    if args.format in ("apq", "both"):
-        written.append(lut.save(out.with_suffix(".dict")))
-        if args.format == "apq":
-            out.unlink()
-            written.pop(0)
+    written = [lut.save(apq_out)] if args.format == "apq" else [lut.save(out)]
+    if args.format == "both":
+        written.append(lut.save(apq_out))
     print(
         f"built {len(lut)} entries + head/tail in {time.perf_counter() - t0:.1f} s -> " + ", ".join(map(str, written))
     )
@@ -191,7 +199,7 @@ def cmd_lut_measure(args: argparse.Namespace) -> int:
             repeats=args.repeats,
             progress=not args.quiet,
         )
-        Path(str(out) + ".check.json").write_text(json.dumps(chk, indent=2) + "\n")
+        atomic_write(str(out) + ".check.json", json.dumps(chk, indent=2) + "\n")
         report["check"] = {k: v for k, v in chk.items() if k != "pairs"}
     print(json.dumps(report, indent=2))
     return 0
@@ -607,21 +615,21 @@ def _storage_arg(p: argparse.ArgumentParser) -> None:
 
 def add_run_parser(sub: Sub) -> None:
     run = _parser(sub, "run", "main job: tables, searchers head to head on fmnist, verification")
-    run.add_argument("--samples", type=int, default=100_000, help="random candidates priced per space")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--latency", type=float, default=0.5, help="latency limit (ms, shipped BitFusion table)")
-    run.add_argument("--budget", type=int, default=1000, help="evaluated candidates per run")
+    run.add_argument("--samples", type=integer(1), default=100_000, help="random candidates priced per space")
+    run.add_argument("--seed", type=integer(0), default=0)
+    run.add_argument("--latency", type=number(0), default=0.5, help="latency limit (ms, shipped BitFusion table)")
+    run.add_argument("--budget", type=integer(1, MAX_BUDGET), default=1000, help="evaluated candidates per run")
     run.add_argument(
         "--searchers",
         nargs="+",
         default=RUN_SEARCHERS,
         help="optuna-tpe costs ~110 s per 1,000 trials here (multivariate TPE), so it is opt-in",
     )
-    run.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    run.add_argument("--seeds", nargs="+", type=integer(0), default=[0, 1, 2])
     _storage_arg(run)
     run.add_argument("--out", help="folder for the compare report (default: $APQOPT_HOME/reports)")
     run.add_argument(
-        "--verify", type=int, default=2, help="candidates along each run's front to measure for real (0: skip)"
+        "--verify", type=integer(0), default=2, help="candidates along each run's front to measure for real (0: skip)"
     )
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=cmd_run)
@@ -634,8 +642,8 @@ def add_space_parser(sub: Sub) -> None:
     show.set_defaults(func=cmd_space_show)
     sample = _parser(space, "sample", "print random candidates as JSON lines")
     _space_arg(sample)
-    sample.add_argument("--n", type=int, default=5)
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--n", type=integer(1), default=5)
+    sample.add_argument("--seed", type=integer(0), default=0)
     sample.add_argument("--apq", action="store_true", help="print APQ's spec dicts instead of apqopt JSON")
     sample.set_defaults(func=cmd_space_sample)
 
@@ -647,15 +655,15 @@ def add_supernet_parser(sub: Sub) -> None:
     train.add_argument(
         "--out", help="folder for checkpoint.pt, supernet.pt, log (default: $APQOPT_HOME/supernet-SPACE)"
     )
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--train-images", type=int, help="use only the first N training images (smoke tests)")
+    train.add_argument("--seed", type=integer(0), default=0)
+    train.add_argument("--train-images", type=integer(1), help="use only the first N training images (smoke tests)")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(func=cmd_supernet_train)
     sev = _parser(sn, "eval", "accuracy of subnets (BN re-estimated) with its standard error")
     _space_arg(sev)
     sev.add_argument("candidates", nargs="*", default=["largest", "smallest"], help="largest, smallest or JSON")
     sev.add_argument("--split", default="test", choices=["train", "val", "test"])
-    sev.add_argument("--supernet", help="weights file (default: the shipped one)")
+    sev.add_argument("--supernet", type=file_path, help="weights file (default: the shipped one)")
     sev.set_defaults(func=cmd_supernet_eval)
 
 
@@ -663,22 +671,22 @@ def add_collect_parser(sub: Sub) -> None:
     col = _parser(sub, "collect", "measure random subnets into an accuracy dataset (resumable)")
     col.add_argument("kind", choices=["fp", "quant"], help="fp: full precision; quant: policy + short QAT")
     _space_arg(col)
-    col.add_argument("--n", type=int, required=True, help="dataset size (indices 0..n-1)")
-    col.add_argument("--out", required=True, help="JSON-lines dataset file (appended; rerun to resume)")
-    col.add_argument("--seed", type=int, default=0, help="which candidates (a held-out set uses another seed)")
+    col.add_argument("--n", type=integer(1), required=True, help="dataset size (indices 0..n-1)")
+    col.add_argument("--out", type=file_path, required=True, help="JSON-lines dataset file (appended; rerun to resume)")
+    col.add_argument("--seed", type=integer(0), default=0, help="which candidates (a held-out set uses another seed)")
     col.add_argument("--shard", default="0/1", help="k/n: this process measures indices i with i %% n == k")
-    col.add_argument("--eval-images", type=int, default=5000, help="val images per measurement")
-    col.add_argument("--supernet", help="weights file (default: the shipped one)")
+    col.add_argument("--eval-images", type=integer(1, 10_000), default=5000, help="val images per measurement")
+    col.add_argument("--supernet", type=file_path, help="weights file (default: the shipped one)")
     col.add_argument("--storage", help="SQLite/PostgreSQL URL: collect as a live study that workers share")
     col.add_argument("--study", help="live study name (default collect-KIND-SPACE-seedN)")
-    col.add_argument("--workers", type=int, default=1, help="local worker processes for a live study")
+    col.add_argument("--workers", type=integer(1, 256), default=1, help="local worker processes for a live study")
     col.add_argument("--quiet", action="store_true")
     col.set_defaults(func=cmd_collect)
 
 
 def add_dataset_parser(sub: Sub) -> None:
     ds = _parser(sub, "dataset", "summarise accuracy datasets (shards merged): size, spread, measuring time")
-    ds.add_argument("paths", nargs="+", help="dataset files as given to collect --out")
+    ds.add_argument("paths", nargs="+", type=file_path, help="dataset files as given to collect --out")
     ds.add_argument("--json", action="store_true", help="one JSON object per dataset instead of a table")
     ds.set_defaults(func=cmd_dataset)
 
@@ -687,32 +695,37 @@ def add_predictor_parser(sub: Sub) -> None:
     pr = _parser(sub, "predictor", "accuracy predictors").add_subparsers(dest="sub", required=True)
     ptrain = _parser(pr, "train", "fp predictor, transfer to quantized data, report on the held-out set")
     _space_arg(ptrain)
-    ptrain.add_argument("--fp", required=True, help="fp dataset (apqopt collect fp)")
-    ptrain.add_argument("--quant", required=True, help="quantized training dataset (apqopt collect quant)")
-    ptrain.add_argument("--heldout", required=True, help="quantized held-out dataset (another --seed)")
+    ptrain.add_argument("--fp", type=file_path, required=True, help="fp dataset (apqopt collect fp)")
+    ptrain.add_argument(
+        "--quant", type=file_path, required=True, help="quantized training dataset (apqopt collect quant)"
+    )
+    ptrain.add_argument("--heldout", type=file_path, required=True, help="quantized held-out dataset (another --seed)")
     ptrain.add_argument("--out", required=True, help="folder for fp.pt, quant.pt and their .json")
     ptrain.add_argument("--variant", choices=["branch", "wide"], default="branch", help="quantization-aware form")
-    ptrain.add_argument("--seed", type=int, default=0)
+    ptrain.add_argument("--seed", type=integer(0), default=0)
     ptrain.add_argument(
-        "--members", type=int, default=1, help="networks per predictor, averaged (a deep ensemble; 1 = APQ's)"
+        "--members",
+        type=integer(1, 64),
+        default=1,
+        help="networks per predictor, averaged (a deep ensemble; 1 = APQ's)",
     )
     ptrain.add_argument("--quiet", action="store_true")
     ptrain.set_defaults(func=cmd_predictor_train)
     peval = _parser(pr, "evaluate", "ranking metrics of a saved predictor on a dataset")
-    peval.add_argument("--predictor", required=True)
-    peval.add_argument("--data", required=True)
+    peval.add_argument("--predictor", type=file_path, required=True)
+    peval.add_argument("--data", type=file_path, required=True)
     peval.set_defaults(func=cmd_predictor_evaluate)
 
 
 def _problem_args(p: argparse.ArgumentParser, budget: int) -> None:
     _space_arg(p)
-    p.add_argument("--budget", type=int, default=budget, help="evaluated candidates per run")
-    p.add_argument("--latency", type=float, help="latency limit (ms)")
-    p.add_argument("--energy", type=float, help="energy limit (mJ)")
+    p.add_argument("--budget", type=integer(1, MAX_BUDGET), default=budget, help="evaluated candidates per run")
+    p.add_argument("--latency", type=number(0), help="latency limit (ms)")
+    p.add_argument("--energy", type=number(0), help="energy limit (mJ)")
     p.add_argument("--objectives", nargs="+", default=["latency"], choices=["latency", "energy"])
-    p.add_argument("--predictor", help="saved AccuracyPredictor (default: the space's shipped one)")
-    p.add_argument("--apq-checkpoint", help="APQ's acc_quant.pt instead of an apqopt predictor")
-    p.add_argument("--lut", help="table file (default: the space's shipped BitFusion table)")
+    p.add_argument("--predictor", type=file_path, help="saved AccuracyPredictor (default: the space's shipped one)")
+    p.add_argument("--apq-checkpoint", type=file_path, help="APQ's acc_quant.pt instead of an apqopt predictor")
+    p.add_argument("--lut", type=file_path, help="table file (default: the space's shipped BitFusion table)")
     p.add_argument(
         "--architecture", help="candidate JSON (or file): search only its bits (how haq/ohq compare with others)"
     )
@@ -732,10 +745,10 @@ def add_search_parser(sub: Sub) -> None:
     )
     _problem_args(se, budget=2000)
     se.add_argument("--searcher", default="evolution", help="one of the searchers below")
-    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--seed", type=integer(0), default=0)
     se.add_argument("--study", help="study name (default: searcher-space-seedN)")
     se.add_argument("--live", action="store_true", help="write trials as they come; other workers may join")
-    se.add_argument("--workers", type=int, default=1, help="local worker processes for --live")
+    se.add_argument("--workers", type=integer(1, 256), default=1, help="local worker processes for --live")
     se.set_defaults(func=cmd_search)
 
 
@@ -743,7 +756,7 @@ def add_worker_parser(sub: Sub) -> None:
     wo = _parser(sub, "worker", "join a live study (search or measure) until its budget is complete")
     wo.add_argument("--study", required=True)
     wo.add_argument("--storage", required=True, help="SQLite or PostgreSQL URL of the live study")
-    wo.add_argument("--max-trials", type=int, help="leave after telling this many trials")
+    wo.add_argument("--max-trials", type=integer(0), help="leave after telling this many trials")
     wo.add_argument("--quiet", action="store_true")
     wo.set_defaults(func=cmd_worker)
 
@@ -754,14 +767,19 @@ def add_compare_parser(sub: Sub) -> None:
     )
     _problem_args(co, budget=2000)
     co.add_argument("--searchers", nargs="+", default=COMPARE_SEARCHERS, help="searchers to run (below)")
-    co.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    co.add_argument("--latency-budgets", nargs="+", type=float, help="report best accuracy under these (ms)")
+    co.add_argument("--seeds", nargs="+", type=integer(0), default=[0, 1, 2, 3, 4])
+    co.add_argument("--latency-budgets", nargs="+", type=number(0), help="report best accuracy under these (ms)")
     co.add_argument("--tag", default="compare", help="prefix of the recorded study names")
     co.add_argument("--out", help="folder for compare.md/.json and plots (default: $APQOPT_HOME/compare)")
     co.add_argument(
-        "--verify-top", type=int, default=0, help="measure K candidates along each run's front; measured scores decide"
+        "--verify-top",
+        type=integer(0),
+        default=0,
+        help="measure K candidates along each run's front; measured scores decide",
     )
-    co.add_argument("--supernet", help="weights file for --verify-top (default: the space's shipped one)")
+    co.add_argument(
+        "--supernet", type=file_path, help="weights file for --verify-top (default: the space's shipped one)"
+    )
     co.set_defaults(func=cmd_compare)
 
 
@@ -769,8 +787,8 @@ def add_verify_parser(sub: Sub) -> None:
     ve = _parser(sub, "verify", "measure a study's front candidates for real (supernet, quantize, fine-tune)")
     ve.add_argument("--study", required=True)
     _storage_arg(ve)
-    ve.add_argument("--top", type=int, default=5, help="front candidates to measure")
-    ve.add_argument("--supernet", help="weights file (default: the shipped one of the study's space)")
+    ve.add_argument("--top", type=integer(1), default=5, help="front candidates to measure")
+    ve.add_argument("--supernet", type=file_path, help="weights file (default: the shipped one of the study's space)")
     ve.add_argument("--quiet", action="store_true")
     ve.set_defaults(func=cmd_verify)
 
@@ -778,7 +796,7 @@ def add_verify_parser(sub: Sub) -> None:
 def add_dashboard_parser(sub: Sub) -> None:
     da = _parser(sub, "dashboard", "review studies in the Streamlit dashboard (read-only)")
     _storage_arg(da)
-    da.add_argument("--port", type=int, default=8501)
+    da.add_argument("--port", type=integer(1, 65535), default=8501)
     da.set_defaults(func=cmd_dashboard)
 
 
@@ -787,42 +805,51 @@ def add_lut_parser(sub: Sub) -> None:
     build = _parser(lut, "build", "build a space's table from a hardware cost model")
     _space_arg(build)
     build.add_argument("--hardware", default="bitfusion", help="cost model (bitfusion)")
-    build.add_argument("--config", help="JSON file with BitFusionConfig fields (array size, clock, buffers, ...)")
+    build.add_argument(
+        "--config", type=file_path, help="JSON file with BitFusionConfig fields (array size, clock, buffers, ...)"
+    )
     build.add_argument(
         "--mode", choices=["apq", "orig"], help="apq: APQ-compatible (default); orig: simulator as written"
     )
-    build.add_argument("--batch", type=int, help="batch size (default 1)")
+    build.add_argument("--batch", type=integer(1, 4096), help="batch size (default 1)")
     build.add_argument("--format", choices=["csv", "apq", "both"], default="csv", help="apq: APQ's JSON dict")
-    build.add_argument("--out", help="output path (default: the shipped table of the space)")
-    build.add_argument("--workers", type=int, default=2)
+    build.add_argument("--out", type=file_path, help="output path (default: the shipped table of the space)")
+    build.add_argument("--workers", type=integer(1, 256), default=2)
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=cmd_lut_build)
     meas = _parser(lut, "measure", "time every layer shape on this CPU with PyTorch (fp32 or int8)")
     _space_arg(meas)
     meas.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
-    meas.add_argument("--out", help="output CSV (default $APQOPT_HOME/host_PRECISION_SPACE.csv)")
-    meas.add_argument("--warmup", type=int, default=5)
-    meas.add_argument("--repeats", type=int, default=25, help="timed samples per layer (median kept)")
-    meas.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
-    meas.add_argument("--check", type=int, default=0, help="time N random subnets end to end against the sums")
+    meas.add_argument("--out", type=file_path, help="output CSV (default $APQOPT_HOME/host_PRECISION_SPACE.csv)")
+    meas.add_argument("--warmup", type=integer(0), default=5)
+    meas.add_argument("--repeats", type=integer(1), default=25, help="timed samples per layer (median kept)")
+    meas.add_argument("--threads", type=integer(0, 1024), default=0, help="torch threads (0: PyTorch's default)")
+    meas.add_argument("--check", type=integer(0), default=0, help="time N random subnets end to end against the sums")
     meas.add_argument("--quiet", action="store_true")
     meas.set_defaults(func=cmd_lut_measure)
     lshow = _parser(lut, "show", "summarise a table (shipped by default)")
     _space_arg(lshow)
-    lshow.add_argument("--lut", help="table file (apqopt CSV or APQ JSON)")
+    lshow.add_argument("--lut", type=file_path, help="table file (apqopt CSV or APQ JSON)")
     lshow.add_argument("--gaps", choices=space_names(), help="report entries this space needs that the table lacks")
     lshow.set_defaults(func=cmd_lut_show)
     price = _parser(lut, "price", "price one candidate given as JSON (or a file)")
     _space_arg(price, default="apq-mbv2")
     price.add_argument("candidate", help="apqopt candidate JSON, an APQ spec dict (--apq-spec), or a file")
-    price.add_argument("--lut", help="table file (default: the shipped table of the candidate's space)")
+    price.add_argument("--lut", type=file_path, help="table file (default: the shipped table of the candidate's space)")
     price.add_argument("--apq-spec", action="store_true", help="the candidate is APQ's spec dict (ks, e, d, ...)")
     price.add_argument("--layers", action="store_true", help="print the per-layer breakdown")
     price.set_defaults(func=cmd_lut_price)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad options are one line (naming the option) and exit 2, like every other user error."""
+
+    def error(self, message: str) -> Any:  # argparse's contract: print and exit
+        self.exit(2, f"apqopt: error: {self.prog.removeprefix('apqopt ')}: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="apqopt",
         description="Hardware-aware joint search of architecture, pruning and mixed precision (APQ).",
     )
@@ -848,7 +875,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run a command. A user's mistake (an :class:`~apqopt.errors.ApqoptError`, a missing file) is one
     line on stderr and exit 2; anything else is a bug and keeps its traceback."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad option (2, already reported)
+        return int(exc.code or 0)
     try:
         return int(args.func(args))
     except (ApqoptError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:

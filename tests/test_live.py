@@ -168,7 +168,7 @@ def test_worker_with_other_weights_is_refused(tmp_path: Path, shipped_supernet: 
     url = f"sqlite:///{tmp_path / 'm.db'}"
     study = create_live_study(LiveSpec("measure", budget=3, measure="fp", supernet=str(weights)), url, "m")
     assert work(url, "m", max_trials=0, progress=False).told == 0  # pins the identity, measures nothing
-    payload = torch.load(weights, weights_only=False)
+    payload = torch.load(weights, weights_only=True)
     first = next(iter(payload["model"]))
     payload["model"][first] = payload["model"][first] + 0.01
     torch.save(payload, weights)

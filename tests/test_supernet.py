@@ -102,8 +102,8 @@ def test_training_resumes_after_sigkill(tmp_path: Path, fmnist_available: None) 
     proc.wait()
     assert not (killed / "supernet.pt").exists(), "the run finished before it could be killed"
     subprocess.run([sys.executable, "-c", TRAIN_SCRIPT, str(killed)], check=True, env=env, timeout=600)
-    a = torch.load(clean / "supernet.pt", weights_only=False)
-    b = torch.load(killed / "supernet.pt", weights_only=False)
+    a = torch.load(clean / "supernet.pt", weights_only=True)
+    b = torch.load(killed / "supernet.pt", weights_only=True)
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], msg=key)
     assert [h["phase"] for h in b["history"]] == ["largest", "width"]
@@ -128,7 +128,7 @@ def test_schedule_extends_finished_run(tmp_path: Path, fmnist_available: None) -
     fresh = train_supernet(TrainConfig(phases=longer, **small), tmp_path / "fresh", progress=False)
     for key, value in fresh.state_dict().items():
         torch.testing.assert_close(grown.state_dict()[key], value, msg=key)
-    history = torch.load(tmp_path / "grown" / "supernet.pt", weights_only=False)["history"]
+    history = torch.load(tmp_path / "grown" / "supernet.pt", weights_only=True)["history"]
     assert [h["phase"] for h in history] == ["largest", "refine"]
     changed = (Phase("largest", 0.25, 0.1, ()), longer[1])
     with pytest.raises(ValueError, match=r"other phases \(a schedule may only be extended at its end\)"):

@@ -91,8 +91,13 @@ class BitFusionConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name not in ("name", "mode") and (not isinstance(v, (int, float)) or v <= 0):
-                raise ConfigError(f"BitFusionConfig.{f.name} must be a positive number, got {v!r}")
+            if f.name in ("name", "mode"):
+                continue
+            integral = f.type in (int, "int")
+            kind = int if integral else (int, float)
+            if isinstance(v, bool) or not isinstance(v, kind) or not math.isfinite(v) or v <= 0:
+                what = "a positive integer" if integral else "a positive finite number"
+                raise ConfigError(f"BitFusionConfig.{f.name} must be {what}, got {v!r}")
         if self.mode not in ("apq", "orig"):
             raise ConfigError(f"BitFusionConfig.mode must be 'apq' or 'orig', got {self.mode!r}")
         if self.pmax % self.pmin:

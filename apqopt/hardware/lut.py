@@ -252,17 +252,16 @@ class LUT:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write atomically (temp file + rename): a crash never leaves half a table."""
+        from apqopt.fileio import atomic_write
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = self.to_apq_json() if path.suffix in (".dict", ".json") else self.to_csv()
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-        return path
+        return atomic_write(path, self.to_apq_json() if path.suffix in (".dict", ".json") else self.to_csv())
 
     @classmethod
     def from_csv(cls, text: str, source: str = "<string>") -> LUT:
         lines = text.splitlines()
+        while lines and not lines[-1].strip():  # blank lines after the end line are harmless
+            lines.pop()
         if not lines or lines[0].strip() != CSV_MAGIC:
             raise LUTFormatError(
                 f"{source}: line 1: expected '{CSV_MAGIC}', got {lines[0][:60]!r}" if lines else f"{source}: empty file"
@@ -294,23 +293,25 @@ class LUT:
         if header != CSV_COLUMNS:
             raise LUTFormatError(f"{source}: line {n + 1}: expected columns {CSV_COLUMNS}, got {header}")
         lut = cls(hardware=meta["hardware"], config=config, command=meta.get("command", ""))
-        seen = set()
+        seen: dict[Any, int] = {}
         for i, row in enumerate(reader, start=n + 2):
             if len(row) != len(CSV_COLUMNS):
                 raise LUTFormatError(f"{source}: line {i}: expected {len(CSV_COLUMNS)} fields, got {len(row)}")
             try:
                 value = (_finite(row[10]), _finite(row[11]))
-                if row[0] in ("head", "tail"):
-                    setattr(lut, row[0], value)
-                    seen.add(row[0])
-                    continue
-                if row[0] != "layer":
+                if row[0] not in ("layer", "head", "tail"):
                     raise ValueError(f"role must be layer/head/tail, got {row[0]!r}")
-                key = tuple(int(x) for x in row[1:10])
+                key = row[0] if row[0] != "layer" else tuple(int(x) for x in row[1:10])
             except ValueError as exc:
                 raise LUTFormatError(f"{source}: line {i}: {exc}") from exc
-            lut.entries[key] = value  # type: ignore[index]
-        missing = {"head", "tail"} - seen
+            if key in seen:  # two values for one entry: which one is right cannot be guessed
+                raise LUTFormatError(f"{source}: line {i}: duplicate of the entry on line {seen[key]}")
+            seen[key] = i
+            if row[0] == "layer":
+                lut.entries[key] = value  # type: ignore[index]
+            else:
+                setattr(lut, row[0], value)
+        missing = {"head", "tail"} - set(seen)
         if missing:
             raise LUTFormatError(f"{source}: no {' or '.join(sorted(missing))} row (file truncated?)")
         return lut

@@ -329,10 +329,10 @@ class AccuracyPredictor:
             "metrics": metrics or self.metadata_.get("metrics", {}),
             "report": [asdict(r) | {"history": r.history[-5:]} for r in self.reports_],
         }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.model_.state_dict(), tmp)
-        tmp.replace(path)
-        Path(str(path) + ".json").write_text(json.dumps(meta, indent=2) + "\n")
+        from apqopt.fileio import atomic_save, atomic_write
+
+        atomic_save(path, lambda fh: torch.save(self.model_.state_dict(), fh))  # type: ignore[union-attr]
+        atomic_write(str(path) + ".json", json.dumps(meta, indent=2) + "\n")
         return path
 
     @classmethod

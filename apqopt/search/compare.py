@@ -447,16 +447,18 @@ def write_report(report: CompareReport, results: list[SearchResult], out_dir: st
     """compare.md, compare.json, hv_curves.png and fronts.png in ``out_dir``."""
     from matplotlib.figure import Figure  # no pyplot: the user's backend and global state stay untouched
 
+    from apqopt.fileio import atomic_save, atomic_write
     from apqopt.studies import front_rows
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.md").write_text(
+    atomic_write(
+        out / "compare.md",
         f"# compare on {report.space}\n\nbudget {report.budget} distinct networks per run, constraints "
         f"{report.constraints}, HV reference (latency, -acc) = {report.reference}; target HV = "
         f"{report.target_hv:.5f}\n\n{RULES}\n\n" + report.markdown() + "\n"
     )
-    (out / "compare.json").write_text(report.to_json())
+    atomic_write(out / "compare.json", report.to_json())
     names = list(dict.fromkeys(r.searcher for r in report.runs))
     colour = {n: f"C{i % 10}" for i, n in enumerate(names)}  # one colour per searcher in both plots
     fig = Figure(figsize=(6.5, 4.2))
@@ -473,7 +475,7 @@ def write_report(report: CompareReport, results: list[SearchResult], out_dir: st
     ax.set_ylabel("hypervolume (latency, -accuracy)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "hv_curves.png", dpi=110)
+    atomic_save(out / "hv_curves.png", lambda fh: fig.savefig(fh, dpi=110, format="png"))
     fig = Figure(figsize=(6.5, 4.2))
     ax = fig.subplots()
     for name in names:
@@ -500,5 +502,5 @@ def write_report(report: CompareReport, results: list[SearchResult], out_dir: st
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "fronts.png", dpi=110)
+    atomic_save(out / "fronts.png", lambda fh: fig.savefig(fh, dpi=110, format="png"))
     return [out / n for n in ("compare.md", "compare.json", "hv_curves.png", "fronts.png")]

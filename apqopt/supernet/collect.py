@@ -38,6 +38,7 @@ from apqopt.supernet.quant import QUANTIZER, FinetuneConfig, finetune, quantize
 
 Kind = Literal["fp", "quant"]
 GROUP = 10
+_HEADER_START = b'{"type": "header"'  # how every dataset file begins (json.dumps of the header dict)
 
 
 class DatasetFileError(ApqoptError, ValueError):
@@ -54,6 +55,20 @@ class CollectConfig:
     bn_images: int = 2000
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     supernet: str = ""  # weights_identity() of the supernet: records of other weights never mix
+
+    def __post_init__(self) -> None:
+        from apqopt.supernet.data import split_size
+
+        if self.kind not in ("fp", "quant"):
+            raise ConfigError(f"kind must be 'fp' or 'quant', got {self.kind!r}")
+        for name in ("seed", "eval_images", "bn_images"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "seed" else 1):
+                raise ConfigError(f"{name} must be an integer >= {0 if name == 'seed' else 1}, got {v!r}")
+        if self.eval_images > split_size(self.split):
+            raise ConfigError(
+                f"eval_images: the {self.split} split has {split_size(self.split)} images, asked {self.eval_images}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -89,26 +104,42 @@ def measure(supernet: Supernet, cand: Any, cfg: CollectConfig, seed: int, split:
 
 
 def _records(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], int]:
-    """(header, records, byte length of the intact part) of a dataset file."""
+    """(header, records, byte length of the intact part) of a dataset file.
+
+    Strict, because a resume appends to and may cut the file: every complete line must be a record
+    (a corrupt line in the middle is an error naming its line, never the end of the data), the first
+    must be an apqopt dataset header, and only a torn *last* line (no newline: a kill mid-write) is
+    left out of the intact part."""
     if not path.exists():
         return None, [], 0
+    if path.is_dir():
+        raise DatasetFileError(f"{path}: is a folder, not a dataset file")
     raw = path.read_bytes()
-    header, recs, good = None, [], 0
-    for line in raw.split(b"\n"):
-        end = good + len(line) + 1
-        if end > len(raw):  # no newline: torn last line
-            break
+    *lines, torn = raw.split(b"\n")
+    header: dict[str, Any] | None = None
+    recs: list[dict[str, Any]] = []
+    good = 0
+    for no, line in enumerate(lines, 1):
+        good += len(line) + 1
+        if not line.strip():
+            continue
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError:
-            break
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            obj = None
         if header is None:
-            if obj.get("type") != "header":
-                raise DatasetFileError(f"{path}: first line is not an apqopt dataset header")
+            if not (isinstance(obj, dict) and obj.get("type") == "header" and isinstance(obj.get("config"), dict)):
+                raise DatasetFileError(f"{path}:{no}: not an apqopt dataset (its first line is no dataset header)")
             header = obj
-        else:
-            recs.append(obj)
-        good = end
+            continue
+        if not (isinstance(obj, dict) and isinstance(obj.get("index"), int) and "accuracy" in obj and "genes" in obj):
+            raise DatasetFileError(
+                f"{path}:{no}: corrupt record (not a JSON object with index, genes and accuracy); "
+                "repair or remove that line -- nothing was changed"
+            )
+        recs.append(obj)
+    if header is None and torn[: len(_HEADER_START)] != _HEADER_START[: len(torn)]:
+        raise DatasetFileError(f"{path}:1: not an apqopt dataset (its first line is no dataset header)")
     return header, recs, good
 
 
@@ -198,11 +229,11 @@ def collect(
         raise DatasetFileError(
             f"{path} was collected with other settings; use another file. stored: {json.dumps(header['config'])}"
         )
-    if path.exists() and good < path.stat().st_size:
-        with path.open("r+b") as fh:
-            fh.truncate(good)  # drop a torn last line
     space = get_space(cfg.space)
     done = {r["index"] for r in recs} | _indices_elsewhere(Path(out), path, want["config"])
+    if path.exists() and good < path.stat().st_size:
+        with path.open("r+b") as fh:
+            fh.truncate(good)  # drop a torn last line (the only thing a resume may cut)
     mine = list(_indices(n, shard))
     todo = [i for i in mine if i not in done]
     split = load_split(cfg.split).subset(cfg.eval_images)
@@ -210,6 +241,8 @@ def collect(
     with path.open("a") as fh:
         if header is None:
             fh.write(json.dumps(want) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
         for i in todo:
             t0 = time.time()
             genes = candidate_genes(space, cfg, i)

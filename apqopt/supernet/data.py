@@ -82,6 +82,16 @@ class Split:
         return Split(self.images[:n], self.labels[:n])
 
 
+SPLIT_SIZES = {"train": 50_000, "val": VAL_SIZE, "test": 10_000}
+
+
+def split_size(name: str) -> int:
+    """Images in a split, known without reading the files (settings are checked before any work)."""
+    if name not in SPLIT_SIZES:
+        raise ConfigError(f"unknown split '{name}'; use train, val or test")
+    return SPLIT_SIZES[name]
+
+
 @lru_cache(maxsize=4)
 def load_split(name: str, path: str | None = None) -> Split:
     """``train`` (50k), ``val`` (10k held out of the training files) or ``test`` (10k)."""

@@ -114,9 +114,9 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def _save(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    from apqopt.fileio import atomic_save
+
+    atomic_save(path, lambda fh: torch.save(payload, fh))
 
 
 def _check_resumable(path: Path, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
@@ -159,7 +159,7 @@ def _train(cfg: TrainConfig, out_dir: str | Path, progress: bool, log: Any) -> S
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=False)
+        ck = torch.load(ckpt_path, weights_only=True)  # tensors and plain types only: no code runs
         _check_resumable(ckpt_path, ck["config"], cfg.to_dict())
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
@@ -271,7 +271,7 @@ def load_supernet(path: str | Path) -> Supernet:
     if not path.exists():
         raise FileNotFoundError(f"supernet weights not found: {path}; train with `apqopt supernet train`")
     try:
-        payload = torch.load(path, weights_only=False, map_location="cpu")
+        payload = torch.load(path, weights_only=True, map_location="cpu")  # no code runs from a file
         net = Supernet(payload["space"])
         net.load_state_dict(payload["model"])
     except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as exc:

@@ -1,0 +1,68 @@
+"""Command-line value types: every number and path is checked where it enters, with one message
+naming the option (argparse adds ``argument --NAME:``).
+
+Why a module of its own: the same rules (finite, integral, in range, not a folder) apply to every
+command, and a value refused here never reaches work that would run for minutes first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+MAX_BUDGET = 10_000_000  # distinct networks per run: beyond this a run does not end in a working day
+
+
+def integer(lo: int = 0, hi: int | None = None) -> Callable[[str], int]:
+    """An integer in [lo, hi]; '3.5', '1e3', 'nan' and 'true' are refused, not rounded."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text.strip(), 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be {_range(lo, hi)}, got {v}")
+        return v
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def number(lo: float = 0.0, hi: float = math.inf, above: bool = True) -> Callable[[str], float]:
+    """A finite float greater than ``lo`` (or equal, with ``above=False``) and at most ``hi``."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if (v <= lo if above else v < lo) or v > hi:
+            op = ">" if above else ">="
+            raise argparse.ArgumentTypeError(
+                f"must be {op} {lo:g}{'' if hi == math.inf else f' and <= {hi:g}'}, got {v:g}"
+            )
+        return v
+
+    parse.__name__ = "number"
+    return parse
+
+
+def file_path(text: str) -> str:
+    """A path that, where it exists, is a file (a folder given as a file is named here, not traced back)."""
+    if not text:
+        raise argparse.ArgumentTypeError("must be a path, got an empty string")
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
+    return text
+
+
+def _range(lo: int, hi: int | None) -> str:
+    return f">= {lo}" if hi is None else f"between {lo} and {hi}"
+
+
+__all__ = ["MAX_BUDGET", "file_path", "integer", "number"]

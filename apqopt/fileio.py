@@ -1,0 +1,52 @@
+"""Writing files so that a kill never leaves half of one: write a temporary file beside the target,
+flush it to disk, then rename it over the target (a rename within one folder is atomic on POSIX).
+
+Why one module: every writer of results (tables, predictors, weights, reports) must keep the same
+promise -- a reader finds the old file or the new one, never a mixture -- and a temporary name that
+two writers cannot share.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """A binary file handle whose content replaces ``path`` only when the block ends without error."""
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(f"{target} is a folder, not a file")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> Path:
+    """Write text (UTF-8) or bytes to ``path`` atomically."""
+    with atomic_open(path) as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
+    return Path(path)
+
+
+def atomic_save(path: str | os.PathLike[str], save: Callable[[IO[bytes]], Any]) -> Path:
+    """Let ``save(fh)`` write (``torch.save``, ``fig.savefig``, ``np.save``...) and publish the result atomically."""
+    with atomic_open(path) as fh:
+        save(fh)
+    return Path(path)
+
+
+__all__ = ["atomic_open", "atomic_save", "atomic_write"]
