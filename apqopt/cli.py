@@ -7,6 +7,7 @@ only parses, reports errors as one clear line (exit 2), and prints.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -69,19 +70,22 @@ def _price_summary(name: str, samples: int, seed: int) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """The main job on the embedded defaults: shipped tables -> searchers compared head to head on the
     shipped predictor (fmnist), recorded as Optuna studies, each run's front measured on the supernet."""
-    from apqopt.search.compare import compare, supernet_measurer, write_report
+    from apqopt.search.compare import check_compare_args, compare, supernet_measurer, write_report
     from apqopt.search.problem import Problem
+    from apqopt.studies import open_storage
     from apqopt.supernet.train import load_supernet
 
     t0 = time.perf_counter()
-    if args.verify < 0:
-        raise ConfigError(f"--verify must be 0 or more candidates per run, got {args.verify}")
+    check_compare_args(args.searchers, args.seeds)
+    # the same settings give the same studies: a rerun (after a kill) resumes instead of starting over
+    key = json.dumps([args.latency, args.budget, args.searchers, args.seeds, args.verify])
+    tag = f"run-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+    open_storage(args.storage)  # a wrong URL or a read-only file fails now
     print("[1/3] hardware tables")
     for name in space_names():
         _price_summary(name, args.samples, args.seed)
     print(f"\n[2/3] search: fmnist, latency <= {args.latency} ms, {args.budget} distinct networks per run")
     problem = Problem.from_files("fmnist", latency=args.latency)
-    tag = time.strftime("run-%Y%m%d-%H%M%S")
     if args.verify:
         print(f"[3/3] verify: {args.verify} candidates along each run's front measured on the supernet")
     report, results = compare(
@@ -95,6 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         predictor="shipped",
         verify_top=args.verify,
         measurer=supernet_measurer(load_supernet(supernet_path("fmnist"))) if args.verify else None,
+        overwrite=args.overwrite,
     )
     paths = write_report(report, results, Path(args.out or reports_dir()) / tag)
     print(report.markdown())
@@ -118,9 +123,11 @@ def cmd_space_sample(args: argparse.Namespace) -> int:
 
 
 def _read_candidate(text: str, apq: bool, space: str) -> Candidate:
-    path = Path(text)
-    if not text.lstrip().startswith("{") and path.exists():
-        text = path.read_text()
+    """A candidate given inline as JSON, or as a file holding it."""
+    from apqopt.fileio import read_text
+
+    if not text.lstrip().startswith(("{", "[")):
+        text = read_text(text, "a candidate (JSON, or a file holding it)")
     if apq:
         try:
             return from_apq_spec(get_space(space), json.loads(text))
@@ -274,14 +281,20 @@ def cmd_collect(args: argparse.Namespace) -> int:
         from apqopt.live import LiveSpec, create_live_study, enqueue
 
         spec = LiveSpec(
-            "measure", space=args.space, budget=args.n, seed=args.seed, measure=args.kind, supernet=args.supernet or ""
+            "measure",
+            space=args.space,
+            budget=args.n,
+            seed=args.seed,
+            measure=args.kind,
+            supernet=str(Path(args.supernet).resolve()) if args.supernet else "",
+            eval_images=args.eval_images,
         )
         study = create_live_study(spec, args.storage, args.study or f"collect-{args.kind}-{args.space}-seed{args.seed}")
         cfg = CollectConfig(kind=args.kind, space=args.space, seed=args.seed)
         space = get_space(args.space)
         added = enqueue(study, np.stack([candidate_genes(space, cfg, i) for i in range(args.n)]))
         print(f"study '{study.study_name}': {added} candidates enqueued")
-        return _work_locally(args.storage, study.study_name, args.workers, args.quiet)
+        return _work_locally(args.storage, study.study_name, args.workers, args.quiet, [args.supernet])
     net = load_supernet(weights)
     cfg = CollectConfig(
         kind=args.kind,
@@ -430,15 +443,18 @@ def _predictor_label(args: argparse.Namespace) -> str:
     return str(args.apq_checkpoint or args.predictor or "shipped")
 
 
-def _work_locally(storage: str, study: str, workers: int, quiet: bool) -> int:
-    """Work on a live study here with ``workers`` processes (this one and workers-1 children)."""
+def _work_locally(storage: str, study: str, workers: int, quiet: bool, files: list[str | None]) -> int:
+    """Work on a live study here with ``workers`` processes (this one and workers-1 children), allowed to
+    load the ``files`` this command was given (the study names them; workers load only allowed folders)."""
     import subprocess
 
     from apqopt.live import work
 
+    allow = sorted({str(Path(f).resolve().parent) for f in files if f})
     cmd = [sys.executable, "-m", "apqopt.cli", "worker", "--study", study, "--storage", storage, "--quiet"]
+    cmd += [x for d in allow for x in ("--allow-dir", d)]
     children = [subprocess.Popen(cmd) for _ in range(workers - 1)]
-    rep = work(storage, study, progress=not quiet)
+    rep = work(storage, study, progress=not quiet, allow_dirs=allow)
     codes = [c.wait() for c in children]
     print(f"study '{study}': {rep.complete} complete trials; this worker told {rep.told} in {rep.wall_s:.1f} s")
     return max([0, *codes])
@@ -447,7 +463,7 @@ def _work_locally(storage: str, study: str, workers: int, quiet: bool) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from apqopt.live import work
 
-    rep = work(args.storage, args.study, max_trials=args.max_trials, progress=not args.quiet)
+    rep = work(args.storage, args.study, max_trials=args.max_trials, progress=not args.quiet, allow_dirs=args.allow_dir)
     print(json.dumps(rep.__dict__))
     return 0
 
@@ -475,21 +491,32 @@ def _live_search(args: argparse.Namespace) -> int:
     )
     name = args.study or f"live-{args.searcher}-{args.space}-seed{args.seed}"
     study = create_live_study(spec, args.storage, name)
-    return _work_locally(args.storage or default_storage(), study.study_name, args.workers, args.quiet)
+    return _work_locally(
+        args.storage or default_storage(), study.study_name, args.workers, args.quiet, [args.lut, args.predictor]
+    )
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     from apqopt.search import make_searcher
-    from apqopt.studies import open_storage, record
+    from apqopt.studies import StorageError, check_study_name, open_storage, record, run_settings, settings_digest
 
     if args.live:
         return _live_search(args)
     problem = _problem(args)
     params = _searcher_params(args, [args.searcher])[args.searcher]
     searcher = make_searcher(args.searcher, **params, seed=args.seed)
-    open_storage(args.storage)  # a wrong URL fails now, not after the search
+    name = args.study or f"{args.searcher}-{problem.space.name}-seed{args.seed}"
+    settings = run_settings(
+        problem, args.searcher, searcher.get_params(), args.budget, predictor=_predictor_label(args)
+    )
+    store = open_storage(args.storage)  # a wrong URL, a read-only file or a taken name fail now, not after the search
+    where = args.storage or default_storage()
+    if check_study_name(store, name, settings_digest(settings), args.overwrite, where) == "reuse":
+        raise StorageError(f"study '{name}' already exists in {where} (the same run); --overwrite to run it again")
     res = searcher.run(problem, args.budget, progress=not args.quiet)
-    study = record(res, problem, args.storage, args.study, predictor=_predictor_label(args))
+    study = record(
+        res, problem, args.storage, name, predictor=_predictor_label(args), settings=settings, overwrite=args.overwrite
+    )
     b = res.best()
     if b < 0:
         print(f"no feasible candidate found in {len(res.evaluated)} evaluations")
@@ -516,11 +543,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from apqopt.search.compare import compare, supernet_measurer, write_report
+    from apqopt.search.compare import check_compare_args, compare, supernet_measurer, write_report
     from apqopt.supernet.train import load_supernet
 
-    if args.verify_top < 0:
-        raise ConfigError(f"--verify-top must be 0 or more candidates per run, got {args.verify_top}")
+    check_compare_args(args.searchers, args.seeds)
     problem = _problem(args)
     params = _searcher_params(args, args.searchers)
     measurer = None
@@ -540,6 +566,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         predictor=_predictor_label(args),
         verify_top=args.verify_top,
         measurer=measurer,
+        overwrite=args.overwrite,
     )
     paths = write_report(report, results, args.out or compare_dir())
     print(report.markdown())
@@ -613,6 +640,14 @@ def _storage_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _overwrite_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace studies of the same names (default: resume interrupted ones, refuse others)",
+    )
+
+
 def add_run_parser(sub: Sub) -> None:
     run = _parser(sub, "run", "main job: tables, searchers head to head on fmnist, verification")
     run.add_argument("--samples", type=integer(1), default=100_000, help="random candidates priced per space")
@@ -627,6 +662,7 @@ def add_run_parser(sub: Sub) -> None:
     )
     run.add_argument("--seeds", nargs="+", type=integer(0), default=[0, 1, 2])
     _storage_arg(run)
+    _overwrite_arg(run)
     run.add_argument("--out", help="folder for the compare report (default: $APQOPT_HOME/reports)")
     run.add_argument(
         "--verify", type=integer(0), default=2, help="candidates along each run's front to measure for real (0: skip)"
@@ -736,6 +772,7 @@ def _problem_args(p: argparse.ArgumentParser, budget: int) -> None:
         help="a searcher's constructor parameter, e.g. population=50 or evolution.mutate_prob=0.2 (repeatable)",
     )
     _storage_arg(p)
+    _overwrite_arg(p)
     p.add_argument("--quiet", action="store_true")
 
 
@@ -757,6 +794,11 @@ def add_worker_parser(sub: Sub) -> None:
     wo.add_argument("--study", required=True)
     wo.add_argument("--storage", required=True, help="SQLite or PostgreSQL URL of the live study")
     wo.add_argument("--max-trials", type=integer(0), help="leave after telling this many trials")
+    wo.add_argument(
+        "--allow-dir",
+        action="append",
+        help="folder from which files the study names may be loaded (repeatable; $APQOPT_HOME always is)",
+    )
     wo.add_argument("--quiet", action="store_true")
     wo.set_defaults(func=cmd_worker)
 

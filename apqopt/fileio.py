@@ -49,4 +49,22 @@ def atomic_save(path: str | os.PathLike[str], save: Callable[[IO[bytes]], Any]) 
     return Path(path)
 
 
-__all__ = ["atomic_open", "atomic_save", "atomic_write"]
+
+
+def read_text(path: str | os.PathLike[str], what: str) -> str:
+    """A text file's content, or one error naming the file and what was expected of it (a folder, a
+    missing file and a binary file each get their own words instead of a codec or OS traceback)."""
+    from apqopt.errors import ConfigError
+
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p} is a folder, not {what}")
+    if not p.exists():
+        raise ConfigError(f"{what} not found: {p}")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p} is not a text file, so not {what} (binary or corrupted?)") from None
+
+
+__all__ = ["atomic_open", "atomic_save", "atomic_write", "read_text"]

@@ -29,6 +29,7 @@ one transaction. Journal files carry no heartbeats, so live studies need SQLite 
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import json
 import threading
@@ -37,6 +38,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,7 +51,7 @@ from tqdm import tqdm
 
 from apqopt.errors import ConfigError
 from apqopt.record import RecordCodec, quiet_optuna
-from apqopt.settings import default_storage, parse_storage
+from apqopt.settings import allowed_dirs, default_storage, inside_allowed, parse_storage
 from apqopt.studies import StorageError, open_storage
 
 
@@ -90,6 +92,7 @@ class LiveSpec:
     predictor: str = ""
     measure: str = "quant"
     supernet: str = ""
+    eval_images: int = 5000
     heartbeat_s: int = 10
     grace_s: int = 30
 
@@ -102,6 +105,8 @@ class LiveSpec:
             raise ConfigError(f"unknown sampler {self.sampler!r}; live searches use {sorted(SAMPLERS)}")
         if self.budget <= 0:
             raise ConfigError(f"budget must be positive, got {self.budget}")
+        if isinstance(self.eval_images, bool) or not isinstance(self.eval_images, int) or self.eval_images < 1:
+            raise ConfigError(f"eval_images must be a positive integer, got {self.eval_images!r}")
         if self.measure not in ("fp", "quant"):
             raise ConfigError(f"measure must be 'fp' or 'quant', got {self.measure!r}")
         if not 0 < self.heartbeat_s < self.grace_s:
@@ -248,6 +253,37 @@ def _beating(storage: RDBStorage, trial_id: int, interval: float) -> Iterator[No
         thread.join()
 
 
+def fail_stale(study: optuna.Study, rdb: RDBStorage, grace_s: float) -> None:
+    """Fail (and re-enqueue) trials whose worker died: those with a stale heartbeat (Optuna's check),
+    and those that never got one -- a worker killed between ``ask()`` and its first beat leaves a
+    RUNNING trial Optuna never counts as stale, and every other worker would wait for it forever."""
+    optuna.storages.fail_stale_trials(study)
+    now = datetime.now()  # Optuna stamps datetime_start with the local clock
+    beatless = [
+        t._trial_id
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if t.datetime_start is not None
+        and (now - t.datetime_start).total_seconds() > grace_s
+        and _heartbeat_missing(rdb, t._trial_id)
+    ]
+    callback = rdb.get_heartbeat_stale_trial_callback()
+    for trial_id in beatless:
+        try:
+            failed = rdb.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker got there first
+            continue
+        if failed and callback is not None:
+            callback(study, copy.deepcopy(rdb.get_trial(trial_id)))
+
+
+def _heartbeat_missing(rdb: RDBStorage, trial_id: int) -> bool:
+    with rdb.engine.connect() as conn:
+        row = conn.execute(
+            sqlalchemy.text("SELECT 1 FROM trial_heartbeats WHERE trial_id = :t"), {"t": trial_id}
+        ).first()
+    return row is None
+
+
 @dataclass
 class WorkerReport:
     worker: int
@@ -274,10 +310,15 @@ def workers_joined(study: optuna.Study) -> int:
     return int(study._storage.get_study_system_attrs(study._study_id).get("apqopt:workers", 0))
 
 
-def _supernet_file(spec: LiveSpec) -> Path:
+def _study_file(path: str, allowed: list[Path]) -> str | None:
+    """A file a study names, checked to lie in a folder this worker may read (None: the shipped one)."""
+    return str(inside_allowed(path, allowed)) if path else None
+
+
+def _supernet_file(spec: LiveSpec, allowed: list[Path]) -> Path:
     from apqopt.shipped import supernet_path
 
-    return Path(spec.supernet) if spec.supernet else supernet_path(spec.space)
+    return Path(_study_file(spec.supernet, allowed) or supernet_path(spec.space))
 
 
 def _pin_supernet(study: optuna.Study, storage: RDBStorage, identity: str) -> None:
@@ -294,7 +335,7 @@ def _pin_supernet(study: optuna.Study, storage: RDBStorage, identity: str) -> No
             )
 
 
-def _evaluator(spec: LiveSpec) -> Callable[[optuna.Trial], list[float]]:
+def _evaluator(spec: LiveSpec, allowed: list[Path]) -> Callable[[optuna.Trial], list[float]]:
     """Turn a trial into objective values (writing its attrs), per study kind."""
     codec = spec.codec()
     if spec.kind == "search":
@@ -304,8 +345,8 @@ def _evaluator(spec: LiveSpec) -> Callable[[optuna.Trial], list[float]]:
         problem = Problem.from_files(
             spec.space,
             objectives=spec.objectives,
-            predictor=spec.predictor or None,
-            lut=spec.lut or None,
+            predictor=_study_file(spec.predictor, allowed),
+            lut=_study_file(spec.lut, allowed),
             **spec.constraints,
         )
         return objective(problem)
@@ -314,8 +355,8 @@ def _evaluator(spec: LiveSpec) -> Callable[[optuna.Trial], list[float]]:
     from apqopt.supernet.data import accuracy_stderr
     from apqopt.supernet.train import load_supernet
 
-    supernet = load_supernet(_supernet_file(spec))
-    cfg = CollectConfig(kind=spec.measure, space=spec.space)  # type: ignore[arg-type]
+    supernet = load_supernet(_supernet_file(spec, allowed))
+    cfg = CollectConfig(kind=spec.measure, space=spec.space, eval_images=spec.eval_images)  # type: ignore[arg-type]
     space = codec.space
 
     def measured(trial: optuna.Trial) -> list[float]:
@@ -336,17 +377,22 @@ def work(
     max_trials: int | None = None,
     progress: bool = True,
     poll_s: float = 0.5,
+    allow_dirs: list[str] | None = None,
 ) -> WorkerReport:
     """Take part in a live study until it holds its budget of complete trials.
 
     ``max_trials``: stop after telling this many (a worker that leaves early; tests use it).
+    ``allow_dirs``: folders (besides ``$APQOPT_HOME``, ``$APQOPT_ALLOW_DIRS``) from which the files a
+    study names (predictor, table, supernet) may be loaded; any other path is refused.
     Returns once the study is done (all complete) or this worker's share is over.
     """
     with _heartbeat_warnings_off(), quiet_optuna():
-        return _work(storage, study_name, max_trials, progress, poll_s)
+        return _work(storage, study_name, max_trials, progress, poll_s, allowed_dirs(allow_dirs))
 
 
-def _work(storage: str | None, study_name: str, max_trials: int | None, progress: bool, poll_s: float) -> WorkerReport:
+def _work(
+    storage: str | None, study_name: str, max_trials: int | None, progress: bool, poll_s: float, allowed: list[Path]
+) -> WorkerReport:
     t0 = time.perf_counter()
     try:
         spec = load_spec(optuna.load_study(study_name=study_name, storage=open_rdb(storage)))
@@ -362,13 +408,13 @@ def _work(storage: str | None, study_name: str, max_trials: int | None, progress
     if spec.kind == "measure":
         from apqopt.supernet.train import weights_identity
 
-        _pin_supernet(study, rdb, weights_identity(_supernet_file(spec)))
-    evaluate = _evaluator(spec)
+        _pin_supernet(study, rdb, weights_identity(_supernet_file(spec, allowed)))
+    evaluate = _evaluator(spec, allowed)
     sid = study._study_id
     told = 0
     bar = tqdm(total=spec.budget, desc=f"worker {me} {study_name}", disable=not progress)
     while max_trials is None or told < max_trials:
-        optuna.storages.fail_stale_trials(study)  # re-enqueue candidates of dead workers
+        fail_stale(study, rdb, spec.grace_s)  # re-enqueue candidates of dead workers
         trial = None
         with study_lock(rdb, study_name):
             waiting = _count(rdb, sid, TrialState.WAITING)

@@ -10,6 +10,7 @@ build 50,000 FrozenTrials). ``tests/test_review.py`` checks that both give the s
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,11 @@ from apqopt.record import RecordCodec
 from apqopt.search.pareto import non_dominated
 from apqopt.settings import parse_storage
 from apqopt.space import Candidate
-from apqopt.studies import StorageError
+from apqopt.studies import StorageError, study_state
 
 STUDY_COLUMNS = [
     "study",
+    "state",
     "searcher",
     "seed",
     "space",
@@ -153,11 +155,11 @@ class StudyReader:
             self.journal = parse_storage(url).kind == "journal"
         except ApqoptError as exc:
             raise StorageError(str(exc)) from None
+        self.notices: list[str] = []  # what was left out, and why (the dashboard shows them)
         if self.journal:
-            if not Path(url).exists():
+            if not Path(url).is_file():
                 raise StorageError(f"no journal file at {url}")
-            storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
-            self.tables: OptunaTables | SqlTables = OptunaTables(storage)
+            self.tables: OptunaTables | SqlTables = OptunaTables(self._journal(Path(url)))
         else:
             try:
                 engine = sa.create_engine(_read_only_url(url))
@@ -169,6 +171,30 @@ class StudyReader:
                 raise StorageError(f"cannot read studies from {url!r}: {type(exc).__name__}: {exc}") from exc
             self.tables = SqlTables(engine)
 
+    def _journal(self, path: Path) -> optuna.storages.BaseStorage:
+        """The journal, or -- when a line of it is not JSON (a torn write, a stray edit) -- a read-only
+        snapshot without those lines, with a notice: one bad line must not hide every study."""
+        try:
+            storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+            storage.get_all_studies()
+            return storage
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            pass
+        good, bad = [], 0
+        for line in path.read_bytes().splitlines():
+            try:
+                if isinstance(json.loads(line), dict):
+                    good.append(line)
+                    continue
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                pass
+            bad += 1
+        self._snapshot = tempfile.TemporaryDirectory(prefix="apqopt-journal-")
+        copy = Path(self._snapshot.name) / path.name
+        copy.write_bytes(b"".join(line + b"\n" for line in good))
+        self.notices.append(f"{path}: {bad} line(s) that are not journal records were skipped")
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(copy)))
+
     # ------------------------------------------------------------------ studies
     def study_attrs(self) -> dict[str, dict[str, Any]]:
         return self.tables.study_attrs()
@@ -178,13 +204,18 @@ class StudyReader:
 
     def studies(self) -> pd.DataFrame:
         attrs, counts = self.study_attrs(), self.trial_counts()
-        rows = []
+        rows, foreign = [], []
         for name, a in attrs.items():
+            state = study_state(a, counts.get(name, 0))
+            if state == "foreign":
+                foreign.append(name)
+                continue
             trials = self.trials(name) if counts.get(name) else pd.DataFrame()
             ok = trials[trials["feasible"]] if len(trials) else trials
             rows.append(
                 {
                     "study": name,
+                    "state": state,
                     "searcher": a.get("searcher", "?"),
                     "seed": a.get("seed"),
                     "space": a.get("space", "?"),
@@ -195,6 +226,12 @@ class StudyReader:
                     "best_accuracy": float(ok["accuracy"].max()) if len(ok) else None,
                     "wall_s": a.get("wall_s"),
                 }
+            )
+        if foreign:
+            self.notices.append(
+                f"{len(foreign)} stud{'y' if len(foreign) == 1 else 'ies'} not written by apqopt left out: "
+                + ", ".join(sorted(foreign)[:5])
+                + ("..." if len(foreign) > 5 else "")
             )
         return pd.DataFrame(rows, columns=STUDY_COLUMNS)
 

@@ -58,6 +58,25 @@ def benchmark_results_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
+def allowed_dirs(extra: list[str] | None = None) -> list[Path]:
+    """Folders a worker may load files from when a *shared study* names them: ``$APQOPT_HOME``,
+    ``$APQOPT_ALLOW_DIRS`` (``os.pathsep``-separated) and ``extra`` (``apqopt worker --allow-dir``).
+    Whoever can write the database must not be able to make every worker read any file it likes."""
+    env = [d for d in os.environ.get("APQOPT_ALLOW_DIRS", "").split(os.pathsep) if d]
+    return [Path(d).resolve() for d in [str(home()), *env, *(extra or [])]]
+
+
+def inside_allowed(path: str, allowed: list[Path]) -> Path:
+    """``path`` resolved (links followed), if it lies inside one of ``allowed``; else a ConfigError."""
+    real = Path(path).resolve()
+    if any(real.is_relative_to(d) for d in allowed):
+        return real
+    raise ConfigError(
+        f"the study asks this worker to load {path}, outside the folders it may read "
+        f"({', '.join(map(str, allowed))}); if that file is yours, start the worker with --allow-dir {real.parent}"
+    )
+
+
 StorageKind = Literal["sqlite", "journal", "rdb"]
 
 

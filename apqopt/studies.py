@@ -21,7 +21,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-from typing import Any
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -46,13 +50,130 @@ class StorageError(ApqoptError, ValueError):
     """A storage URL that cannot be opened, or a study that clashes with an existing one."""
 
 
-def open_storage(url: str | None = None, **rdb_kw: Any) -> optuna.storages.BaseStorage:
+# How a recorded study proves it is whole: ``recording`` (who writes it, with which settings) is set
+# right after the study is created, ``recorded`` after its last trial and attr. A study with the first
+# and not the second was interrupted: readers flag it, and the same command replaces it.
+RECORDING_ATTR, RECORDED_ATTR = "recording", "recorded"
+StudyState = Literal["complete", "incomplete", "live", "foreign"]
+
+
+def study_state(attrs: dict[str, Any], n_trials: int = 0) -> StudyState:
+    """What a study is, from its user attrs: a whole recorded run, an interrupted one, a live study,
+    or not apqopt's. (A study with no attrs and no trials was cut right after its creation.)"""
+    if RECORDED_ATTR in attrs:
+        return "complete"
+    if "live_spec" in attrs:
+        return "live"
+    if RECORDING_ATTR in attrs or (not attrs and not n_trials):
+        return "incomplete"
+    if {"space", "searcher"} <= set(attrs):  # recorded before the markers existed
+        return "complete"
+    return "foreign"
+
+
+def settings_digest(settings: dict[str, Any]) -> str:
+    """A short fingerprint of what decides a run's result (space, problem, searcher and its parameters,
+    seed, budget, ...): the same command gives the same digest, so its study can be resumed or reused."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_settings(problem: Problem, searcher: str, params: dict[str, Any], budget: int, **extra: Any) -> dict[str, Any]:
+    """Everything that decides a recorded run's trials (what :func:`settings_digest` fingerprints)."""
+    return {
+        "space": problem.space.name,
+        "objectives": list(problem.objectives),
+        "constraints": dict(problem.constraints),
+        "fixed": None if problem.fixed is None else np.asarray(problem.fixed).tolist(),
+        "lut": f"{problem.lut.hardware}: {problem.lut.command}: {len(problem.lut)}",
+        "searcher": searcher,
+        "params": params,
+        "budget": budget,
+        **extra,
+    }
+
+
+def _writer_alive(writer: dict[str, Any]) -> bool:
+    """Whether the process that began writing a study may still run: on this host, whether its pid
+    lives; on another host it cannot be told, so it is assumed to (``--overwrite`` decides)."""
+    if not writer:
+        return False
+    if writer.get("host") != socket.gethostname():
+        return True
+    pid = int(writer.get("pid", 0))
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def existing_study(store: optuna.storages.BaseStorage, name: str) -> tuple[StudyState, dict[str, Any]] | None:
+    """(state, user attrs) of the study called ``name``, or None."""
+    try:
+        sid = store.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    attrs = store.get_study_user_attrs(sid)
+    return study_state(attrs, store.get_n_trials(sid)), attrs
+
+
+def check_study_name(
+    store: optuna.storages.BaseStorage, name: str, digest: str, overwrite: bool = False, where: str = ""
+) -> Literal["new", "replace", "reuse"]:
+    """What recording a run as ``name`` will do, decided (and refused) before any search work:
+    ``new``; ``replace`` an interrupted study of the same run (or any study, with ``overwrite``);
+    ``reuse`` a complete study of exactly this run. Anything else is an error saying what to do."""
+    found = existing_study(store, name)
+    if found is None:
+        return "new"
+    state, attrs = found
+    where = where or "the storage"
+    writer = attrs.get(RECORDING_ATTR, {})
+    if state == "incomplete" and _writer_alive(writer):
+        here = writer.get("host") == socket.gethostname()
+        if not (overwrite and not here):
+            raise StorageError(
+                f"study '{name}' in {where} is being written by process {writer.get('pid')} on {writer.get('host')}"
+                + ("" if here else "; if that process is gone, --overwrite replaces the study")
+            )
+    if overwrite:
+        return "replace"
+    stored = (attrs.get(RECORDED_ATTR) or attrs.get(RECORDING_ATTR) or {}).get("settings")
+    if state == "incomplete" and stored in (None, digest):
+        return "replace"
+    if state == "complete" and stored == digest:
+        return "reuse"
+    what = {"complete": "already exists", "incomplete": "was interrupted", "live": "is a live study"}.get(
+        state, "exists and is not an apqopt study"
+    )
+    other = " with other settings" if stored not in (None, digest) else ""
+    raise StorageError(f"study '{name}' {what}{other} in {where}; choose another name, or --overwrite to replace it")
+
+
+def open_storage(url: str | None = None, create: bool = True, **rdb_kw: Any) -> optuna.storages.BaseStorage:
     """An Optuna storage from a URL: ``sqlite:///path``, ``postgresql://...``, or a ``.log`` journal path
-    (default: :func:`apqopt.settings.default_storage`). ``rdb_kw`` go to ``RDBStorage`` (heartbeats)."""
+    (default: :func:`apqopt.settings.default_storage`). ``rdb_kw`` go to ``RDBStorage`` (heartbeats).
+    ``create=False`` (readers): a SQLite or journal file that does not exist is an error, not created."""
     try:
         target = parse_storage(url)
     except ApqoptError as exc:
         raise StorageError(str(exc)) from None
+    if target.path is not None:
+        if target.path.is_dir():
+            raise StorageError(f"storage {url!r}: {target.path} is a folder, not a database file")
+        if not create and not target.path.exists():
+            raise StorageError(f"no storage at {target.path} (nothing has been recorded there)")
+        folder = target.path.parent if target.path.parent != Path("") else Path(".")
+        if create and (
+            (target.path.exists() and not os.access(target.path, os.W_OK))
+            or (folder.exists() and not os.access(folder, os.W_OK))
+        ):  # found now, not after a search whose results could then not be stored
+            raise StorageError(f"storage {url!r}: {target.path} (or its folder) is not writable")
     try:
         if target.kind == "journal":
             assert target.path is not None
@@ -103,19 +224,31 @@ def record(
     full_limit: int | None = None,
     predictor: str = "",
     verified_rows: dict[int, dict[str, float]] | None = None,
+    settings: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> optuna.Study:
-    """Write a finished run as a new study; refuses to overwrite an existing study of that name.
+    """Write a finished run as a new study, as one unit: the study is marked ``recording`` first and
+    ``recorded`` last, so a kill in between leaves a study every reader flags as interrupted and the
+    same run (same ``settings``) replaces. An existing whole study is never replaced unless ``overwrite``.
 
     ``verified_rows``: measurements of evaluated rows (row index -> measured accuracy, stderr, ...),
-    stored in the study attr ``verified`` under the trial numbers those rows get."""
+    stored in the study attr ``verified`` under the trial numbers those rows get. ``settings``: what
+    decides the run (default: :func:`run_settings` of the result)."""
     store = open_storage(storage)
     codec = RecordCodec.of(problem)
     name = study_name or f"{result.searcher}-{problem.space.name}-seed{result.seed}"
+    settings = settings or run_settings(problem, result.searcher, result.params, result.budget, predictor=predictor)
+    digest = settings_digest(settings)
+    action = check_study_name(store, name, digest, overwrite, storage or "the default storage")
+    if action == "reuse":
+        raise StorageError(f"study '{name}' already exists (the same run); choose another name, or --overwrite")
+    if action == "replace":
+        optuna.delete_study(study_name=name, storage=store)
     try:
         study = codec.create_study(store, name)
-    except optuna.exceptions.DuplicatedStudyError:
-        where = storage or "the default storage"
-        raise StorageError(f"study '{name}' already exists in {where}; choose another name") from None
+    except optuna.exceptions.DuplicatedStudyError:  # another process created it meanwhile
+        raise StorageError(f"study '{name}' was just created by another process; choose another name") from None
+    study.set_user_attr(RECORDING_ATTR, {"host": socket.gethostname(), "pid": os.getpid(), "settings": digest})
     ev = result.evaluated
     if full_limit is None:
         full_limit = FULL_LIMIT["journal" if isinstance(store, optuna.storages.JournalStorage) else "rdb"]
@@ -147,6 +280,7 @@ def record(
     dists = codec.distributions()
     with quiet_optuna():
         study.add_trials([codec.frozen_trial(ev, int(i), dists) for i in rows])
+    study.set_user_attr(RECORDED_ATTR, {"trials": len(rows), "settings": digest})  # last: the study is whole
     return study
 
 

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,6 +18,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from apqopt.errors import ConfigError
 from apqopt.live import LiveSpec, create_live_study, enqueue, work, workers_joined
 from apqopt.predictor import AccuracyPredictor
 from apqopt.studies import StorageError
@@ -41,8 +43,12 @@ def spec(predictor: str, budget: int, **kw: object) -> LiveSpec:
     return LiveSpec("search", budget=budget, predictor=predictor, constraints={"latency": 0.6}, population=10, **kw)  # type: ignore[arg-type]
 
 
+ALLOW = [tempfile.gettempdir()]  # the tests' files live there; workers load only from allowed folders
+
+
 def worker_cmd(url: str, study: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "apqopt.cli", "worker", "--study", study, "--storage", url, "--quiet", *extra]
+    cmd = [sys.executable, "-m", "apqopt.cli", "worker", "--study", study, "--storage", url, "--quiet", *extra]
+    return [*cmd, "--allow-dir", ALLOW[0]]
 
 
 def states(study: optuna.Study) -> Counter[str]:
@@ -105,7 +111,7 @@ def test_sigkill_mid_run_then_resume(storage_url: str, predictor_file: str) -> N
     proc.wait()
     at_kill = states(study)
     assert 0 < at_kill["COMPLETE"] < budget
-    rep = work(storage_url, "kill", progress=False)  # a restarted worker finishes the study
+    rep = work(storage_url, "kill", progress=False, allow_dirs=ALLOW)  # a restarted worker finishes the study
     assert rep.complete == budget
     assert_complete_and_whole(study, budget)
     trials = study.get_trials(deepcopy=False)
@@ -115,6 +121,33 @@ def test_sigkill_mid_run_then_resume(storage_url: str, predictor_file: str) -> N
     for f in failed:  # each interrupted candidate was evaluated again, with the params it had got
         again = retried[f.number]
         assert all(again.params[k] == v for k, v in f.params.items())
+
+
+def test_trial_asked_but_never_beaten_goes_stale(tmp_path: Path, predictor_file: str) -> None:
+    """A worker killed between ask() and its first heartbeat leaves a RUNNING trial without any beat;
+    other workers must fail and re-enqueue it after the grace period instead of waiting forever."""
+    url = f"sqlite:///{tmp_path / 'nb.db'}"
+    create_live_study(spec(predictor_file, 6, heartbeat_s=1, grace_s=2), url, "nb")
+    study = optuna.load_study(study_name="nb", storage=url)
+    orphan = study.ask()  # what the killed worker left behind: RUNNING, no heartbeat ever
+    assert subprocess.run(worker_cmd(url, "nb"), timeout=120).returncode == 0  # hangs forever if not fixed
+    trials = study.get_trials(deepcopy=False)
+    assert states(study) == Counter(COMPLETE=6, FAIL=1)
+    assert trials[orphan.number].state == TrialState.FAIL
+    again = [t for t in trials if t.system_attrs.get("failed_trial") == orphan.number]
+    assert len(again) == 1 and again[0].state == TrialState.COMPLETE  # retried once (it had no params yet)
+
+
+def test_worker_loads_only_from_allowed_folders(tmp_path: Path, predictor_file: str) -> None:
+    """Whoever can write the shared database could point a study at any file; a worker loads the files a
+    study names only from folders it was allowed (APQOPT_HOME, --allow-dir), and refuses the rest."""
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    create_live_study(spec(predictor_file, 4), url, "a")
+    with pytest.raises(ConfigError, match=r"outside the folders it may read.*--allow-dir"):
+        work(url, "a", progress=False, allow_dirs=[str(tmp_path / "elsewhere")])
+    study = optuna.load_study(study_name="a", storage=url)
+    assert all(t.state != TrialState.COMPLETE for t in study.get_trials())
+    assert work(url, "a", progress=False, allow_dirs=[str(Path(predictor_file).parent)]).complete == 4
 
 
 def test_live_search_via_cli_and_bad_requests(tmp_path: Path, predictor_file: str) -> None:
@@ -167,13 +200,15 @@ def test_worker_with_other_weights_is_refused(tmp_path: Path, shipped_supernet: 
     weights.write_bytes(supernet_path("fmnist").read_bytes())
     url = f"sqlite:///{tmp_path / 'm.db'}"
     study = create_live_study(LiveSpec("measure", budget=3, measure="fp", supernet=str(weights)), url, "m")
-    assert work(url, "m", max_trials=0, progress=False).told == 0  # pins the identity, measures nothing
+    assert (
+        work(url, "m", max_trials=0, progress=False, allow_dirs=ALLOW).told == 0
+    )  # pins the identity, measures nothing
     payload = torch.load(weights, weights_only=True)
     first = next(iter(payload["model"]))
     payload["model"][first] = payload["model"][first] + 0.01
     torch.save(payload, weights)
     with pytest.raises(StorageError, match=r"study 'm' is measured on supernet weights supernet.pt:sha256:"):
-        work(url, "m", progress=False)
+        work(url, "m", progress=False, allow_dirs=ALLOW)
     assert study.get_trials() == []
 
 
@@ -241,7 +276,7 @@ def test_every_writer_records_the_same_trial_fields(tmp_path: Path, predictor_fi
 
     live = create_live_study(spec(predictor_file, 1), url, "live")
     live.enqueue_trial(params)
-    assert work(url, "live", progress=False).told == 1
+    assert work(url, "live", progress=False, allow_dirs=ALLOW).told == 1
     by_worker = live.trials[0]
 
     def fields(t: optuna.trial.FrozenTrial) -> tuple[object, ...]:

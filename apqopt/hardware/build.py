@@ -36,10 +36,10 @@ def bitfusion_from_config(path: str | os.PathLike[str] | None) -> BitFusion:
     """A BitFusion model from a JSON config file (keys of :class:`BitFusionConfig`), or the default."""
     if path is None:
         return BitFusion()
+    from apqopt.fileio import read_text
+
     try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"BitFusion config file not found: {path}") from None
+        data = json.loads(read_text(path, "a BitFusion config (JSON)"))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"BitFusion config {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -6,6 +6,7 @@ Why a module of its own: the space is apqopt's; APQ's dicts are one outside form
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from apqopt.space import BIT_FIELDS, Block, Candidate, InvalidCandidateError, SearchSpace
@@ -39,10 +40,15 @@ def to_apq_spec(space: SearchSpace, cand: Candidate) -> dict[str, Any]:
 
 def from_apq_spec(space: SearchSpace, spec: dict[str, Any]) -> Candidate:
     """Read APQ's spec dict. A stage with a single allowed depth takes it whatever ``d`` says
-    (APQ samples ``d`` for its one-block last stage too and ignores it)."""
+    (APQ samples ``d`` for its one-block last stage too and ignores it). Values are checked, never
+    coerced: ``ks: 3.5`` or bits ``8.9`` are errors naming the key and position, not 3 and 8."""
+    if not isinstance(spec, dict):
+        raise InvalidCandidateError(
+            f"APQ spec must be a JSON object (ks, e, d, *_bits_setting), got {type(spec).__name__}"
+        )
     try:
-        ks, e, d = list(spec["ks"]), list(spec["e"]), list(spec["d"])
-        bits = {f: list(spec[key]) for f, key in APQ_BIT_KEYS.items()}
+        ks, e, d = (_numbers(spec, k, integral=k != "e") for k in ("ks", "e", "d"))
+        bits = {f: _numbers(spec, key, integral=True) for f, key in APQ_BIT_KEYS.items()}
     except KeyError as exc:
         raise InvalidCandidateError(f"APQ spec is missing key {exc}") from exc
     for name, seq in [("ks", ks), ("e", e), *[(APQ_BIT_KEYS[f], v) for f, v in bits.items()]]:
@@ -71,3 +77,16 @@ def from_apq_spec(space: SearchSpace, spec: dict[str, Any]) -> Candidate:
         stages.append(tuple(blocks))
         b0 += s.max_depth
     return space.candidate(stages)
+
+
+def _numbers(spec: dict[str, Any], key: str, integral: bool) -> list[float]:
+    """``spec[key]`` as a list of finite numbers (integers where ``integral``); anything else is named."""
+    seq = spec[key]
+    if not isinstance(seq, list):
+        raise InvalidCandidateError(f"APQ spec '{key}' must be a list, got {seq!r}")
+    for i, v in enumerate(seq):
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or (integral and v != int(v)):
+            want = "an integer" if integral else "a finite number"
+            raise InvalidCandidateError(f"APQ spec '{key}'[{i}] must be {want}, got {v!r}")
+    return seq

@@ -25,6 +25,7 @@ predictor, the quantization-aware predictor here always reads the candidate's ow
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -36,7 +37,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from apqopt.errors import ApqoptError
+from apqopt.errors import ApqoptError, ConfigError
 from apqopt.predictor.metrics import ranking_report
 from apqopt.space import SearchSpace, get_space
 
@@ -162,21 +163,21 @@ class AccuracyPredictor:
         assert self.model_ is not None
         return list(self.model_.nets) if isinstance(self.model_, Ensemble) else [self.model_]  # type: ignore[arg-type]
 
-    def get_params(self) -> dict[str, Any]:
-        keys = (
-            "variant",
-            "hidden",
-            "depth",
-            "lr",
-            "weight_decay",
-            "batch_size",
-            "max_epochs",
-            "patience",
-            "val_fraction",
-            "members",
-            "seed",
-        )
-        return {"space": self.space, **{k: getattr(self, k) for k in keys}}
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """Constructor parameters, read from the signature (as scikit-learn does)."""
+        return [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.param_names()}
+
+    def set_params(self, **params: Any) -> AccuracyPredictor:
+        unknown = sorted(set(params) - set(self.param_names()))
+        if unknown:
+            raise ConfigError(f"AccuracyPredictor has no parameter(s) {unknown}; it takes {self.param_names()}")
+        for k, v in params.items():
+            setattr(self, k, v)
+        return self
 
     def init_weights(self) -> AccuracyPredictor:
         """Build the network with seeded random weights (an untrained predictor of the right shape:
@@ -318,7 +319,7 @@ class AccuracyPredictor:
         sp = self._space()
         meta = {
             "format": "apqopt-predictor v1",
-            "params": self.get_params(),
+            "params": {k: v for k, v in self.get_params().items() if k != "progress"},
             "input": {
                 "arch_width": sp.arch_width,
                 "bits_width": sp.bits_width,
@@ -342,14 +343,22 @@ class AccuracyPredictor:
         meta_path = Path(str(path) + ".json")
         if not path.exists() or not meta_path.exists():
             raise PredictorError(f"predictor files not found: {path} and {meta_path}")
+        from apqopt.fileio import read_text
+
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(read_text(meta_path, "an apqopt predictor description"))
             params = meta["params"]
-        except (json.JSONDecodeError, KeyError) as exc:
+            if not isinstance(params, dict) or set(params) - set(cls.param_names()) or "space" not in params:
+                raise KeyError(f"'params' must hold {cls.param_names()}, got {params!r}")
+        except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:
             raise PredictorError(f"{meta_path} is not an apqopt predictor description: {exc}") from exc
         if space is not None and params["space"] != get_space(space).name:
             raise PredictorError(f"{path} was trained for space '{params['space']}', not '{space}'")
-        pred = cls(**params)
+        try:
+            pred = cls(**params)
+            pred._space()
+        except (TypeError, ApqoptError) as exc:
+            raise PredictorError(f"{meta_path}: its 'params' do not describe a predictor: {exc}") from exc
         pred.model_ = pred._new_model()
         try:
             pred.model_.load_state_dict(torch.load(path, weights_only=True))

@@ -15,6 +15,7 @@ verdict per pair of searchers over the seeds (:mod:`apqopt.search.verdict`).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from apqopt.search.pareto import spread_front
 from apqopt.search.problem import Evaluation, Problem
 from apqopt.search.verdict import Verdict, all_verdicts
 
+log = logging.getLogger(__name__)
 CURVE_POINTS = 20
 RULES = (
     "Rules, the same for every searcher: hardware cost is free (the table is known), so every searcher starts "
@@ -240,14 +242,17 @@ class CompareReport:
         """A report rebuilt from the studies that ``compare`` recorded under ``tags`` (later tags win where a
         searcher and seed ran under several, e.g. a part run again): everything a run scores is kept in
         its study (hypervolume curve, reference point, budgets, measured candidates)."""
-        from apqopt.studies import load_history, open_storage
+        from apqopt.studies import open_storage, study_state
 
-        store = open_storage(storage)
+        store = open_storage(storage, create=False)
         picked: dict[tuple[str, int], optuna.Study] = {}
         meta: dict[str, Any] = {}
         for tag in tags:
             for summary in optuna.get_all_study_summaries(store):
                 if summary.user_attrs.get("compare") != tag:
+                    continue
+                if study_state(summary.user_attrs, summary.n_trials) != "complete":
+                    log.warning("study '%s' was interrupted; left out (rerun its compare)", summary.study_name)
                     continue
                 a = summary.user_attrs
                 picked[(a["searcher"], int(a["seed"]))] = optuna.load_study(
@@ -259,39 +264,8 @@ class CompareReport:
         budgets = [float(b) for b in meta["latency_budgets"]]
         ref = (float(meta["reference_point"][0]), float(meta["reference_point"][1]))
         report = cls(meta["space"], int(meta["budget"]), dict(meta["constraints"]), ref, budgets)
-        for (name, seed), study in picked.items():
-            a = study.user_attrs
-            ev = load_history(study)
-            run = RunSummary(
-                name,
-                seed,
-                float(a["hypervolume"]),
-                [(int(c), float(h)) for c, h in a["hv_curve"]],
-                best_under(ev, budgets),
-                float(a["wall_s"]),
-                float(a["eval_s"]),
-                study=study.study_name,
-                distinct=int(a["evaluated"]),
-                requested=int(a.get("requested", a["evaluated"])),
-                stopped_early=bool(a.get("stopped_early", False)),
-            )
-            verified = a.get("verified")
-            if verified:
-                nums = sorted(int(k) for k in verified)
-                acc = np.array([verified[str(k)]["measured_accuracy"] for k in nums])
-                se = np.array([verified[str(k)]["stderr"] for k in nums])
-                pred = np.array([verified[str(k)]["predicted_accuracy"] for k in nums])
-                lat = np.array([verified[str(k)]["latency_ms"] for k in nums])
-                run.measured = Measured(
-                    len(nums),
-                    float(a["measured_hypervolume"]),
-                    measured_best_under(acc, se, lat, budgets),
-                    float(np.mean(np.abs(pred - acc))),
-                    nums,
-                    acc.tolist(),
-                    se.tolist(),
-                )
-            report.runs.append(run)
+        for study in picked.values():
+            report.runs.append(run_from_study(study, budgets)[0])
         order = {n: i for i, n in enumerate(dict.fromkeys(n for n, _ in picked))}
         report.runs.sort(key=lambda r: (order[r.searcher], r.seed))
         report.set_target(target_fraction)
@@ -306,6 +280,49 @@ class CompareReport:
     def to_json(self) -> str:
         verdicts = [{**asdict(v), "line": v.line()} for v in self.verdicts()]
         return json.dumps({**asdict(self), "summary": self.summary(), "verdicts": verdicts}, indent=2, default=float)
+
+
+def run_from_study(study: optuna.Study, budgets: list[float]) -> tuple[RunSummary, SearchResult]:
+    """A compare run read back from its recorded study: its scores (kept in the study's attrs) and its
+    result with the full history, as if it had just run."""
+    from apqopt.studies import load_history
+
+    a = study.user_attrs
+    ev = load_history(study)
+    run = RunSummary(
+        a["searcher"],
+        int(a["seed"]),
+        float(a["hypervolume"]),
+        [(int(c), float(h)) for c, h in a["hv_curve"]],
+        best_under(ev, budgets),
+        float(a["wall_s"]),
+        float(a["eval_s"]),
+        study=study.study_name,
+        distinct=int(a["evaluated"]),
+        requested=int(a.get("requested", a["evaluated"])),
+        stopped_early=bool(a.get("stopped_early", False)),
+    )
+    verified = a.get("verified")
+    if verified:
+        nums = sorted(int(k) for k in verified)
+        acc = np.array([verified[str(k)]["measured_accuracy"] for k in nums])
+        se = np.array([verified[str(k)]["stderr"] for k in nums])
+        pred = np.array([verified[str(k)]["predicted_accuracy"] for k in nums])
+        lat = np.array([verified[str(k)]["latency_ms"] for k in nums])
+        run.measured = Measured(
+            len(nums),
+            float(a["measured_hypervolume"]),
+            measured_best_under(acc, se, lat, budgets),
+            float(np.mean(np.abs(pred - acc))),
+            nums,
+            acc.tolist(),
+            se.tolist(),
+        )
+    notes = {"distinct": run.distinct, "requested": run.requested, "stopped_early": run.stopped_early}
+    res = SearchResult(
+        run.searcher, run.seed, dict(a.get("params", {})), ev, run.wall_s, run.eval_s, int(a["budget"]), notes
+    )
+    return run, res
 
 
 def measure_run(
@@ -361,86 +378,133 @@ def compare(
     predictor: str = "",
     verify_top: int = 0,
     measurer: Any = None,
+    overwrite: bool = False,
 ) -> tuple[CompareReport, list[SearchResult]]:
     """Run every searcher x seed on ``problem`` with ``budget`` distinct networks each; optionally record
     each run, and with ``verify_top=K`` measure K candidates along each run's front with ``measurer``
     (gene rows -> (accuracy, stderr); e.g. :func:`supernet_measurer`). ``searcher_params``: per searcher
-    name, constructor parameters (e.g. ``{"evolution": {"population": 50}}``)."""
-    from apqopt.search import make_searcher
+    name, constructor parameters (e.g. ``{"evolution": {"population": 50}}``).
 
+    Resumable: with a ``storage``, a run already recorded there whole with the same settings is read
+    back instead of run again, and an interrupted one is replaced; a study of that name holding
+    anything else is refused before any search work (``overwrite=True`` replaces it)."""
+    from apqopt.search import make_searcher
+    from apqopt.studies import check_study_name, open_storage, record, run_settings, settings_digest
+
+    check_compare_args(searchers, seeds, verify_top, measurer, searcher_params)
     searcher_params = searcher_params or {}
-    for name in searchers:  # unknown names or parameters fail before any search work
-        make_searcher(name, **searcher_params.get(name, {}))
-    if verify_top < 0:
-        raise ConfigError(f"verify_top must be 0 or more candidates per run, got {verify_top}")
-    if verify_top and measurer is None:
-        raise ConfigError("verify_top needs a measurer (e.g. supernet_measurer(load_supernet(path)))")
-    if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
-        raise ConfigError(f"seeds must be distinct non-negative integers, got {seeds}")
     ref = reference_point(problem)
     if latency_budgets is None:
         lo = problem.min_cost()["latency"]
         latency_budgets = [float(f"{lo + (ref[0] - lo) * f:.3g}") for f in (0.25, 0.5, 0.75)]
+    store = open_storage(storage) if storage else None
+    plan = []
+    for name in searchers:  # every study name is checked before any search work
+        for seed in seeds:
+            searcher = make_searcher(name, **{**searcher_params.get(name, {}), "seed": seed})
+            study_name = f"{tag}-{name}-{problem.space.name}-seed{seed}"
+            settings = run_settings(
+                problem,
+                name,
+                searcher.get_params(),
+                budget,
+                predictor=predictor,
+                compare=tag,
+                latency_budgets=latency_budgets,
+                verify_top=verify_top,
+            )
+            action = "new"
+            if store is not None:
+                action = check_study_name(store, study_name, settings_digest(settings), overwrite, str(storage))
+            plan.append((searcher, study_name, settings, action))
     report = CompareReport(problem.space.name, budget, dict(problem.constraints), ref, latency_budgets)
     results = []
     checkpoints = np.linspace(budget / CURVE_POINTS, budget, CURVE_POINTS).astype(int)
-    bar = tqdm(total=len(searchers) * len(seeds), desc="compare", disable=not progress)
-    for name in searchers:
-        for seed in seeds:
-            res = make_searcher(name, **{**searcher_params.get(name, {}), "seed": seed}).run(problem, budget)
-            ev = res.evaluated
-            curve = [(int(c), hypervolume(ev, ref, int(c))) for c in checkpoints]
-            run = RunSummary(
-                name,
-                seed,
-                curve[-1][1],
-                curve,
-                best_under(ev, latency_budgets),
-                res.wall_s,
-                res.eval_s,
-                distinct=int(res.notes.get("distinct", len(ev))),
-                requested=int(res.notes.get("requested", len(ev))),
-                stopped_early=bool(res.notes.get("stopped_early", False)),
-            )
-            verified: dict[int, dict[str, float]] = {}
-            if verify_top:
-                run.measured = m = measure_run(ev, verify_top, measurer, ref, latency_budgets)
-                verified = {
-                    i: {
-                        "measured_accuracy": a,
-                        "stderr": e,
-                        "predicted_accuracy": float(ev.accuracy[i]),
-                        "latency_ms": float(ev.latency[i]),
-                    }
-                    for i, a, e in zip(m.rows, m.measured, m.stderr)
-                }
-            if storage:
-                from apqopt.studies import record
-
-                attrs: dict[str, Any] = {
-                    "compare": tag,
-                    "hypervolume": run.hv,
-                    "reference_point": list(ref),
-                    "hv_curve": curve,
-                    "latency_budgets": latency_budgets,
-                }
-                if run.measured is not None:
-                    attrs["measured_hypervolume"] = run.measured.hv
-                run.study = record(
-                    res,
-                    problem,
-                    storage,
-                    f"{tag}-{name}-{problem.space.name}-seed{seed}",
-                    attrs=attrs,
-                    predictor=predictor,
-                    verified_rows=verified,
-                ).study_name
+    bar = tqdm(total=len(plan), desc="compare", disable=not progress)
+    for searcher, study_name, settings, action in plan:
+        if action == "reuse":
+            run, res = run_from_study(optuna.load_study(study_name=study_name, storage=store), latency_budgets)
             report.runs.append(run)
             results.append(res)
             bar.update(1)
+            log.info("study '%s': recorded whole before, read back", study_name)
+            continue
+        res = searcher.run(problem, budget)
+        ev = res.evaluated
+        curve = [(int(c), hypervolume(ev, ref, int(c))) for c in checkpoints]
+        run = RunSummary(
+            searcher.name,
+            searcher.seed,
+            curve[-1][1],
+            curve,
+            best_under(ev, latency_budgets),
+            round(res.wall_s, 3),  # as the study keeps it: a report read back from studies is the same
+            round(res.eval_s, 3),
+            distinct=int(res.notes.get("distinct", len(ev))),
+            requested=int(res.notes.get("requested", len(ev))),
+            stopped_early=bool(res.notes.get("stopped_early", False)),
+        )
+        verified: dict[int, dict[str, float]] = {}
+        if verify_top:
+            run.measured = m = measure_run(ev, verify_top, measurer, ref, latency_budgets)
+            verified = {
+                i: {
+                    "measured_accuracy": a,
+                    "stderr": e,
+                    "predicted_accuracy": float(ev.accuracy[i]),
+                    "latency_ms": float(ev.latency[i]),
+                }
+                for i, a, e in zip(m.rows, m.measured, m.stderr)
+            }
+        if storage:
+            attrs: dict[str, Any] = {
+                "compare": tag,
+                "hypervolume": run.hv,
+                "reference_point": list(ref),
+                "hv_curve": curve,
+                "latency_budgets": latency_budgets,
+            }
+            if run.measured is not None:
+                attrs["measured_hypervolume"] = run.measured.hv
+            run.study = record(
+                res,
+                problem,
+                storage,
+                study_name,
+                attrs=attrs,
+                predictor=predictor,
+                verified_rows=verified,
+                settings=settings,
+                overwrite=overwrite,
+            ).study_name
+        report.runs.append(run)
+        results.append(res)
+        bar.update(1)
     bar.close()
     report.set_target(target_fraction)
     return report, results
+
+
+def check_compare_args(
+    searchers: list[str],
+    seeds: list[int],
+    verify_top: int = 0,
+    measurer: Any = None,
+    searcher_params: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """Everything about a comparison that can be wrong, checked before any work (the CLI calls it first)."""
+    from apqopt.search import make_searcher
+
+    if not searchers or len(set(searchers)) != len(searchers):
+        raise ConfigError(f"searchers must be distinct names, got {searchers}")
+    for name in searchers:  # unknown names or parameters
+        make_searcher(name, **(searcher_params or {}).get(name, {}))
+    if not seeds or len(set(seeds)) != len(seeds) or any(isinstance(x, bool) or x < 0 for x in seeds):
+        raise ConfigError(f"seeds must be distinct non-negative integers, got {seeds}")
+    if verify_top < 0:
+        raise ConfigError(f"verify_top must be 0 or more candidates per run, got {verify_top}")
+    if verify_top and measurer is None:
+        raise ConfigError("verify_top needs a measurer (e.g. supernet_measurer(load_supernet(path)))")
 
 
 def write_report(report: CompareReport, results: list[SearchResult], out_dir: str | Path) -> list[Path]:
@@ -456,7 +520,7 @@ def write_report(report: CompareReport, results: list[SearchResult], out_dir: st
         out / "compare.md",
         f"# compare on {report.space}\n\nbudget {report.budget} distinct networks per run, constraints "
         f"{report.constraints}, HV reference (latency, -acc) = {report.reference}; target HV = "
-        f"{report.target_hv:.5f}\n\n{RULES}\n\n" + report.markdown() + "\n"
+        f"{report.target_hv:.5f}\n\n{RULES}\n\n" + report.markdown() + "\n",
     )
     atomic_write(out / "compare.json", report.to_json())
     names = list(dict.fromkeys(r.searcher for r in report.runs))
