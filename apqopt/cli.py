@@ -139,19 +139,19 @@ def _read_candidate(text: str, apq: bool, space: str) -> Candidate:
 def cmd_lut_build(args: argparse.Namespace) -> int:
     if args.hardware != "bitfusion":
         raise LUTError(f"unknown hardware '{args.hardware}'; `lut build` knows: bitfusion")
-    model = bitfusion_from_config(args.config)
     overrides = {k: v for k, v in (("mode", args.mode), ("batch", args.batch)) if v is not None}
+    if args.out is None and (args.config or overrides or args.format != "csv"):
+        raise ConfigError(
+            "lut build: --out is required with --config, --mode, --batch or --format apq/both "
+            "(without it the package's shipped table would be overwritten)"
+        )
+    model = bitfusion_from_config(args.config)
     if overrides:
         model = BitFusion(model.config.with_(**overrides))
     parts = [f"apqopt lut build --space {args.space} --hardware {args.hardware}"]
     if args.config:
         parts.append(f"--config {Path(args.config).name}")
     parts += [f"--{k} {v}" for k, v in overrides.items()]
-    if args.out is None and (args.config or overrides or args.format != "csv"):
-        raise ConfigError(
-            "lut build: --out is required with --config, --mode, --batch or --format apq/both "
-            "(without it the package's shipped table would be overwritten)"
-        )
     out = Path(args.out) if args.out else shipped_lut_path(args.space, args.hardware)
     apq_out = out if out.suffix in (".dict", ".json") else out.with_suffix(".dict")
     if args.format == "csv" and apq_out == out:
@@ -582,7 +582,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from apqopt.verify import verify_study
 
     try:  # the study's own space decides which supernet is the default
-        space = optuna.load_study(study_name=args.study, storage=open_storage(args.storage)).user_attrs.get("space")
+        store = open_storage(args.storage, create=False)
+        space = optuna.load_study(study_name=args.study, storage=store).user_attrs.get("space")
     except KeyError:
         raise StorageError(f"no study '{args.study}' in {args.storage or default_storage()}") from None
     if space is None:
@@ -594,8 +595,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Start Streamlit on this machine only (127.0.0.1) unless --address says otherwise, with usage
+    statistics off; SIGTERM/SIGINT reach the Streamlit process, so stopping this command stops the app."""
+    import importlib.util
+    import signal
     import subprocess
 
+    if importlib.util.find_spec("streamlit") is None:
+        raise ConfigError("the dashboard needs Streamlit: pip install 'apqopt[dashboard]'")
+    from apqopt.studies import open_storage
+
+    storage = args.storage or default_storage()
+    open_storage(storage, create=False)  # a missing or wrong storage is one line now, not a page of errors
     app = Path(__file__).resolve().parent / "dashboard.py"
     cmd = [
         sys.executable,
@@ -605,13 +616,30 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         str(app),
         "--server.headless",
         "true",
+        "--server.address",
+        args.address,
         "--server.port",
         str(args.port),
+        "--browser.gatherUsageStats",
+        "false",
         "--",
         "--storage",
-        args.storage or default_storage(),
+        storage,
     ]
-    return subprocess.call(cmd)
+    print(f"dashboard: http://{args.address}:{args.port} (storage {storage}; Ctrl-C stops it)", flush=True)
+    child = subprocess.Popen(cmd)
+
+    def forward(signum: int, _frame: Any) -> None:
+        child.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return child.wait()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if child.poll() is None:
+            child.kill()
 
 
 # ---------------------------------------------------------------------- parser
@@ -839,6 +867,9 @@ def add_dashboard_parser(sub: Sub) -> None:
     da = _parser(sub, "dashboard", "review studies in the Streamlit dashboard (read-only)")
     _storage_arg(da)
     da.add_argument("--port", type=integer(1, 65535), default=8501)
+    da.add_argument(
+        "--address", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface, no login!)"
+    )
     da.set_defaults(func=cmd_dashboard)
 
 
@@ -887,7 +918,8 @@ class _Parser(argparse.ArgumentParser):
     """Bad options are one line (naming the option) and exit 2, like every other user error."""
 
     def error(self, message: str) -> Any:  # argparse's contract: print and exit
-        self.exit(2, f"apqopt: error: {self.prog.removeprefix('apqopt ')}: {message} (see --help)\n")
+        where = "" if self.prog == "apqopt" else f"{self.prog.removeprefix('apqopt ')}: "
+        self.exit(2, f"apqopt: error: {where}{message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -924,7 +956,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (ApqoptError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-        print(f"apqopt: error: {exc}", file=sys.stderr)
+        print(f"apqopt: error: {' '.join(str(exc).split())}", file=sys.stderr)  # always one line
         return 2
 
 

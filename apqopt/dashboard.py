@@ -272,6 +272,14 @@ def main() -> None:
     except StorageError as exc:
         st.warning(f"No storage to show: {exc}. Run `apqopt search` or `apqopt compare` first.")
         return
+    for notice in reader(url).notices:
+        st.sidebar.info(notice)
+    if len(table) and (table["state"] == "incomplete").any():
+        n = int((table["state"] == "incomplete").sum())
+        st.sidebar.warning(
+            f"{n} stud{'y was' if n == 1 else 'ies were'} interrupted while being recorded (state: incomplete); "
+            "rerunning the same command completes them"
+        )
     if not len(table):
         st.info("The storage holds no studies yet. Run `apqopt search` or `apqopt compare` to create some.")
         return

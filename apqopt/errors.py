@@ -14,3 +14,10 @@ class ApqoptError(Exception):
 
 class ConfigError(ApqoptError, ValueError):
     """A bad option, argument or setting."""
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters: third-party errors (torch's
+    unpickler writes a page) go into apqopt's one-line messages without their essays."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."

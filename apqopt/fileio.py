@@ -49,8 +49,6 @@ def atomic_save(path: str | os.PathLike[str], save: Callable[[IO[bytes]], Any]) 
     return Path(path)
 
 
-
-
 def read_text(path: str | os.PathLike[str], what: str) -> str:
     """A text file's content, or one error naming the file and what was expected of it (a folder, a
     missing file and a binary file each get their own words instead of a codec or OS traceback)."""

@@ -155,7 +155,8 @@ class StudyReader:
             self.journal = parse_storage(url).kind == "journal"
         except ApqoptError as exc:
             raise StorageError(str(exc)) from None
-        self.notices: list[str] = []  # what was left out, and why (the dashboard shows them)
+        self._notices: list[str] = []  # what was left out of the storage, and why
+        self._left_out = ""
         if self.journal:
             if not Path(url).is_file():
                 raise StorageError(f"no journal file at {url}")
@@ -192,8 +193,13 @@ class StudyReader:
         self._snapshot = tempfile.TemporaryDirectory(prefix="apqopt-journal-")
         copy = Path(self._snapshot.name) / path.name
         copy.write_bytes(b"".join(line + b"\n" for line in good))
-        self.notices.append(f"{path}: {bad} line(s) that are not journal records were skipped")
+        self._notices.append(f"{path}: {bad} line(s) that are not journal records were skipped")
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(copy)))
+
+    @property
+    def notices(self) -> list[str]:
+        """What the last reading left out, and why (the dashboard shows these)."""
+        return [*self._notices, *([self._left_out] if self._left_out else [])]
 
     # ------------------------------------------------------------------ studies
     def study_attrs(self) -> dict[str, dict[str, Any]]:
@@ -227,8 +233,9 @@ class StudyReader:
                     "wall_s": a.get("wall_s"),
                 }
             )
+        self._left_out = ""
         if foreign:
-            self.notices.append(
+            self._left_out = (
                 f"{len(foreign)} stud{'y' if len(foreign) == 1 else 'ies'} not written by apqopt left out: "
                 + ", ".join(sorted(foreign)[:5])
                 + ("..." if len(foreign) > 5 else "")

@@ -178,6 +178,8 @@ def open_storage(url: str | None = None, create: bool = True, **rdb_kw: Any) -> 
         if target.kind == "journal":
             assert target.path is not None
             target.path.parent.mkdir(parents=True, exist_ok=True)
+            if create and target.path.exists():
+                _check_journal(target.path)
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(target.path)))
         if target.kind == "sqlite":
             assert target.path is not None
@@ -185,10 +187,38 @@ def open_storage(url: str | None = None, create: bool = True, **rdb_kw: Any) -> 
             # concurrent writers on one file wait for each other instead of failing with "database is locked"
             rdb_kw.setdefault("engine_kwargs", {"connect_args": {"timeout": 120}})
         return rdb_storage(target.url, **rdb_kw)
+    except StorageError:
+        raise
     except ModuleNotFoundError as exc:  # e.g. psycopg2 for postgresql:// URLs
         raise StorageError(f"cannot open storage {url!r}: {exc}; pip install 'apqopt[postgres]'") from exc
     except Exception as exc:  # SQLAlchemy raises many kinds for bad URLs / unreachable servers
         raise StorageError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def _check_journal(path: Path) -> None:
+    """Before writing to a journal: a complete line that is not a record is damage, named (nothing is
+    written after it); a torn last line -- a writer killed mid-append, never a committed record -- is
+    cut, under Optuna's own journal lock, so the next record does not fuse with it."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    lock = JournalFileSymlinkLock(str(path))
+    while not lock.acquire():
+        pass
+    try:
+        raw = path.read_bytes()
+        body, _, torn = raw.rpartition(b"\n")
+        for no, line in enumerate(body.split(b"\n") if body else [], 1):
+            try:
+                ok = isinstance(json.loads(line), dict)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                ok = False
+            if not ok:
+                raise StorageError(f"{path}:{no}: not a journal record (damaged journal); nothing was written to it")
+        if torn:
+            with path.open("r+b") as fh:
+                fh.truncate(len(raw) - len(torn))
+    finally:
+        lock.release()
 
 
 def rdb_storage(url: str, tries: int = 5, **kw: Any) -> optuna.storages.RDBStorage:

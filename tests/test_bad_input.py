@@ -7,6 +7,8 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 
 from apqopt.cli import main
 from apqopt.hardware.lut import shipped_lut_path
+from apqopt.interop.apq import to_apq_spec
 from apqopt.predictor import AccuracyPredictor
 from apqopt.space import Candidate, InvalidCandidateError, get_space
 
@@ -47,7 +50,40 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(d / "quant.pt.json", d / "junk.pt.json")
     args = ["--predictor", str(d / "quant.pt"), "--budget", "10", "--latency", "0.6", "--quiet"]
     assert main(["search", "--searcher", "random", "--storage", f"sqlite:///{d / 'st.db'}", "--study", "s", *args]) == 0
+    compare = ["compare", "--searchers", "random", "--seeds", "0", "--tag", "c", "--out", str(d / "cmp")]
+    assert main([*compare, "--storage", f"sqlite:///{d / 'st.db'}", *args]) == 0
+    # files a user may point a command at by mistake, or that were damaged
+    (d / "notes.csv").write_text("my notes, not a dataset\nsecond line\n")
+    header = {"type": "header", "kind": "fp", "config": {"kind": "fp", "space": "fmnist"}}
+    rec = {"index": 0, "genes": [0] * SP.n_genes, "accuracy": 0.9, "stderr": 0.01, "macs": 1, "seconds": 1}
+    rows = [json.dumps(header), json.dumps(rec), "{not json", json.dumps({**rec, "index": 1})]
+    (d / "corrupt.jsonl").write_text("\n".join(rows) + "\n")
+    (d / "hdr.jsonl").write_text("[1, 2]\n" + json.dumps(rec) + "\n")
+    (d / "inf.json").write_text('{"clock_mhz": Infinity}')
+    (d / "boolrows.json").write_text('{"rows": true}')
+    row = next(line for line in lines if line.startswith("layer,"))
+    dup = "".join(lines).replace(row, row + row.rsplit(",", 2)[0] + ",9.0,9.0\n")
+    (d / "dup.csv").write_text(re.sub(r"# end: (\d+) rows", lambda m: f"# end: {int(m[1]) + 1} rows", dup))
+    spec = to_apq_spec(get_space("apq-mbv2"), get_space("apq-mbv2").uniform())
+    spec["e"][0] = float("nan")
+    (d / "nan_spec.json").write_text(json.dumps(spec))
+    (d / "binary.csv").write_bytes(bytes(range(256)) * 4)
+    meta = json.loads((d / "quant.pt.json").read_text())
+    meta["params"]["colour"] = "red"
+    shutil.copy(d / "quant.pt", d / "badmeta.pt")
+    (d / "badmeta.pt.json").write_text(json.dumps(meta))
+    (d / "torn.log").write_bytes(b'{"op_code": 0, "worker_id": "x", "study_name": "j", "directions": [1]}\ngarbage{{\n')
+    (d / "sub").mkdir()
+    shutil.copy(d / "st.db", d / "imm.db")
+    if subprocess.run(["chattr", "+i", str(d / "imm.db")], capture_output=True).returncode:
+        (d / "imm.db").unlink()  # no immutable flag on this filesystem: that case skips
     return d
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _mutable_again(ws: Path) -> Iterator[None]:
+    yield
+    subprocess.run(["chattr", "-i", str(ws / "imm.db")], capture_output=True)
 
 
 def search(ws: Path, *extra: str) -> list[str]:
@@ -100,6 +136,110 @@ CASES = {
         lambda w: search(w, "--latency", "0.01"),
         r"latency <= 0.01 ms is infeasible: the cheapest candidate .* needs",
     ),
+    # 1. writers never take over a file that is not theirs
+    "collect onto a file that is not a dataset": (
+        lambda w: ["collect", "fp", "--n", "2", "--out", str(w / "notes.csv"), "--quiet"],
+        r"notes\.csv:1: not an apqopt dataset",
+    ),
+    # 2. a corrupt line in the middle is named, never the silent end of the data
+    "dataset with a corrupt middle line": (
+        lambda w: ["dataset", str(w / "corrupt.jsonl")],
+        r"corrupt\.jsonl:3: corrupt",
+    ),
+    "collect resume on a dataset with a corrupt middle line": (
+        lambda w: ["collect", "fp", "--n", "4", "--out", str(w / "corrupt.jsonl"), "--quiet"],
+        r"corrupt\.jsonl:3: corrupt record",
+    ),
+    "dataset header not an object": (
+        lambda w: ["dataset", str(w / "hdr.jsonl")],
+        r"hdr\.jsonl:1: not an apqopt dataset",
+    ),
+    # 5. every check before the work; clashes and late options
+    "compare study exists with other settings": (
+        lambda w: [
+            "compare",
+            "--searchers",
+            "random",
+            "--seeds",
+            "0",
+            "--tag",
+            "c",
+            *search(w, "--budget", "12")[3:],
+        ],
+        r"study 'c-random-fmnist-seed0' already exists with other settings.*--overwrite",
+    ),
+    "unknown searcher given late": (
+        lambda w: ["compare", "--searchers", "random", "annealing", *search(w)[3:]],
+        "unknown searcher 'annealing'",
+    ),
+    "duplicate seeds": (lambda w: ["compare", "--seeds", "0", "0", *search(w)[3:]], "seeds must be distinct"),
+    "negative seed": (lambda w: search(w, "--seed", "-1"), "argument --seed: must be >= 0, got -1"),
+    "run --verify -1": (lambda w: ["run", "--verify", "-1"], "argument --verify: must be >= 0"),
+    "run --samples 0": (lambda w: ["run", "--samples", "0"], "argument --samples: must be >= 1"),
+    "immutable database": (
+        lambda w: search(w, "--storage", f"sqlite:///{w / 'imm.db'}", "--study", "new"),
+        r"imm\.db \(or its folder\) is not writable",
+    ),
+    # 8. outputs: nothing written where the user did not ask
+    "lut build --format apq without --out": (
+        lambda w: ["lut", "build", "--format", "apq"],
+        "--out is required.*shipped table would be overwritten",
+    ),
+    "lut build --config without --out": (
+        lambda w: ["lut", "build", "--config", str(w / "inf.json")],
+        "--out is required",
+    ),
+    "in-memory storage": (lambda w: search(w, "--storage", "sqlite://"), "in-memory database"),
+    "SQLite path with '?'": (lambda w: search(w, "--storage", f"sqlite:///{w / 'a?b.db'}"), "may not contain '\\?'"),
+    # 9. numbers: NaN, infinity, non-integers, booleans, out of range, duplicates
+    "--latency nan": (lambda w: search(w, "--latency", "nan"), "argument --latency: must be a finite number"),
+    "--budget 10^12": (lambda w: search(w, "--budget", "10^12"), "argument --budget: must be an integer"),
+    "--budget too large": (lambda w: search(w, "--budget", str(10**12)), "argument --budget: must be between 1 and"),
+    "--eval-images -5": (
+        lambda w: ["collect", "fp", "--n", "2", "--out", str(w / "new.jsonl"), "--eval-images", "-5"],
+        "argument --eval-images: must be between 1 and 10000",
+    ),
+    "BitFusion config with an infinite clock": (
+        lambda w: ["lut", "build", "--config", str(w / "inf.json"), "--out", str(w / "new.csv")],
+        "clock_mhz must be a positive finite number, got inf",
+    ),
+    "BitFusion config with a boolean row count": (
+        lambda w: ["lut", "build", "--config", str(w / "boolrows.json"), "--out", str(w / "new.csv")],
+        "rows must be a positive integer, got True",
+    ),
+    "table with a duplicated row of other values": (
+        lambda w: search(w, "--lut", str(w / "dup.csv")),
+        r"dup\.csv: line \d+: duplicate of the entry on line \d+",
+    ),
+    "APQ spec with e: NaN": (
+        lambda w: ["lut", "price", "--apq-spec", "--space", "apq-mbv2", str(w / "nan_spec.json")],
+        r"APQ spec 'e'\[0\] must be a finite number, got nan",
+    ),
+    # 10. no tracebacks, and words that say what is wrong
+    "a folder given as a file": (lambda w: search(w, "--predictor", str(w / "sub")), "sub is a folder, not a file"),
+    "APQ spec not a dict": (
+        lambda w: ["lut", "price", "--apq-spec", "--space", "apq-mbv2", "[1, 2]"],
+        "APQ spec must be a JSON object",
+    ),
+    "predictor description with unknown keys": (
+        lambda w: search(w, "--predictor", str(w / "badmeta.pt")),
+        r"badmeta\.pt\.json is not an apqopt predictor description",
+    ),
+    "verify on a missing study": (
+        lambda w: ["verify", "--study", "nope", "--storage", f"sqlite:///{w / 'st.db'}"],
+        "no study 'nope'",
+    ),
+    "verify on a missing database (not created)": (
+        lambda w: ["verify", "--study", "s", "--storage", f"sqlite:///{w / 'none.db'}"],
+        r"no storage at .*none\.db",
+    ),
+    "missing table file": (lambda w: search(w, "--lut", str(w / "missing.csv")), r"missing\.csv"),
+    "binary file as a table": (lambda w: search(w, "--lut", str(w / "binary.csv")), r"binary\.csv: not a text file"),
+    "verify --top 0": (lambda w: ["verify", "--study", "s", "--top", "0"], "argument --top: must be >= 1"),
+    "journal with a garbage line": (
+        lambda w: search(w, "--storage", str(w / "torn.log")),
+        r"torn\.log:2: not a journal record \(damaged journal\); nothing was written",
+    ),
 }
 
 
@@ -108,11 +248,14 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(
     case: str, ws: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     make, pattern = CASES[case]
+    if case == "immutable database" and not (ws / "imm.db").exists():
+        pytest.skip("this filesystem has no immutable flag (chattr +i)")
     argv = make(ws)
     before = digest(ws)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("apqopt: error: ") and "Traceback" not in err
+    assert err.count("\n") == 1, err  # one line
     assert re.search(pattern, err), err
     assert digest(ws) == before  # the study database and every file unchanged
 

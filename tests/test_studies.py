@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +203,22 @@ def test_compare_scores_measured_fronts(tmp_path: Path, shipped_supernet: object
     assert CompareReport.from_json(report.to_json()).markdown() == md
     assert CompareReport.from_studies(store, ["compare"]).markdown() == md
     assert "not separable with 2 seeds" in md or " > " in md.split("Verdicts")[1]
+
+
+def test_a_torn_last_journal_line_is_cut_before_writing(tmp_path: Path) -> None:
+    """A writer killed mid-append leaves a journal whose last line has no newline; the next writer cuts it
+    (it was never a committed record) instead of fusing its own first record with it."""
+    from apqopt.search import make_searcher
+    from apqopt.search.problem import Problem
+
+    p = Problem.from_files("fmnist", latency=0.6)
+    path = tmp_path / "j.log"
+    record(make_searcher("random", seed=0).run(p, 12), p, str(path), "a")
+    whole = path.read_bytes()
+    path.write_bytes(whole + b'{"op_code": 5, "worker_id": "dead", "trial_id": 3, "sta')
+    record(make_searcher("random", seed=1).run(p, 12), p, str(path), "b")
+    assert path.read_bytes().startswith(whole)
+    for line in path.read_bytes().splitlines():
+        json.loads(line)  # every line a record
+    studies = {s.study_name: s for s in optuna.get_all_study_summaries(open_storage(str(path)))}
+    assert studies["a"].n_trials == 12 and studies["b"].n_trials == 12

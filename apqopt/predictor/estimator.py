@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from apqopt.errors import ApqoptError, ConfigError
+from apqopt.errors import ApqoptError, ConfigError, first_line
 from apqopt.predictor.metrics import ranking_report
 from apqopt.space import SearchSpace, get_space
 
@@ -363,7 +363,9 @@ class AccuracyPredictor:
         try:
             pred.model_.load_state_dict(torch.load(path, weights_only=True))
         except Exception as exc:  # torch raises many types for damaged files
-            raise PredictorError(f"{path} is not a readable predictor state dict (truncated?): {exc}") from exc
+            raise PredictorError(
+                f"{path} is not a readable predictor state dict (truncated or corrupted?): {first_line(exc)}"
+            ) from exc
         pred.metadata_ = {k: v for k, v in meta.items() if k not in ("params", "format", "input", "report")}
         return pred
 
@@ -377,7 +379,9 @@ class AccuracyPredictor:
             try:
                 sd = torch.load(sd, map_location="cpu", weights_only=True)
             except Exception as exc:  # torch raises many types for damaged files
-                raise PredictorError(f"{state_dict} is not a readable checkpoint (truncated?): {exc}") from exc
+                raise PredictorError(
+                    f"{state_dict} is not a readable checkpoint (truncated or corrupted?): {first_line(exc)}"
+                ) from exc
         variant: Variant = "branch" if "quantize_fc.weight" in sd else "fp"
         first = sd.get("layers.0.0.weight")
         if first is None:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from apqopt.errors import ConfigError
+from apqopt.errors import ConfigError, first_line
 from apqopt.space import Candidate, SearchSpace, get_space
 from apqopt.supernet.data import Split, load_split
 from apqopt.supernet.evaluate import evaluate_subnet
@@ -275,7 +275,9 @@ def load_supernet(path: str | Path) -> Supernet:
         net = Supernet(payload["space"])
         net.load_state_dict(payload["model"])
     except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as exc:
-        raise ConfigError(f"{path} is not a readable apqopt supernet file (truncated or corrupted?): {exc}") from exc
+        raise ConfigError(
+            f"{path} is not a readable apqopt supernet file (truncated or corrupted?): {first_line(exc)}"
+        ) from exc
     return net.to(memory_format=torch.channels_last).eval()
 
 
