@@ -20,7 +20,7 @@ from apqopt.errors import ConfigError
 from apqopt.predictor.metrics import ranking_report
 from apqopt.record import RecordCodec
 from apqopt.search.pareto import spread_front
-from apqopt.studies import open_storage
+from apqopt.studies import open_storage, study_state
 from apqopt.supernet.collect import CollectConfig, measure
 from apqopt.supernet.data import accuracy_stderr
 from apqopt.supernet.network import Supernet
@@ -75,7 +75,11 @@ def verify_study(
     study_name: str, storage: str | None, supernet: Supernet, top: int = 5, progress: bool = True
 ) -> dict[str, Any]:
     """Measure up to ``top`` front candidates of a recorded study; store them in its ``verified`` attr."""
-    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage, create=False))
+    state = study_state(study.user_attrs, len(study.trials))
+    if state in ("incomplete", "foreign"):
+        why = "was interrupted while being recorded; rerun its command" if state == "incomplete" else "is not apqopt's"
+        raise ConfigError(f"study '{study_name}' {why}")
     codec = RecordCodec(study.user_attrs["space"])
     space = codec.space
     if space.name != supernet.space.name:

@@ -287,3 +287,18 @@ def test_every_writer_records_the_same_trial_fields(tmp_path: Path, predictor_fi
     for name in ("recorded", "live"):
         s = optuna.load_study(study_name=name, storage=url)
         assert s.directions == user.directions and s.metric_names == ["accuracy", "latency_ms"]
+
+
+@pytest.mark.slow
+def test_collect_as_a_live_study_honours_eval_images(tmp_path: Path, shipped_supernet: object) -> None:
+    from apqopt.cli import main
+    from apqopt.live import load_spec
+    from apqopt.supernet.data import accuracy_stderr
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    args = ["collect", "fp", "--n", "1", "--eval-images", "200", "--storage", url, "--study", "c", "--quiet"]
+    assert main(args) == 0
+    study = optuna.load_study(study_name="c", storage=url)
+    assert load_spec(study).eval_images == 200
+    (t,) = study.get_trials(states=(TrialState.COMPLETE,))
+    assert t.user_attrs["stderr"] == pytest.approx(accuracy_stderr(t.values[0], 200))
