@@ -168,7 +168,7 @@ def open_storage(url: str | None = None, create: bool = True, **rdb_kw: Any) -> 
             raise StorageError(f"storage {url!r}: {target.path} is a folder, not a database file")
         if not create and not target.path.exists():
             raise StorageError(f"no storage at {target.path} (nothing has been recorded there)")
-        folder = target.path.parent if target.path.parent != Path("") else Path(".")
+        folder = target.path.parent  # Path("st.db").parent is the working folder itself
         if create and (
             (target.path.exists() and not os.access(target.path, os.W_OK))
             or (folder.exists() and not os.access(folder, os.W_OK))

@@ -106,7 +106,7 @@ def test_precision_speedup_and_config() -> None:
     faster = BitFusion(cfg.with_(clock_mhz=1000.0)).layer_cost(big)[0]
     assert wider < base and faster == pytest.approx(base / 2)
     assert BitFusion().layer_cost(Layer("pw", 256, 256, 28, 1, 1, 0, 1, 4, 4))[0] < base
-    with pytest.raises(ValueError, match="rows must be a positive number"):
+    with pytest.raises(ValueError, match="rows must be a positive integer"):
         BitFusionConfig(rows=0)
     with pytest.raises(ValueError, match="unknown BitFusion config keys"):
         BitFusionConfig.from_dict({"rowz": 3})

@@ -187,4 +187,8 @@ def test_bugs_keep_their_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_verify_names_a_missing_study(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'v.db'}"
     res = run("verify", "--study", "nope", "--storage", url)
+    assert res.returncode == 2 and "no storage at" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "v.db").exists()  # reading never creates the database
+    assert run("search", "--searcher", "random", "--budget", "5", "--latency", "0.6", "--storage", url).returncode == 0
+    res = run("verify", "--study", "nope", "--storage", url)
     assert res.returncode == 2 and "no study 'nope'" in res.stderr and "Traceback" not in res.stderr
