@@ -295,6 +295,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
         added = enqueue(study, np.stack([candidate_genes(space, cfg, i) for i in range(args.n)]))
         print(f"study '{study.study_name}': {added} candidates enqueued")
         return _work_locally(args.storage, study.study_name, args.workers, args.quiet, [args.supernet])
+    if not args.out:
+        raise ConfigError("collect: give --out FILE (a dataset file), or --storage URL for a live study")
     net = load_supernet(weights)
     cfg = CollectConfig(
         kind=args.kind,
@@ -736,7 +738,7 @@ def add_collect_parser(sub: Sub) -> None:
     col.add_argument("kind", choices=["fp", "quant"], help="fp: full precision; quant: policy + short QAT")
     _space_arg(col)
     col.add_argument("--n", type=integer(1), required=True, help="dataset size (indices 0..n-1)")
-    col.add_argument("--out", type=file_path, required=True, help="JSON-lines dataset file (appended; rerun to resume)")
+    col.add_argument("--out", type=file_path, help="JSON-lines dataset file (appended; rerun to resume)")
     col.add_argument("--seed", type=integer(0), default=0, help="which candidates (a held-out set uses another seed)")
     col.add_argument("--shard", default="0/1", help="k/n: this process measures indices i with i %% n == k")
     col.add_argument("--eval-images", type=integer(1, 10_000), default=5000, help="val images per measurement")
