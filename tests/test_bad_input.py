@@ -74,6 +74,13 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "badmeta.pt.json").write_text(json.dumps(meta))
     (d / "torn.log").write_bytes(b'{"op_code": 0, "worker_id": "x", "study_name": "j", "directions": [1]}\ngarbage{{\n')
     (d / "sub").mkdir()
+    import torch
+
+    class Payload:  # what a crafted weights file carries: unpickling it would run a command
+        def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+            return (Path.touch, (d / "pwned",))
+
+    torch.save({"space": "fmnist", "model": Payload()}, d / "evil.pt")
     shutil.copy(d / "st.db", d / "imm.db")
     if subprocess.run(["chattr", "+i", str(d / "imm.db")], capture_output=True).returncode:
         (d / "imm.db").unlink()  # no immutable flag on this filesystem: that case skips
@@ -153,6 +160,15 @@ CASES = {
     "dataset header not an object": (
         lambda w: ["dataset", str(w / "hdr.jsonl")],
         r"hdr\.jsonl:1: not an apqopt dataset",
+    ),
+    # 3. loading never runs code from a file (the payload would create ws/pwned: the digest would change)
+    "crafted weights file": (
+        lambda w: ["supernet", "eval", "largest", "--supernet", str(w / "evil.pt")],
+        r"evil\.pt is not a readable apqopt supernet file",
+    ),
+    "crafted predictor file": (
+        lambda w: search(w, "--apq-checkpoint", str(w / "evil.pt"), "--space", "apq-mbv2", "--latency", "20"),
+        r"evil\.pt is not a readable checkpoint",
     ),
     # 5. every check before the work; clashes and late options
     "compare study exists with other settings": (

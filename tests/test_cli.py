@@ -192,3 +192,18 @@ def test_verify_names_a_missing_study(tmp_path: Path) -> None:
     assert run("search", "--searcher", "random", "--budget", "5", "--latency", "0.6", "--storage", url).returncode == 0
     res = run("verify", "--study", "nope", "--storage", url)
     assert res.returncode == 2 and "no study 'nope'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_lut_build_writes_what_was_asked_and_deletes_nothing(tmp_path: Path) -> None:
+    """`--format apq --out t.dict` once reported success and deleted t.dict; every format now writes
+    exactly the files it names."""
+    from apqopt.cli import main
+    from apqopt.hardware.lut import LUT, load_shipped
+
+    shipped = load_shipped("fmnist")
+    assert main(["lut", "build", "--format", "apq", "--out", str(tmp_path / "t.dict"), "--quiet"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.dict"]
+    assert LUT.load(tmp_path / "t.dict").entries == shipped.entries
+    assert main(["lut", "build", "--format", "both", "--out", str(tmp_path / "b.csv"), "--quiet"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.csv", "b.dict", "t.dict"]
+    assert LUT.load(tmp_path / "b.csv").to_csv() == shipped.to_csv()
