@@ -349,7 +349,7 @@ def _evaluator(spec: LiveSpec, allowed: list[Path]) -> Callable[[optuna.Trial], 
             lut=_study_file(spec.lut, allowed),
             **spec.constraints,
         )
-        return objective(problem)
+        return objective(problem, active_only=False)  # one fixed search space: NSGA-II's crossover needs it
 
     from apqopt.supernet.collect import CollectConfig, measure
     from apqopt.supernet.data import accuracy_stderr

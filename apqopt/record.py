@@ -9,8 +9,8 @@ A :class:`RecordCodec` is built from (space, objectives, constraints) and knows:
   with the gene's real values as choices;
 * directions and metric names (``accuracy``, ``latency_ms``, ``energy_mJ``);
 * a trial's fields: values = [accuracy, costs...]; user attrs = latency_ms, energy_mJ,
-  predicted_accuracy, feasible; constraints in both Optuna forms: per name (``trial.set_constraint``,
-  what Optuna 5's samplers read) and the list system attr ``constraints`` (what optuna-dashboard 0.21 reads);
+  predicted_accuracy, feasible; one constraint key per limit (``constraints:latency``, Optuna 5's
+  ``trial.set_constraint`` form, which its samplers and ``trial.constraints`` read);
 * the study attributes every apqopt study carries (searcher, seed, space, LUT, predictor, ...).
 """
 
@@ -28,9 +28,9 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 
 from apqopt.hardware.lut import UNITS
-from apqopt.space import SearchSpace, get_space
+from apqopt.space import BLOCK_GENES, SearchSpace, get_space
 
-CONSTRAINTS_LIST = "constraints"  # the list form optuna-dashboard 0.21 reads
+CONSTRAINTS_PREFIX = "constraints:"  # Optuna 5 keeps each named constraint as a system attr with this prefix
 
 
 def metric_name(cost: str) -> str:
@@ -121,26 +121,55 @@ class RecordCodec:
         return {n: sp.gene_values(g)[int(row[g])] for g, n in enumerate(sp.gene_names())}
 
     def genes(self, params: Mapping[str, Any]) -> np.ndarray:
-        """The gene row of a trial's params (a missing or foreign param is an error naming it)."""
+        """The gene row of a trial's params. Params of dormant blocks may be absent (define-by-run trials
+        suggest only active blocks; they get the canonical value, 0); any other missing param is an error."""
         sp = self.space
-        row = []
-        for g, n in enumerate(sp.gene_names()):
-            if n not in params:
-                raise KeyError(f"trial has no param '{n}' of space '{sp.name}'")
-            row.append(sp.gene_values(g).index(params[n]))
-        return np.array(row, dtype=np.int64)
+        names = sp.gene_names()
+        row = np.zeros(sp.n_genes, dtype=np.int64)
+        for g in range(sp.n_stages):
+            if names[g] not in params:
+                raise KeyError(f"trial has no param '{names[g]}' of space '{sp.name}'")
+            row[g] = sp.gene_values(g).index(params[names[g]])
+        active = sp.active(row[None])[0]
+        for g in range(sp.n_stages, sp.n_genes):
+            if names[g] in params:
+                row[g] = sp.gene_values(g).index(params[names[g]])
+            elif active[(g - sp.n_stages) // len(BLOCK_GENES)]:
+                raise KeyError(f"trial has no param '{names[g]}' of space '{sp.name}'")
+        return row
 
-    def suggest(self, trial: optuna.Trial, lo: np.ndarray | None = None, hi: np.ndarray | None = None) -> np.ndarray:
-        """Ask the trial for every gene (an enqueued trial returns its fixed params); ``lo``/``hi`` restrict
-        each gene's choices (fixed genes of a restricted problem). Returns the gene row."""
+    def suggest(
+        self,
+        trial: optuna.Trial,
+        lo: np.ndarray | None = None,
+        hi: np.ndarray | None = None,
+        active_only: bool = False,
+    ) -> np.ndarray:
+        """Ask the trial for the genes (an enqueued trial returns its fixed params) and return the row.
+
+        ``active_only`` (define-by-run): the stage depths first, then only the blocks they switch on, so
+        no trial carries params that have no effect (they would pollute importances and slice plots);
+        dormant genes take the canonical value. The fixed-length form (every gene, every trial) is for
+        samplers that need one search space, such as NSGA-II. ``lo``/``hi`` restrict each gene's
+        choices (fixed genes of a restricted problem)."""
         sp = self.space
         lo = np.zeros_like(sp.cardinalities) if lo is None else lo
         hi = sp.cardinalities - 1 if hi is None else hi
-        row = []
-        for g, name in enumerate(sp.gene_names()):
+        names = sp.gene_names()
+
+        def ask(g: int) -> int:
             values = sp.gene_values(g)[lo[g] : hi[g] + 1]
-            row.append(lo[g] + values.index(trial.suggest_categorical(name, list(values))))
-        return np.array(row, dtype=np.int64)
+            return int(lo[g] + values.index(trial.suggest_categorical(names[g], list(values))))
+
+        if not active_only:
+            return np.array([ask(g) for g in range(sp.n_genes)], dtype=np.int64)
+        row = np.array(lo, dtype=np.int64)
+        row[: sp.n_stages] = [ask(g) for g in range(sp.n_stages)]
+        for b in np.flatnonzero(sp.active(row[None])[0]):
+            for f in BLOCK_GENES:
+                g = sp.block_gene(int(b), f)
+                row[g] = ask(g)
+        return sp.canonical(row[None])[0]
 
     # ------------------------------------------------------------------ trial level
     def fields(self, ev: Any, i: int) -> TrialFields:
@@ -162,29 +191,25 @@ class RecordCodec:
         """Write row i's attrs and constraints into a running trial; return the values to ``tell``."""
         f = self.fields(ev, i)
         for name, value in f.constraints.items():
-            trial.set_constraint(name, value)
-        if f.constraints:
-            trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_LIST, list(f.constraints.values()))
+            trial.set_constraint(name, value)  # one key per constraint: 'constraints:<name>' (Optuna 5)
         for key, value in f.user_attrs.items():
             trial.set_user_attr(key, value)
         return f.values
 
     @staticmethod
     def violation(trial: optuna.trial.FrozenTrial) -> float:
-        """Sum of positive constraint excesses, from the per-name form (the list form repeats them)."""
-        prefix = f"{CONSTRAINTS_LIST}:"
-        return float(sum(max(0.0, v) for k, v in trial.system_attrs.items() if k.startswith(prefix)))
+        """Sum of positive constraint excesses (studies recorded before 2026-12 also hold a list form,
+        ``constraints``, which repeats them and is not counted)."""
+        return float(sum(max(0.0, v) for k, v in trial.system_attrs.items() if k.startswith(CONSTRAINTS_PREFIX)))
 
     def frozen_trial(self, ev: Any, i: int, dists: dict[str, CategoricalDistribution]) -> optuna.trial.FrozenTrial:
         """Row i as a finished trial for ``study.add_trials`` (same fields as :meth:`write`)."""
         f = self.fields(ev, i)
-        system = {CONSTRAINTS_LIST: list(f.constraints.values())} if f.constraints else {}
         return optuna.trial.create_trial(
             params=f.params,
             distributions=dists,
             values=f.values,
             user_attrs=f.user_attrs,
-            system_attrs=system,
             constraints=f.constraints or None,
         )
 
@@ -193,4 +218,4 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-__all__ = ["CONSTRAINTS_LIST", "RecordCodec", "TrialFields", "metric_name", "quiet_optuna"]
+__all__ = ["CONSTRAINTS_PREFIX", "RecordCodec", "TrialFields", "metric_name", "quiet_optuna"]

@@ -223,7 +223,8 @@ def _check_journal(path: Path) -> None:
 
 def rdb_storage(url: str, tries: int = 5, **kw: Any) -> optuna.storages.RDBStorage:
     """``RDBStorage(url)``, retried: processes that start together on a fresh database race to create
-    Optuna's tables, and the losers fail with a unique violation that a second attempt does not meet."""
+    Optuna's tables, and the losers fail (a unique violation, or SQLite's "table already exists") in a
+    way a second attempt does not meet."""
     import time
 
     import sqlalchemy.exc
@@ -231,7 +232,8 @@ def rdb_storage(url: str, tries: int = 5, **kw: Any) -> optuna.storages.RDBStora
     for attempt in range(tries):
         try:
             return optuna.storages.RDBStorage(url, **kw)
-        except (sqlalchemy.exc.IntegrityError, optuna.exceptions.StorageInternalError):
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError):
+            # another process created the tables first ("already exists", unique violation) or holds the lock
             if attempt == tries - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from apqopt.search import SEARCHERS, Run, make_searcher, searcher_names
-from apqopt.search.optuna_search import metric_names, objective
+from apqopt.search.optuna_search import directions, objective
 from apqopt.search.problem import BudgetExhaustedError, InfeasibleError, Problem
 from apqopt.search.pymoo_search import PymooProblem
 from tests.helpers import LUT, SP, capacity, problem
@@ -137,16 +137,29 @@ def test_pymoo_problem_is_usable_from_pymoo() -> None:
     assert np.all(out["F"][:, 1] > 0)
 
 
-def test_optuna_objective_and_both_constraint_forms() -> None:
+def test_optuna_objective_is_define_by_run_with_names_and_one_constraint_key() -> None:
+    """A user's own study with apqopt's objective: metric names set on it, only the params of active
+    blocks (depths first), one constraint key per limit, and the number of trials is the budget."""
+    from apqopt.record import RecordCodec
+
     p = problem()
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
-    study.set_metric_names(metric_names(p))
-    study.optimize(objective(p), n_trials=25)  # the number of trials is the budget: no error past any limit
-    t = study.trials[0]
-    assert "constraints" in t.system_attrs and "constraints:latency" in t.system_attrs
-    assert t.system_attrs["constraints"] == [t.system_attrs["constraints:latency"]]
-    assert t.user_attrs["latency_ms"] == pytest.approx(t.values[1])
+    codec = RecordCodec.of(p)
+    study = optuna.create_study(directions=directions(p), sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective(p), n_trials=25)  # no error past any limit: a Problem keeps no count
     assert len(study.trials) == 25 and study.metric_names == ["accuracy", "latency_ms"]
+    names = SP.gene_names()
+    for t in study.trials:
+        row = codec.genes(t.params)
+        active = SP.active(row[None])[0]
+        want = {n for g, n in enumerate(names) if g < SP.n_stages or active[(g - SP.n_stages) // 6]}
+        assert set(t.params) == want  # nothing dormant
+        assert t.values[0] == pytest.approx(float(p.evaluate(row[None]).accuracy[0]))
+        assert t.constraints == {"latency": pytest.approx(t.user_attrs["latency_ms"] - 0.6)}
+        assert [k for k in t.system_attrs if k.startswith("constraints")] == ["constraints:latency"]
+    assert any(len(t.params) < len(names) for t in study.trials)
+    full = optuna.create_study(directions=directions(p), sampler=optuna.samplers.NSGAIISampler(seed=0))
+    full.optimize(objective(p, active_only=False), n_trials=5)  # the fixed-length form, for NSGA-II
+    assert all(set(t.params) == set(names) for t in full.trials)
 
 
 def test_unknown_searcher() -> None:

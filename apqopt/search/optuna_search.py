@@ -6,6 +6,7 @@ business; this module only drives the samplers.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -34,14 +35,24 @@ def metric_names(problem: Problem) -> list[str]:
     return RecordCodec.of(problem).metric_names
 
 
-def objective(problem: Problem) -> Callable[[optuna.Trial], list[float]]:
-    """An objective for a user's own ``study.optimize`` (one candidate per call; the number of trials is
-    the budget). Each trial gets apqopt's params, attrs and constraints (see :mod:`apqopt.record`)."""
+def objective(problem: Problem, active_only: bool = True) -> Callable[[optuna.Trial], list[float]]:
+    """An objective for a user's own ``study.optimize``: one candidate per trial, so ``n_trials`` is the
+    budget (a Problem keeps no count; stop a study with Optuna's own ``MaxTrialsCallback`` if you like).
+
+    Each trial gets apqopt's params, attrs and one constraint per limit (see :mod:`apqopt.record`), and the
+    study gets metric names (``accuracy``, ``latency_ms``, ...) on the first trial if it has none.
+    ``active_only=True`` (define-by-run): stage depths first, then only the blocks they switch on, so no
+    param is without effect; ``False``: every gene on every trial, for samplers that need one fixed search
+    space (NSGA-II's crossover works on it; TPE and random sample either form)."""
     codec = RecordCodec.of(problem)
     lo, hi = problem.gene_bounds()
 
     def fn(trial: optuna.Trial) -> list[float]:
-        ev = problem.evaluate(codec.suggest(trial, lo, hi)[None])
+        if trial.study.metric_names is None:
+            with warnings.catch_warnings():  # experimental in Optuna; the names are what its plots show
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                trial.study.set_metric_names(codec.metric_names)
+        ev = problem.evaluate(codec.suggest(trial, lo, hi, active_only=active_only)[None])
         return codec.write(trial, ev, 0)
 
     return fn

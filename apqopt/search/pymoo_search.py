@@ -28,6 +28,7 @@ from pymoo.optimize import minimize
 
 from apqopt.search.base import Run, Searcher, feasible_start
 from apqopt.search.problem import Problem
+from apqopt.space import Candidate
 
 PENALTY = 1e9
 
@@ -48,19 +49,26 @@ class PymooProblem(_PymooBase):
         )
         self.problem, self.run, self.free, self.template = problem, run, free, lo
 
-    def decode(self, X: np.ndarray) -> np.ndarray:
-        """Gene rows of pymoo decision vectors (floats are rounded and clipped), e.g. ``res.X``."""
+    def genes(self, X: Any) -> np.ndarray:
+        """Gene rows of pymoo decision vectors: ``res.X``, ``res.pop`` (a Population), one vector, or float
+        vectors from pymoo's default real-valued operators (rounded and clipped to the choices)."""
+        if hasattr(X, "get") and not isinstance(X, np.ndarray | dict):  # a Population or an Individual
+            X = X.get("X")
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         genes = np.repeat(self.template[None], len(X), axis=0)
         genes[:, self.free] = np.clip(np.round(X), self.xl, self.xu).astype(np.int64)
         return genes
+
+    def decode(self, X: Any) -> list[Candidate]:
+        """Candidates of pymoo decision vectors (``res.X``, ``res.pop``, ...; see :meth:`genes`)."""
+        return self.problem.space.to_candidates(self.genes(X))
 
     def encode(self, genes: np.ndarray) -> np.ndarray:
         """pymoo decision vectors of gene rows (the free genes)."""
         return np.asarray(genes, dtype=np.int64)[:, self.free]
 
     def _evaluate(self, X: np.ndarray, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-        genes = self.decode(X)
+        genes = self.genes(X)
         n = len(genes)
         F = np.full((n, self.n_obj), PENALTY)
         G = np.full((n, self.n_ieq_constr), PENALTY)
@@ -100,7 +108,7 @@ class FeasibleRepair(Repair):
 
     def _do(self, problem: PymooProblem, X: np.ndarray, **kwargs: Any) -> np.ndarray:
         p = self.run.problem
-        genes = problem.decode(X)
+        genes = problem.genes(X)
         bad = np.flatnonzero(p.cost(genes)[2] > 0)
         if len(bad):
             self.redrawn += len(bad)
@@ -119,6 +127,15 @@ class RunTermination(Termination):
         return 1.0 if self.run.done else self.run.n_evaluated / self.run.budget
 
 
+def integer_operators(eta_c: float = 15.0, eta_m: float = 20.0) -> dict[str, Any]:
+    """The crossover and mutation apqopt's pymoo NSGA-II uses on the integer genes (SBX and polynomial
+    mutation, rounded), for users' own pymoo algorithms: ``GA(pop_size=50, **integer_operators())``."""
+    return {
+        "crossover": SBX(prob=0.9, eta=eta_c, vtype=float, repair=RoundingRepair()),
+        "mutation": PM(eta=eta_m, vtype=float, repair=RoundingRepair()),
+    }
+
+
 class PymooNSGA2(Searcher):
     name = "pymoo-nsga2"
     summary = "pymoo's NSGA-II on the integer genes (SBX + polynomial mutation, rounded), feasible start and repair"
@@ -134,8 +151,7 @@ class PymooNSGA2(Searcher):
         algo = NSGA2(
             pop_size=self.population,
             sampling=FeasibleSampling(run, self.seed, self.max_tries),
-            crossover=SBX(prob=0.9, eta=self.eta_c, vtype=float, repair=RoundingRepair()),
-            mutation=PM(eta=self.eta_m, vtype=float, repair=RoundingRepair()),
+            **integer_operators(self.eta_c, self.eta_m),
             repair=repair,
             eliminate_duplicates=True,
         )
