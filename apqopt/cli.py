@@ -385,7 +385,7 @@ def cmd_predictor_evaluate(args: argparse.Namespace) -> int:
 
     pred = AccuracyPredictor.load(args.predictor)
     X, y = load_xy(args.data, pred.space, bits=pred.variant != "fp")
-    print(json.dumps(pred.score(X, y), indent=2))
+    print(json.dumps(pred.report(X, y), indent=2))
     return 0
 
 

@@ -255,3 +255,26 @@ def test_every_searcher_meets_tight_limits_on_one_architecture(name: str) -> Non
             p = Problem(SP, capacity, LUT, constraints={"latency": lo + (hi - lo) * frac}).restricted_to(arch)
             res = make_searcher(name, seed=0).run(p, 100)
             assert res.best() >= 0 and res.evaluated.feasible[:50].mean() > 0.5, (name, frac)
+
+
+def test_pymoo_decode_round_trips_after_an_unwrapped_algorithm() -> None:
+    """A pymoo algorithm apqopt does not wrap (NSGA-II with pymoo's default real-valued operators) on
+    PymooProblem: decode(res.X) and decode(res.pop) give valid candidates whose evaluation is res.F."""
+    from pymoo.algorithms.moo.nsga2 import NSGA2
+    from pymoo.optimize import minimize
+
+    from apqopt.search.pymoo_search import integer_operators
+
+    p = problem()
+    pp = PymooProblem(p)
+    res = minimize(pp, NSGA2(pop_size=20), ("n_gen", 3), seed=0, verbose=False)
+    assert res.X is not None and not np.allclose(res.pop.get("X"), np.round(res.pop.get("X")))  # floats
+    cands = pp.decode(res.X)
+    assert len(cands) == len(res.X) and all(c.space == SP.name for c in cands)
+    ev = p.evaluate(SP.from_candidates(cands))
+    np.testing.assert_allclose(np.column_stack([-ev.accuracy, ev.latency]), res.F)
+    assert len(pp.decode(res.pop)) == len(res.pop)
+    np.testing.assert_array_equal(SP.from_candidates(pp.decode(res.X[0])), SP.canonical(pp.genes(res.X[:1])))
+    ops = integer_operators()
+    res2 = minimize(pp, NSGA2(pop_size=20, **ops), ("n_gen", 2), seed=0, verbose=False)
+    np.testing.assert_array_equal(res2.pop.get("X"), np.round(res2.pop.get("X")))  # integer operators

@@ -115,22 +115,28 @@ class AccuracyPredictor:
         seed: int = 0,
         progress: bool = False,
     ) -> None:
-        self.space = get_space(space).name
-        if variant not in ("fp", "branch", "wide"):
-            raise PredictorError(f"variant must be 'fp', 'branch' or 'wide', got {variant!r}")
-        self.variant = variant
+        # scikit-learn's contract: __init__ only stores its arguments (clone() relies on it); they are
+        # checked where they are used (_space), so a bad value fails at fit/load, naming the parameter
+        self.space, self.variant = space, variant
         self.hidden, self.depth = hidden, depth
         self.lr, self.weight_decay, self.batch_size = lr, weight_decay, batch_size
         self.max_epochs, self.patience, self.val_fraction = max_epochs, patience, val_fraction
-        if not (isinstance(members, int) and members >= 1):
-            raise PredictorError(f"members must be a positive integer, got {members!r}")
         self.members, self.seed, self.progress = members, seed, progress
         self.model_: MLP | Ensemble | None = None
         self.reports_: list[FitReport] = []
         self.metadata_: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def space_name(self) -> str:
+        return self._space().name
+
     def _space(self) -> SearchSpace:
+        """The search space, after checking the parameters that shape the network."""
+        if self.variant not in ("fp", "branch", "wide"):
+            raise PredictorError(f"variant must be 'fp', 'branch' or 'wide', got {self.variant!r}")
+        if isinstance(self.members, bool) or not (isinstance(self.members, int) and self.members >= 1):
+            raise PredictorError(f"members must be a positive integer, got {self.members!r}")
         return get_space(self.space)
 
     def _input(self, X: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -144,7 +150,7 @@ class AccuracyPredictor:
         if self.variant != "fp" and width == sp.encoding_width:
             return x
         need = f"{sp.arch_width} or {sp.encoding_width}" if self.variant == "fp" else str(sp.encoding_width)
-        raise PredictorError(f"predictor for space '{self.space}' ({self.variant}) needs {need} features, got {width}")
+        raise PredictorError(f"predictor for space '{sp.name}' ({self.variant}) needs {need} features, got {width}")
 
     def _member_seeds(self) -> list[int]:
         # disjoint across predictor seeds: seed 0 uses 0..k-1, seed 1 uses k..2k-1
@@ -306,7 +312,13 @@ class AccuracyPredictor:
         """Predict from a gene matrix (encodes with the candidates' own bits)."""
         return self.predict(self._space().encode(genes, bits=self.variant != "fp"))
 
-    def score(self, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    def score(self, X: np.ndarray, y: np.ndarray) -> float:
+        """Pairwise ranking accuracy on (X, y): the share of pairs ordered as measured -- what a search
+        needs from a predictor, and the figure APQ reports (scikit-learn's ``score``: a float, higher is better)."""
+        return float(self.report(X, y)["pairwise_accuracy"])
+
+    def report(self, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """Every ranking and error metric on (X, y): pairwise accuracy, Kendall tau, Spearman, MAE, RMSE..."""
         return ranking_report(np.asarray(y), self.predict(X))
 
     # ------------------------------------------------------------------ persistence
@@ -319,7 +331,7 @@ class AccuracyPredictor:
         sp = self._space()
         meta = {
             "format": "apqopt-predictor v1",
-            "params": {k: v for k, v in self.get_params().items() if k != "progress"},
+            "params": {**{k: v for k, v in self.get_params().items() if k != "progress"}, "space": sp.name},
             "input": {
                 "arch_width": sp.arch_width,
                 "bits_width": sp.bits_width,

@@ -14,7 +14,7 @@ from apqopt.search.haq import HAQ
 from apqopt.search.ohq import OHQ
 from apqopt.search.optuna_search import OptunaNSGA2, OptunaRandom, OptunaRandomRaw, OptunaTPE
 from apqopt.search.problem import BudgetExhaustedError, Evaluation, InfeasibleError, Problem
-from apqopt.search.pymoo_search import PymooNSGA2, PymooProblem
+from apqopt.search.pymoo_search import PymooNSGA2, PymooProblem, integer_operators
 from apqopt.search.random_search import RandomSearch
 
 SEARCHERS: dict[str, type[Searcher]] = {
@@ -62,6 +62,7 @@ __all__ = [
     "Run",
     "SearchResult",
     "Searcher",
+    "integer_operators",
     "make_searcher",
     "searcher_class",
     "searcher_names",

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.core.individual import Individual
+from pymoo.core.population import Population
 from pymoo.core.problem import Problem as _PymooBase
 from pymoo.core.repair import Repair
 from pymoo.core.sampling import Sampling
@@ -24,6 +26,7 @@ from pymoo.core.termination import Termination
 from pymoo.operators.crossover.sbx import SBX
 from pymoo.operators.mutation.pm import PM
 from pymoo.operators.repair.rounding import RoundingRepair
+from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from pymoo.optimize import minimize
 
 from apqopt.search.base import Run, Searcher, feasible_start
@@ -52,7 +55,7 @@ class PymooProblem(_PymooBase):
     def genes(self, X: Any) -> np.ndarray:
         """Gene rows of pymoo decision vectors: ``res.X``, ``res.pop`` (a Population), one vector, or float
         vectors from pymoo's default real-valued operators (rounded and clipped to the choices)."""
-        if hasattr(X, "get") and not isinstance(X, np.ndarray | dict):  # a Population or an Individual
+        if isinstance(X, Population | Individual):
             X = X.get("X")
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         genes = np.repeat(self.template[None], len(X), axis=0)
@@ -127,10 +130,12 @@ class RunTermination(Termination):
         return 1.0 if self.run.done else self.run.n_evaluated / self.run.budget
 
 
-def integer_operators(eta_c: float = 15.0, eta_m: float = 20.0) -> dict[str, Any]:
-    """The crossover and mutation apqopt's pymoo NSGA-II uses on the integer genes (SBX and polynomial
-    mutation, rounded), for users' own pymoo algorithms: ``GA(pop_size=50, **integer_operators())``."""
+def integer_operators(eta_c: float = 15.0, eta_m: float = 20.0, sampling: Sampling | None = None) -> dict[str, Any]:
+    """Sampling, crossover and mutation on the integer genes as apqopt's pymoo NSGA-II uses them (SBX and
+    polynomial mutation, rounded), for users' own pymoo algorithms: ``GA(pop_size=50, **integer_operators())``.
+    ``sampling``: default pymoo's integer random sampling."""
     return {
+        "sampling": sampling if sampling is not None else IntegerRandomSampling(),
         "crossover": SBX(prob=0.9, eta=eta_c, vtype=float, repair=RoundingRepair()),
         "mutation": PM(eta=eta_m, vtype=float, repair=RoundingRepair()),
     }
@@ -150,8 +155,7 @@ class PymooNSGA2(Searcher):
         repair = FeasibleRepair(run, self.seed, self.max_tries)
         algo = NSGA2(
             pop_size=self.population,
-            sampling=FeasibleSampling(run, self.seed, self.max_tries),
-            **integer_operators(self.eta_c, self.eta_m),
+            **integer_operators(self.eta_c, self.eta_m, FeasibleSampling(run, self.seed, self.max_tries)),
             repair=repair,
             eliminate_duplicates=True,
         )
