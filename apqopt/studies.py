@@ -8,8 +8,8 @@ dashboard read every searcher's results the same way. What a trial and a study h
 
 What a study holds:
 
-* runs of at most ``full_limit`` evaluations (default: 5,000 on a journal file, 250 on SQL storages,
-  whose per-trial writes are ~50x slower): one trial per evaluated candidate;
+* runs of at most ``full_limit`` evaluations (default 5,000): one trial per evaluated candidate
+  (written in batches: :func:`add_trials`);
 * larger runs (APQ's 50,000-candidate evolution): the feasible non-dominated candidates as trials,
   plus the full history, compressed, *inside the study* (system attrs ``apqopt:history:*``), so any
   machine that reaches the storage reads it -- never a file beside a database that a worker on another
@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 import optuna
+from tqdm import tqdm
 
 from apqopt.errors import ApqoptError
 from apqopt.record import RecordCodec, quiet_optuna
@@ -37,10 +38,9 @@ from apqopt.search.pareto import non_dominated
 from apqopt.search.problem import Evaluation, Problem
 from apqopt.settings import parse_storage
 
-# Largest run recorded trial-by-trial, per storage kind. A trial with ~130 params costs about
-# 0.1-0.2 s to write into SQLite (one transaction per param/attr) but milliseconds into a journal
-# file (benchmarks/bench_storage.py), so SQLite/PostgreSQL studies hold the front + the history sooner.
-FULL_LIMIT = {"rdb": 250, "journal": 5000}
+# Largest run recorded trial by trial, per storage kind: a 125-param trial costs ~1-2 ms to write in
+# batches into SQLite or a journal file (benchmarks/bench_storage.py); beyond, the front + the history.
+FULL_LIMIT = {"rdb": 5000, "journal": 5000}
 HISTORY_ATTR = "apqopt:history"
 HISTORY_CHUNK = 512 * 1024  # characters of base64 per system attr (TEXT columns of SQLite and PostgreSQL)
 _HISTORY_FIELDS = ("genes", "accuracy", "latency", "energy", "violation")
@@ -258,6 +258,7 @@ def record(
     verified_rows: dict[int, dict[str, float]] | None = None,
     settings: dict[str, Any] | None = None,
     overwrite: bool = False,
+    progress: bool = False,
 ) -> optuna.Study:
     """Write a finished run as a new study, as one unit: the study is marked ``recording`` first and
     ``recorded`` last, so a kill in between leaves a study every reader flags as interrupted and the
@@ -310,10 +311,89 @@ def record(
     for key, value in meta.items():
         study.set_user_attr(key, value)
     dists = codec.distributions()
-    with quiet_optuna():
-        study.add_trials([codec.frozen_trial(ev, int(i), dists) for i in rows])
+    add_trials(store, study, [codec.frozen_trial(ev, int(i), dists) for i in rows], progress=progress)
     study.set_user_attr(RECORDED_ATTR, {"trials": len(rows), "settings": digest})  # last: the study is whole
     return study
+
+
+def add_trials(
+    store: optuna.storages.BaseStorage,
+    study: optuna.Study,
+    trials: list[optuna.trial.FrozenTrial],
+    chunk: int = 500,
+    progress: bool = False,
+) -> None:
+    """Add finished trials to a study. On an RDB storage, in transactions of ``chunk`` trials through
+    Optuna's own table models (``study.add_trials`` checks every param of every trial against the study
+    in its own queries and commits trial by trial: ~55 ms per 130-param trial into SQLite, against ~1 ms
+    here; ``tests/test_studies.py`` checks both give the same study). Other storages: ``add_trials``."""
+    bar = tqdm(total=len(trials), desc="recording", unit="trial", disable=not progress or len(trials) < 2 * chunk)
+    for k in range(0, len(trials), chunk):
+        part = trials[k : k + chunk]
+        if isinstance(store, optuna.storages.RDBStorage):
+            _insert_trials(store, study._study_id, part)
+        else:
+            with quiet_optuna():
+                study.add_trials(part)
+        bar.update(len(part))
+    bar.close()
+
+
+def _insert_trials(store: optuna.storages.RDBStorage, study_id: int, trials: list[optuna.trial.FrozenTrial]) -> None:
+    """One transaction: the rows Optuna's ``_create_new_trial`` writes for each template trial."""
+    import sqlalchemy
+    from optuna.distributions import distribution_to_json
+    from optuna.storages._rdb import models
+
+    session = store.scoped_session()
+    try:
+        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+        first = session.query(models.TrialModel).filter(models.TrialModel.study_id == study_id).count()
+        rows = []
+        for n, t in enumerate(trials):
+            row = models.TrialModel(
+                study_id=study_id,
+                number=first + n,
+                state=t.state,
+                datetime_start=t.datetime_start,
+                datetime_complete=t.datetime_complete,
+            )
+            rows.append(row)
+        session.add_all(rows)
+        session.flush()  # trial ids
+        dist_json: dict[int, str] = {}
+        values, params, user, system = [], [], [], []
+        for row, t in zip(rows, trials):
+            tid = row.trial_id
+            for objective, value in enumerate(t.values or []):
+                stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+                values.append({"trial_id": tid, "objective": objective, "value": stored, "value_type": kind})
+            for name, value in t.params.items():
+                dist = t.distributions[name]
+                params.append(
+                    {
+                        "trial_id": tid,
+                        "param_name": name,
+                        "param_value": dist.to_internal_repr(value),
+                        "distribution_json": dist_json.setdefault(id(dist), distribution_to_json(dist)),
+                    }
+                )
+            user += [{"trial_id": tid, "key": k, "value_json": json.dumps(v)} for k, v in t.user_attrs.items()]
+            system += [{"trial_id": tid, "key": k, "value_json": json.dumps(v)} for k, v in t.system_attrs.items()]
+        for model, batch in (
+            (models.TrialValueModel, values),
+            (models.TrialParamModel, params),
+            (models.TrialUserAttributeModel, user),
+            (models.TrialSystemAttributeModel, system),
+        ):
+            if batch:
+                session.execute(sqlalchemy.insert(model), batch)  # one executemany per table
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
 def _store_history(store: optuna.storages.BaseStorage, study: optuna.Study, ev: Evaluation) -> None:
