@@ -409,6 +409,7 @@ def _problem(args: argparse.Namespace) -> Any:
         apq_checkpoint=args.apq_checkpoint,
         lut=args.lut,
         architecture=arch,
+        allow_missing=args.allow_missing,
     )
 
 
@@ -490,6 +491,7 @@ def _live_search(args: argparse.Namespace) -> int:
         constraints=_constraints(args),
         lut=str(Path(args.lut).resolve()) if args.lut else "",
         predictor=str(Path(args.predictor).resolve()) if args.predictor else "",
+        allow_missing=args.allow_missing,
     )
     name = args.study or f"live-{args.searcher}-{args.space}-seed{args.seed}"
     study = create_live_study(spec, args.storage, name)
@@ -517,31 +519,72 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise StorageError(f"study '{name}' already exists in {where} (the same run); --overwrite to run it again")
     res = searcher.run(problem, args.budget, progress=not args.quiet)
     study = record(
-        res, problem, args.storage, name, predictor=_predictor_label(args), settings=settings, overwrite=args.overwrite
+        res,
+        problem,
+        args.storage,
+        name,
+        predictor=_predictor_label(args),
+        settings=settings,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
     )
-    b = res.best()
-    if b < 0:
-        print(f"no feasible candidate found in {len(res.evaluated)} evaluations")
-        return 1
+    summary = search_summary(res, problem, study.study_name, where, top=args.top)
+    print(json.dumps(summary, indent=2) if args.json else summary_table(summary))
+    return 0 if summary["feasible"] else 1
+
+
+def search_summary(res: Any, problem: Any, study: str, storage: str, top: int = 5) -> dict[str, Any]:
+    """What a finished search found: counts, time, where it is stored, and the best feasible candidates
+    along the front (most accurate first), each with its costs and its candidate JSON."""
+    from apqopt.studies import front_rows
+
     ev = res.evaluated
-    cand = problem.space.to_candidates(ev.genes[b : b + 1])[0]
-    print(
-        json.dumps(
+    rows = front_rows(ev, problem.objectives)
+    rows = rows[np.argsort(-ev.accuracy[rows])][:top]
+    cands = problem.space.to_candidates(ev.genes[rows]) if len(rows) else []
+    return {
+        "study": study,
+        "storage": storage,
+        "searcher": res.searcher,
+        "evaluated": len(ev),
+        "feasible": int(ev.feasible.sum()),
+        "wall_s": round(res.wall_s, 2),
+        "constraints": dict(problem.constraints),
+        "best": [
             {
-                "study": study.study_name,
-                "evaluated": len(ev),
-                "wall_s": round(res.wall_s, 2),
-                "best": {
-                    "predicted_accuracy": float(ev.accuracy[b]),
-                    "latency_ms": float(ev.latency[b]),
-                    "energy_mJ": float(ev.energy[b]),
-                    "candidate": cand.to_dict(),
-                },
-            },
-            indent=2,
-        )
-    )
-    return 0
+                "predicted_accuracy": round(float(ev.accuracy[i]), 5),
+                "latency_ms": round(float(ev.latency[i]), 4),
+                "energy_mJ": round(float(ev.energy[i]), 4),
+                "candidate": c.to_dict(),
+            }
+            for i, c in zip(rows, cands)
+        ],
+    }
+
+
+def summary_table(s: dict[str, Any]) -> str:
+    """A search summary for people: one line of counts, then the best candidates along the front."""
+    limits = ", ".join(f"{k} <= {v:g}" for k, v in s["constraints"].items()) or "no limits"
+    lines = [
+        f"{s['searcher']}: {s['evaluated']:,} distinct networks evaluated in {s['wall_s']:.1f} s, "
+        f"{s['feasible']:,} feasible ({limits})"
+    ]
+    if not s["best"]:
+        lines.append("no feasible candidate found")
+    else:
+        lines.append(f"best along the front ({len(s['best'])} shown, most accurate first):")
+        head = f"  {'#':>2}  {'accuracy':>8}  {'latency ms':>10}  {'energy mJ':>9}  {'depths':<10}"
+        lines.append(head + "  pointwise bits W/A per block")
+        for k, b in enumerate(s["best"], 1):
+            stages = b["candidate"]["stages"]
+            depths = "/".join(str(len(st)) for st in stages)
+            bits = " ".join(f"{blk['pw_w']}/{blk['pw_a']}" for st in stages for blk in st)
+            lines.append(
+                f"  {k:>2}  {100 * b['predicted_accuracy']:7.2f}%  {b['latency_ms']:10.4f}  "
+                f"{b['energy_mJ']:9.4f}  {depths:<10}  {bits[:72]}"
+            )
+    lines.append(f"stored: study '{s['study']}' in {s['storage']} (--json for every candidate in full)")
+    return "\n".join(lines)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -592,7 +635,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise StorageError(f"study '{args.study}' is not an apqopt study (no 'space' attr)")
     weights = _supernet_path(args, space)
     res = verify_study(args.study, args.storage, load_supernet(weights), args.top, progress=not args.quiet)
-    print(json.dumps(res, indent=2))
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"study '{res['study']}': {res['n']} front candidates measured on the supernet (quantized, fine-tuned)")
+    print(f"  {'trial':>5}  {'latency ms':>10}  {'predicted':>9}  {'measured':>15}  {'error':>6}")
+    for r in res["candidates"]:
+        err = 100 * (r["predicted_accuracy"] - r["measured_accuracy"])
+        print(
+            f"  {r['trial']:>5}  {r['latency_ms']:10.4f}  {100 * r['predicted_accuracy']:8.2f}%  "
+            f"{100 * r['measured_accuracy']:7.2f} ± {100 * r['stderr']:.2f}%  {err:+6.2f}"
+        )
+    extra = f", pairwise ranking {res['pairwise_accuracy']:.2f}" if "pairwise_accuracy" in res else ""
+    print(f"mean absolute error {100 * res['mae']:.2f} points{extra}; stored in the study's 'verified' attr")
     return 0
 
 
@@ -650,8 +705,15 @@ RUN_SEARCHERS = ["random", "evolution", "pymoo-nsga2", "optuna-nsga2"]
 COMPARE_SEARCHERS = ["random", "evolution", "pymoo-nsga2", "optuna-nsga2", "optuna-tpe"]
 
 
-class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """--help shows every default and keeps the searcher table's lines."""
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """--help shows every default (once, and not for flags) and keeps the searcher table's lines."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if unset or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
 
 
 def _parser(sub: Sub, name: str, help: str, **kw: Any) -> argparse.ArgumentParser:
@@ -697,7 +759,7 @@ def add_run_parser(sub: Sub) -> None:
     run.add_argument(
         "--verify", type=integer(0), default=2, help="candidates along each run's front to measure for real (0: skip)"
     )
-    run.add_argument("--quiet", action="store_true")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
 
 
@@ -723,7 +785,7 @@ def add_supernet_parser(sub: Sub) -> None:
     )
     train.add_argument("--seed", type=integer(0), default=0)
     train.add_argument("--train-images", type=integer(1), help="use only the first N training images (smoke tests)")
-    train.add_argument("--quiet", action="store_true")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_supernet_train)
     sev = _parser(sn, "eval", "accuracy of subnets (BN re-estimated) with its standard error")
     _space_arg(sev)
@@ -746,7 +808,7 @@ def add_collect_parser(sub: Sub) -> None:
     col.add_argument("--storage", help="SQLite/PostgreSQL URL: collect as a live study that workers share")
     col.add_argument("--study", help="live study name (default collect-KIND-SPACE-seedN)")
     col.add_argument("--workers", type=integer(1, 256), default=1, help="local worker processes for a live study")
-    col.add_argument("--quiet", action="store_true")
+    col.add_argument("--quiet", action="store_true", help="no progress bars")
     col.set_defaults(func=cmd_collect)
 
 
@@ -775,7 +837,7 @@ def add_predictor_parser(sub: Sub) -> None:
         default=1,
         help="networks per predictor, averaged (a deep ensemble; 1 = APQ's)",
     )
-    ptrain.add_argument("--quiet", action="store_true")
+    ptrain.add_argument("--quiet", action="store_true", help="no progress bars")
     ptrain.set_defaults(func=cmd_predictor_train)
     peval = _parser(pr, "evaluate", "ranking metrics of a saved predictor on a dataset")
     peval.add_argument("--predictor", type=file_path, required=True)
@@ -790,8 +852,19 @@ def _problem_args(p: argparse.ArgumentParser, budget: int) -> None:
     p.add_argument("--energy", type=number(0), help="energy limit (mJ)")
     p.add_argument("--objectives", nargs="+", default=["latency"], choices=["latency", "energy"])
     p.add_argument("--predictor", type=file_path, help="saved AccuracyPredictor (default: the space's shipped one)")
-    p.add_argument("--apq-checkpoint", type=file_path, help="APQ's acc_quant.pt instead of an apqopt predictor")
+    p.add_argument(
+        "--apq-checkpoint",
+        type=file_path,
+        help="APQ's released acc_quant.pt (its repository's checkpoint, downloaded by you) instead of an apqopt "
+        "predictor; apq-mbv2 space only",
+    )
     p.add_argument("--lut", type=file_path, help="table file (default: the space's shipped BitFusion table)")
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="a table with gaps (e.g. APQ's own, which lacks 7x7 depthwise at A4): candidates it cannot price "
+        "count as infeasible instead of the table being refused",
+    )
     p.add_argument(
         "--architecture", help="candidate JSON (or file): search only its bits (how haq/ohq compare with others)"
     )
@@ -803,7 +876,7 @@ def _problem_args(p: argparse.ArgumentParser, budget: int) -> None:
     )
     _storage_arg(p)
     _overwrite_arg(p)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def add_search_parser(sub: Sub) -> None:
@@ -816,6 +889,8 @@ def add_search_parser(sub: Sub) -> None:
     se.add_argument("--study", help="study name (default: searcher-space-seedN)")
     se.add_argument("--live", action="store_true", help="write trials as they come; other workers may join")
     se.add_argument("--workers", type=integer(1, 256), default=1, help="local worker processes for --live")
+    se.add_argument("--top", type=integer(1), default=5, help="front candidates shown at the end")
+    se.add_argument("--json", action="store_true", help="print the summary as JSON (candidates in full)")
     se.set_defaults(func=cmd_search)
 
 
@@ -829,7 +904,7 @@ def add_worker_parser(sub: Sub) -> None:
         action="append",
         help="folder from which files the study names may be loaded (repeatable; $APQOPT_HOME always is)",
     )
-    wo.add_argument("--quiet", action="store_true")
+    wo.add_argument("--quiet", action="store_true", help="no progress bars")
     wo.set_defaults(func=cmd_worker)
 
 
@@ -861,7 +936,8 @@ def add_verify_parser(sub: Sub) -> None:
     _storage_arg(ve)
     ve.add_argument("--top", type=integer(1), default=5, help="front candidates to measure")
     ve.add_argument("--supernet", type=file_path, help="weights file (default: the shipped one of the study's space)")
-    ve.add_argument("--quiet", action="store_true")
+    ve.add_argument("--json", action="store_true", help="print the result as JSON")
+    ve.add_argument("--quiet", action="store_true", help="no progress bars")
     ve.set_defaults(func=cmd_verify)
 
 
@@ -900,7 +976,7 @@ def add_lut_parser(sub: Sub) -> None:
     meas.add_argument("--repeats", type=integer(1), default=25, help="timed samples per layer (median kept)")
     meas.add_argument("--threads", type=integer(0, 1024), default=0, help="torch threads (0: PyTorch's default)")
     meas.add_argument("--check", type=integer(0), default=0, help="time N random subnets end to end against the sums")
-    meas.add_argument("--quiet", action="store_true")
+    meas.add_argument("--quiet", action="store_true", help="no progress bars")
     meas.set_defaults(func=cmd_lut_measure)
     lshow = _parser(lut, "show", "summarise a table (shipped by default)")
     _space_arg(lshow)

@@ -93,6 +93,7 @@ class LiveSpec:
     measure: str = "quant"
     supernet: str = ""
     eval_images: int = 5000
+    allow_missing: bool = False
     heartbeat_s: int = 10
     grace_s: int = 30
 
@@ -347,6 +348,7 @@ def _evaluator(spec: LiveSpec, allowed: list[Path]) -> Callable[[optuna.Trial], 
             objectives=spec.objectives,
             predictor=_study_file(spec.predictor, allowed),
             lut=_study_file(spec.lut, allowed),
+            allow_missing=spec.allow_missing,
             **spec.constraints,
         )
         return objective(problem, active_only=False)  # one fixed search space: NSGA-II's crossover needs it

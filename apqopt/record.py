@@ -21,6 +21,7 @@ import json
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -205,13 +206,26 @@ class RecordCodec:
     def frozen_trial(self, ev: Any, i: int, dists: dict[str, CategoricalDistribution]) -> optuna.trial.FrozenTrial:
         """Row i as a finished trial for ``study.add_trials`` (same fields as :meth:`write`)."""
         f = self.fields(ev, i)
-        return optuna.trial.create_trial(
+        now = datetime.now()
+        # FrozenTrial directly (create_trial re-checks 125 distributions per trial: ~1.3 ms of a ~2 ms write);
+        # the params are valid by construction (gene rows of the space), constraints set by Optuna's own method
+        trial = optuna.trial.FrozenTrial(
+            number=0,
+            state=optuna.trial.TrialState.COMPLETE,
+            value=None,
+            values=f.values,
+            datetime_start=now,
+            datetime_complete=now,
             params=f.params,
             distributions=dists,
-            values=f.values,
             user_attrs=f.user_attrs,
-            constraints=f.constraints or None,
+            system_attrs={},
+            intermediate_values={},
+            trial_id=0,
         )
+        for name, value in f.constraints.items():
+            trial.set_constraint(name, value)
+        return trial
 
 
 def _jsonable(obj: Any) -> Any:

@@ -341,7 +341,6 @@ def add_trials(
 
 def _insert_trials(store: optuna.storages.RDBStorage, study_id: int, trials: list[optuna.trial.FrozenTrial]) -> None:
     """One transaction: the rows Optuna's ``_create_new_trial`` writes for each template trial."""
-    import sqlalchemy
     from optuna.distributions import distribution_to_json
     from optuna.storages._rdb import models
 
@@ -387,7 +386,7 @@ def _insert_trials(store: optuna.storages.RDBStorage, study_id: int, trials: lis
             (models.TrialSystemAttributeModel, system),
         ):
             if batch:
-                session.execute(sqlalchemy.insert(model), batch)  # one executemany per table
+                session.execute(model.__table__.insert(), batch)  # Core: one executemany per table
         session.commit()
     except BaseException:
         session.rollback()

@@ -96,7 +96,8 @@ def verify_study(
             "latency_ms": t.user_attrs["latency_ms"],
         }
     study.set_user_attr("verified", stored)
-    return {"study": study_name, **ver.report(), "trials": [t.number for t in chosen]}
+    rows = [{"trial": t.number, **stored[str(t.number)]} for t in chosen]
+    return {"study": study_name, **ver.report(), "trials": [t.number for t in chosen], "candidates": rows}
 
 
 def measuring_predictor(supernet: Supernet, cfg: CollectConfig | None = None) -> Any:
