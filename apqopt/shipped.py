@@ -6,6 +6,7 @@ path, on every machine a live study's workers run on.
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -24,6 +25,11 @@ def predictor_path(space: str, kind: str = "quant") -> Path:
     return asset_dir(space) / "predictor" / f"{kind}.pt"
 
 
+def tables_dir() -> Path:
+    """The shipped tables: the repository's top-level ``lut/`` folder, installed as ``apqopt.tables``."""
+    return Path(str(resources.files("apqopt.tables")))
+
+
 def lut_path(space: str, hardware: str = "bitfusion") -> Path:
     """The shipped lookup table of a space for a hardware model (built by `apqopt lut build`)."""
-    return ASSETS / "lut" / f"{hardware}_{space}.csv"
+    return tables_dir() / f"{hardware}_{space}.csv"

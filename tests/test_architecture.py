@@ -115,6 +115,20 @@ def test_no_working_directory_defaults_outside_settings() -> None:
         assert relative.fullmatch(old)  # the pattern catches the old defaults
 
 
+def test_every_subpackage_is_installed() -> None:
+    """pyproject lists apqopt's packages (the top-level lut/ folder is mapped to apqopt.tables), so a new
+    subpackage must be listed too, or an installed apqopt would lack it."""
+    import tomllib
+
+    conf = tomllib.loads((PKG.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {".".join(p.relative_to(PKG.parent).parent.parts) for p in PKG.rglob("__init__.py")}
+    assert set(conf["packages"]) == found | {"apqopt.tables"}
+    assert conf["package-dir"] == {"apqopt.tables": "lut"}
+    from apqopt.shipped import lut_path, tables_dir
+
+    assert tables_dir().resolve() == (PKG.parent / "lut").resolve() and lut_path("fmnist").is_file()
+
+
 def test_every_import_is_a_declared_dependency() -> None:
     """What apqopt imports is installed by `pip install apqopt` (or its named extra), not by luck."""
     import tomllib
