@@ -249,6 +249,10 @@ CASES = {
         lambda w: ["verify", "--study", "s", "--storage", f"sqlite:///{w / 'none.db'}"],
         r"no storage at .*none\.db",
     ),
+    "missing APQ checkpoint": (
+        lambda w: search(w, "--apq-checkpoint", str(w / "acc_quant.pt"), "--space", "apq-mbv2", "--latency", "20"),
+        r"APQ checkpoint not found: .*acc_quant\.pt \(acc\.pt / acc_quant\.pt come with APQ's released models",
+    ),
     "missing table file": (lambda w: search(w, "--lut", str(w / "missing.csv")), r"missing\.csv"),
     "binary file as a table": (lambda w: search(w, "--lut", str(w / "binary.csv")), r"binary\.csv: not a text file"),
     "verify --top 0": (lambda w: ["verify", "--study", "s", "--top", "0"], "argument --top: must be >= 1"),

@@ -278,3 +278,19 @@ def test_pymoo_decode_round_trips_after_an_unwrapped_algorithm() -> None:
     ops = integer_operators()
     res2 = minimize(pp, NSGA2(pop_size=20, **ops), ("n_gen", 2), seed=0, verbose=False)
     np.testing.assert_array_equal(res2.pop.get("X"), np.round(res2.pop.get("X")))  # integer operators
+
+
+def test_problem_takes_a_predictor_or_its_predict_method() -> None:
+    """`Problem(space, pred.predict, ...)` -- the natural reading -- means the fitted predictor itself (its
+    `predict` reads encoded features; the Problem hands it gene rows)."""
+    from apqopt.hardware.lut import load_shipped
+    from apqopt.predictor import AccuracyPredictor
+    from apqopt.search.problem import Problem
+    from apqopt.shipped import predictor_path
+
+    pred = AccuracyPredictor.load(predictor_path("fmnist"))
+    genes = SP.sample(20, 4)
+    a = Problem(SP, pred, load_shipped("fmnist"), constraints={"latency": 0.5}).evaluate(genes)
+    b = Problem(SP, pred.predict, load_shipped("fmnist"), constraints={"latency": 0.5}).evaluate(genes)
+    np.testing.assert_array_equal(a.accuracy, b.accuracy)
+    np.testing.assert_allclose(a.accuracy, pred.predict(SP.encode(genes)))

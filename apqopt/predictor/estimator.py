@@ -388,6 +388,11 @@ class AccuracyPredictor:
         """Load APQ's released ``acc.pt`` (fp) or ``acc_quant.pt`` (with ``quantize_fc``) for a space."""
         sd = state_dict
         if not isinstance(sd, dict):
+            if not Path(sd).is_file():
+                raise PredictorError(
+                    f"APQ checkpoint not found: {sd} (acc.pt / acc_quant.pt come with APQ's released models, "
+                    "from its repository; apqopt does not download them)"
+                )
             try:
                 sd = torch.load(sd, map_location="cpu", weights_only=True)
             except Exception as exc:  # torch raises many types for damaged files

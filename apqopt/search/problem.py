@@ -72,6 +72,9 @@ _FIELDS = ("genes", "accuracy", "latency", "energy", "violation")
 
 def _predict_fn(predictor: Any) -> Callable[[np.ndarray], np.ndarray]:
     """A gene-matrix -> accuracy function from a fitted ``AccuracyPredictor`` or a plain function."""
+    owner = getattr(predictor, "__self__", None)  # `pred.predict` given where `pred` was meant: same thing
+    if getattr(predictor, "__name__", "") == "predict" and callable(getattr(owner, "predict_genes", None)):
+        predictor = owner
     fn = getattr(predictor, "predict_genes", None)
     return fn if callable(fn) else predictor
 
