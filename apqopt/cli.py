@@ -682,6 +682,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         "--",
         "--storage",
         storage,
+        *(["--lut", str(Path(args.lut).resolve())] if args.lut else []),
     ]
     print(f"dashboard: http://{args.address}:{args.port} (storage {storage}; Ctrl-C stops it)", flush=True)
     child = subprocess.Popen(cmd)
@@ -945,6 +946,7 @@ def add_dashboard_parser(sub: Sub) -> None:
     da = _parser(sub, "dashboard", "review studies in the Streamlit dashboard (read-only)")
     _storage_arg(da)
     da.add_argument("--port", type=integer(1, 65535), default=8501)
+    da.add_argument("--lut", type=file_path, help="a table for the LUT explorer (besides the shipped ones)")
     da.add_argument(
         "--address", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface, no login!)"
     )

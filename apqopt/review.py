@@ -35,6 +35,7 @@ STUDY_COLUMNS = [
     "lut",
     "budget",
     "trials",
+    "evaluated",
     "hypervolume",
     "best_accuracy",
     "wall_s",
@@ -228,6 +229,7 @@ class StudyReader:
                     "lut": a.get("lut", ""),
                     "budget": a.get("budget"),
                     "trials": counts.get(name, 0),
+                    "evaluated": a.get("evaluated"),
                     "hypervolume": a.get("hypervolume"),
                     "best_accuracy": float(ok["accuracy"].max()) if len(ok) else None,
                     "wall_s": a.get("wall_s"),
@@ -244,10 +246,12 @@ class StudyReader:
 
     # ------------------------------------------------------------------ trials
     def trials(self, study: str) -> pd.DataFrame:
-        """number, state, accuracy, latency, energy, feasible, measured (if verified)."""
+        """number, state, accuracy, latency, energy, feasible, and measured accuracy with its standard error
+        where the trial was verified."""
         df = self.tables.trial_rows(study)
         verified = self.study_attrs().get(study, {}).get("verified", {})
         df["measured"] = df["number"].map(lambda n: verified.get(str(n), {}).get("measured_accuracy", np.nan))
+        df["stderr"] = df["number"].map(lambda n: verified.get(str(n), {}).get("stderr", np.nan))
         return df
 
     def front(self, study: str) -> pd.DataFrame:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,7 +62,7 @@ def test_predictor_and_lut_pages(storage: str, app: Callable[[str, str], AppTest
     assert not at.exception and "apqopt verify" in at.info[0].value
     at = app(storage, "LUT explorer")
     assert not at.exception
-    assert at.selectbox(key="lut_space").value == "fmnist"
+    assert at.selectbox(key="lut_table").value == "bitfusion_apq-mbv2.csv"
 
 
 def test_empty_states(tmp_path: Path, app: Callable[[str, str], AppTest]) -> None:
@@ -141,3 +143,111 @@ def test_dashboard_command_binds_localhost_and_stops_with_its_parent(storage: st
         assert not _listening(port)  # the Streamlit child is gone too
     finally:
         proc.kill()
+
+
+def _compare_storage(path: Path, tag: str, searchers: list[str]) -> str:
+    from apqopt.search.compare import compare
+    from tests.helpers import problem
+
+    url = str(path)
+    compare(problem(), searchers, [0, 1], 60, storage=url, tag=tag, progress=False)
+    return url
+
+
+def test_each_storage_shows_only_its_own_compare_runs(tmp_path: Path, app: Callable[[str, str], AppTest]) -> None:
+    """Two storages with different compare runs: every page reads only the storage it is given."""
+    a = _compare_storage(tmp_path / "a.log", "runA", ["random", "evolution"])
+    b = _compare_storage(tmp_path / "b.log", "runB", ["pymoo-nsga2"])
+    for url, tag, want in ((a, "runA", {"random", "evolution"}), (b, "runB", {"pymoo-nsga2"})):
+        at = app(url, "Compare searchers")
+        assert not at.exception
+        assert at.selectbox(key="cmp_run").options == [tag]
+        metrics = at.dataframe[0].value
+        assert set(metrics["searcher"]) == want and len(metrics) == 2 * len(want)
+        assert set(metrics["seed"]) == {0, 1} and metrics["front_size"].gt(0).all()
+        headers = " ".join(h.value for h in at.subheader)
+        assert "Hypervolume vs evaluations" in headers
+        if len(want) > 1:
+            verdicts = at.markdown[-1].value
+            assert "random" in verdicts and "evolution" in verdicts and "pymoo" not in verdicts
+        at = app(url, "Studies")
+        assert set(at.dataframe[0].value["searcher"]) == want
+        at = app(url, "Candidate inspector")
+        assert all(tag in s for s in at.selectbox(key="insp_study").options)
+
+
+def test_a_study_added_while_the_app_runs_appears_after_the_expiry(
+    tmp_path: Path, app: Callable[[str, str], AppTest]
+) -> None:
+    from apqopt.dashboard import TTL_S
+    from apqopt.search import make_searcher
+    from apqopt.studies import record
+    from tests.helpers import problem
+
+    url = recorded_storage(tmp_path / "live.log")
+    at = app(url, "Studies")
+    assert len(at.dataframe[0].value) == 4
+    p = problem()
+    record(make_searcher("random", seed=9).run(p, 30), p, url, "added-later")
+    at.run()
+    assert len(at.dataframe[0].value) == 4  # cached: not re-read before the expiry
+    time.sleep(TTL_S + 0.5)
+    at.run()
+    assert "added-later" in set(at.dataframe[0].value["study"])
+
+
+def test_inspector_opens_on_the_best_feasible_candidate_with_one_block_numbering(
+    storage: str, app: Callable[[str, str], AppTest]
+) -> None:
+    from apqopt.review import StudyReader
+
+    at = app(storage, "Candidate inspector")
+    study = at.selectbox(key="insp_study").value
+    df = StudyReader(storage).trials(study)
+    best = df[df["feasible"] & (df["state"] == "COMPLETE")]["accuracy"].max()
+    assert float(at.metric[0].value) == pytest.approx(best, abs=5e-5)
+    assert at.metric[4].label == "feasible" and at.metric[4].value == "yes"
+    blocks = at.dataframe[0].value
+    layers = at.dataframe[1].value
+    assert all(b.startswith("b") for b in blocks["block"])
+    assert {name.split("_")[0] for name in layers["layer"] if name.startswith("b")} == set(blocks["block"])
+    assert "stage" in at.markdown[0].value and "k" in at.markdown[0].value  # the network at a glance
+
+
+def test_predictor_page_shows_n_errors_and_the_diagonal(
+    storage: str, tmp_path: Path, app: Callable[[str, str], AppTest]
+) -> None:
+    import optuna
+
+    copy = tmp_path / "verified.log"
+    copy.write_bytes(Path(storage).read_bytes())
+    store = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(copy)))
+    study = optuna.load_study(study_name="random-s0", storage=store)
+    verified = {
+        str(t.number): {
+            "measured_accuracy": t.values[0] - 0.01 * k,
+            "stderr": 0.004,
+            "predicted_accuracy": t.values[0],
+            "latency_ms": t.user_attrs["latency_ms"],
+        }
+        for k, t in enumerate(study.trials[:6])
+    }
+    study.set_user_attr("verified", verified)
+    at = app(str(copy), "Predictor")
+    assert not at.exception
+    assert at.metric[0].label == "verified candidates (n)" and at.metric[0].value == "6"
+    assert at.metric[1].value == "2.50"  # mean of 0, 1, ..., 5 points
+
+
+def test_lut_explorer_opens_a_given_table_and_says_when_bits_do_not_matter(
+    tmp_path: Path, app: Callable[[str, str], AppTest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apqopt.shipped import tables_dir
+
+    at = app("unused.log", "LUT explorer")
+    assert "bitfusion_fmnist.csv" in at.selectbox(key="lut_table").options
+    fp32 = tables_dir() / "host_fp32_fmnist.csv"  # fp32 on a CPU: the bits change nothing
+    monkeypatch.setattr(sys, "argv", ["app.py", "--storage", "unused.log", "--lut", str(fp32)])
+    at = app("unused.log", "LUT explorer")
+    assert not at.exception and at.selectbox(key="lut_table").value == str(fp32)
+    assert "does not depend on the bits" in at.info[0].value
