@@ -30,7 +30,7 @@ from apqopt.studies import record
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 SIZES = (5_000, 50_000)
-SEQUENCE = ["Studies", "Compare searchers", "Candidate inspector", "LUT explorer", "Studies"]
+SEQUENCE = ["Studies", "Compare searchers", "Candidate inspector", "Predictor", "LUT explorer", "Studies"]
 
 
 def make_study(db: Path, n: int) -> None:
