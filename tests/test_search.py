@@ -104,6 +104,27 @@ def test_known_networks_cost_nothing() -> None:
         run.evaluate(SP.sample(1, 5))
 
 
+def test_redraws_take_the_first_new_feasible_networks_in_order() -> None:
+    """The re-draw filter prices only new networks (for speed) but must accept exactly what the plain rule
+    does: in row order, the first ``limit`` rows that are feasible, not yet evaluated and not taken."""
+    from apqopt.search.base import _accept
+
+    p = problem(0.5)
+    run = Run(p, 1000)
+    run.evaluate(SP.sample(30, 3))
+    rows = np.concatenate([SP.sample(60, 4), run.evaluated().genes[:10], SP.sample(60, 4)])  # known + repeats
+    taken = set(run.keys(rows[5:8]))
+    for limit in (1, 7, 40, 500):
+        got = _accept(p, rows, run, set(taken), limit)
+        seen, want = set(taken), []
+        feasible = p.cost(rows)[2] <= 0
+        for i, k in enumerate(run.keys(rows)):
+            if feasible[i] and k not in run._index and k not in seen and len(want) < limit:
+                seen.add(k)
+                want.append(i)
+        assert len(want) > 0 and got.tolist() == want, limit
+
+
 def test_a_searcher_that_only_repeats_itself_stops_and_says_so() -> None:
     from apqopt.search.base import Searcher
 

@@ -46,6 +46,7 @@ class Run:
         self._since_new = 0
         self._log: Evaluation | None = None  # capacity-doubling buffers; the first n_evaluated rows are real
         self._index: dict[bytes, int] = {}  # network identity -> position in the log
+        self._key_dtype = np.uint8 if problem.space.cardinalities.max() <= 256 else np.uint16
 
     @property
     def remaining(self) -> int:
@@ -63,7 +64,8 @@ class Run:
     def keys(self, genes: np.ndarray) -> list[bytes]:
         """The identity of each row's network: its canonical gene row (dormant genes ignored) as bytes."""
         canon = self.problem.space.canonical(self.problem.apply_fixed(np.asarray(genes)))
-        return [r.tobytes() for r in canon.astype(np.uint16)]
+        small = np.ascontiguousarray(canon.astype(self._key_dtype))
+        return small.view(np.dtype((np.void, small.shape[1] * small.itemsize))).ravel().tolist()
 
     def evaluate(self, genes: np.ndarray) -> Evaluation:
         """Evaluate a batch: new networks are priced and predicted (and counted), known ones come from
@@ -104,9 +106,9 @@ class Run:
     def _append(self, ev: Evaluation) -> None:
         n, k = self.n_evaluated, len(ev)
         if self._log is None or n + k > len(self._log):
-            size = max(2 * (n + k), 256)
+            size = min(max(2 * (n + k), 256), self.budget)  # never beyond the budget: no copy to waste
             grown = Evaluation(
-                np.zeros((size, ev.genes.shape[1]), dtype=ev.genes.dtype),
+                np.zeros((size, ev.genes.shape[1]), dtype=self._key_dtype),  # small: fewer pages to touch
                 *(np.zeros(size, dtype=np.float64) for _ in range(4)),
             )
             if self._log is not None:
@@ -121,7 +123,9 @@ class Run:
         """Every distinct network evaluated so far, once each, in the order first seen."""
         if self._log is None:
             return Evaluation.concat([])
-        return self._log.take(slice(0, self.n_evaluated))
+        out = self._log.take(slice(0, self.n_evaluated))
+        out.genes = out.genes.astype(np.int64)
+        return out
 
     def summary(self) -> dict[str, Any]:
         """What the run spent: distinct networks (the budget), rows asked for, and whether it stalled."""
@@ -230,18 +234,24 @@ def feasible_start(
 
 
 def _accept(problem: Problem, genes: np.ndarray, run: Run | None, taken: set[bytes], limit: int) -> np.ndarray:
-    """Indices of up to ``limit`` acceptable rows, in order; their identities join ``taken``."""
-    ok = np.flatnonzero(problem.cost(genes)[2] <= 0)
+    """Indices of up to ``limit`` acceptable rows, in order; their identities join ``taken``.
+
+    With a run, identity is checked before cost: near a converged population most re-drawn rows are
+    known networks, and feasibility depends on the network alone, so only new networks are priced."""
     if run is None:
-        return ok[:limit]
-    keep = []
-    for j, k in zip(ok, run.keys(genes[ok])):
-        if len(keep) >= limit:
-            break
-        if k not in run._index and k not in taken:
-            taken.add(k)
-            keep.append(j)
-    return np.array(keep, dtype=np.int64)
+        return np.flatnonzero(problem.cost(genes)[2] <= 0)[:limit]
+    index, seen = run._index, set(taken)
+    new, keys = [], []
+    for i, k in enumerate(run.keys(genes)):
+        if k not in index and k not in seen:
+            seen.add(k)
+            new.append(i)
+            keys.append(k)
+    if not new:
+        return np.zeros(0, dtype=np.int64)
+    ok = np.flatnonzero(problem.cost(genes[new])[2] <= 0)[:limit]
+    taken.update(keys[j] for j in ok)
+    return np.array(new, dtype=np.int64)[ok]
 
 
 def distinct_rows(run: Run, genes: np.ndarray) -> np.ndarray:
