@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from apqopt import cli_types
 from apqopt.cli_types import MAX_BUDGET, file_path, integer, number
 from apqopt.errors import ApqoptError, ConfigError
 from apqopt.fileio import atomic_write
@@ -34,7 +35,13 @@ def _supernet_path(args: argparse.Namespace, space: str) -> Path:
 
 
 def _space_arg(p: argparse.ArgumentParser, default: str | None = "fmnist") -> None:
-    p.add_argument("--space", default=default, choices=space_names(), help="search space preset")
+    p.add_argument(
+        "--space",
+        default=default,
+        type=cli_types.space,
+        metavar="NAME|FILE",
+        help=f"search space: a preset ({', '.join(space_names())}) or a TOML/JSON space file",
+    )
 
 
 def _load_lut(args: argparse.Namespace) -> LUT:
@@ -111,7 +118,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_space_show(args: argparse.Namespace) -> int:
-    print(json.dumps(get_space(args.space).describe(), indent=2))
+    from apqopt.space import space_to_toml
+
+    space = get_space(args.space)
+    print(space_to_toml(space) if args.toml else json.dumps(space.describe(), indent=2), end="" if args.toml else "\n")
     return 0
 
 
@@ -140,6 +150,8 @@ def cmd_lut_build(args: argparse.Namespace) -> int:
     if args.hardware != "bitfusion":
         raise LUTError(f"unknown hardware '{args.hardware}'; `lut build` knows: bitfusion")
     overrides = {k: v for k, v in (("mode", args.mode), ("batch", args.batch)) if v is not None}
+    if args.out is None and args.space not in space_names():
+        raise ConfigError(f"lut build: --out is required for space '{args.space}' (only presets have a shipped table)")
     if args.out is None and (args.config or overrides or args.format != "csv"):
         raise ConfigError(
             "lut build: --out is required with --config, --mode, --batch or --format apq/both "
@@ -768,6 +780,7 @@ def add_space_parser(sub: Sub) -> None:
     space = _parser(sub, "space", "inspect a search space").add_subparsers(dest="sub", required=True)
     show = _parser(space, "show", "print the space's structure, gene count and encoding width")
     _space_arg(show)
+    show.add_argument("--toml", action="store_true", help="print the space as a space file (to start your own)")
     show.set_defaults(func=cmd_space_show)
     sample = _parser(space, "sample", "print random candidates as JSON lines")
     _space_arg(sample)
@@ -983,7 +996,9 @@ def add_lut_parser(sub: Sub) -> None:
     lshow = _parser(lut, "show", "summarise a table (shipped by default)")
     _space_arg(lshow)
     lshow.add_argument("--lut", type=file_path, help="table file (apqopt CSV or APQ JSON)")
-    lshow.add_argument("--gaps", choices=space_names(), help="report entries this space needs that the table lacks")
+    lshow.add_argument(
+        "--gaps", type=cli_types.space, metavar="NAME|FILE", help="report entries this space needs that the table lacks"
+    )
     lshow.set_defaults(func=cmd_lut_show)
     price = _parser(lut, "price", "price one candidate given as JSON (or a file)")
     _space_arg(price, default="apq-mbv2")

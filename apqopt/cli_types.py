@@ -61,8 +61,20 @@ def file_path(text: str) -> str:
     return text
 
 
+def space(text: str) -> str:
+    """A preset name or a space file (TOML/JSON); the file is read and checked here, and the space's
+    name is what the command goes on with (the space stays findable by it in this process)."""
+    from apqopt.errors import ApqoptError, first_line
+    from apqopt.space import get_space
+
+    try:
+        return get_space(text).name
+    except ApqoptError as e:
+        raise argparse.ArgumentTypeError(first_line(e)) from None
+
+
 def _range(lo: int, hi: int | None) -> str:
     return f">= {lo}" if hi is None else f"between {lo} and {hi}"
 
 
-__all__ = ["MAX_BUDGET", "file_path", "integer", "number"]
+__all__ = ["MAX_BUDGET", "file_path", "integer", "number", "space"]

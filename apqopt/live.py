@@ -96,9 +96,16 @@ class LiveSpec:
     allow_missing: bool = False
     heartbeat_s: int = 10
     grace_s: int = 30
+    space_def: dict[str, Any] = field(default_factory=dict)  # a non-preset space's description, for workers
 
     def __post_init__(self) -> None:
         from apqopt.search.optuna_search import SAMPLERS
+        from apqopt.space import get_space, space_from_dict, space_names, space_to_dict
+
+        if self.space_def:  # the study carries its space: workers on any machine rebuild it, no file needed
+            get_space(space_from_dict(self.space_def, f"live study space '{self.space}'"))
+        elif self.space not in space_names():
+            object.__setattr__(self, "space_def", space_to_dict(get_space(self.space)))
 
         if self.kind not in ("search", "measure"):
             raise ConfigError(f"live study kind must be 'search' or 'measure', got {self.kind!r}")

@@ -20,7 +20,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from apqopt.errors import ApqoptError
-from apqopt.record import RecordCodec
+from apqopt.record import RecordCodec, space_from_attrs
 from apqopt.search.pareto import non_dominated
 from apqopt.settings import parse_storage
 from apqopt.space import Candidate
@@ -264,7 +264,7 @@ class StudyReader:
 
     def candidate(self, study: str, number: int) -> Candidate:
         """Rebuild a trial's candidate from its params."""
-        codec = RecordCodec(self.study_attrs()[study]["space"])
+        codec = RecordCodec(space_from_attrs(self.study_attrs()[study]))
         params = self.tables.trial_params(study, number)
         if not params:
             raise StorageError(f"study '{study}' has no trial {number}")

@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import math
+import tomllib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +39,10 @@ BIT_FIELDS: tuple[str, ...] = ("pw_w", "pw_a", "dw_w", "dw_a")
 
 class InvalidCandidateError(ApqoptError, ValueError):
     """A candidate, gene matrix or encoding that does not belong to its space."""
+
+
+class SpaceFileError(ApqoptError, ValueError):
+    """A space description (file or dict) with a missing, unknown or bad key."""
 
 
 @dataclass(frozen=True)
@@ -122,8 +129,10 @@ class Candidate:
         if not isinstance(data, dict) or "space" not in data or "stages" not in data:
             raise InvalidCandidateError("candidate JSON needs keys 'space' and 'stages'")
         if space is None:
-            if not isinstance(data["space"], str) or data["space"] not in PRESETS:
-                raise InvalidCandidateError(f"unknown space {data['space']!r}; known: {sorted(PRESETS)}")
+            if not isinstance(data["space"], str) or (data["space"] not in PRESETS and data["space"] not in _LOADED):
+                raise InvalidCandidateError(
+                    f"unknown space {data['space']!r}; known: {sorted(PRESETS)}, read this run: {sorted(_LOADED)}"
+                )
             space = get_space(data["space"])
         elif data["space"] != space.name:
             raise InvalidCandidateError(f"candidate is of space {data['space']!r}, expected {space.name!r}")
@@ -583,64 +592,274 @@ class SearchSpace:
         }
 
 
-# ---------------------------------------------------------------------- presets
-def _apq_mbv2() -> SearchSpace:
-    stage_out = (24, 40, 80, 96, 192, 320)
-    strides = (2, 2, 2, 1, 2, 1)
-    stages = tuple(Stage(c, s, (2, 3, 4) if i < 5 else (1,)) for i, (c, s) in enumerate(zip(stage_out, strides)))
-    return SearchSpace(
-        name="apq-mbv2",
-        input_size=224,
-        image_channels=3,
-        num_classes=1000,
-        stem_channels=16,
-        stages=stages,
-        head=(Layer("head_conv", 3, 32, 224, 3, 2, 1, 1),),
-        tail=(Layer("tail_conv", 320, 1280, 7, 1, 1, 0, 1),),
-        unpriced=(
-            Layer("head_mb_dw", 32, 32, 112, 3, 1, 1, 32),
-            Layer("head_mb_project", 32, 16, 112, 1, 1, 0, 1),
-            Layer("classifier", 1280, 1000, 1, 1, 1, 0, 1),
-        ),
-        middle_steps=(4.0, 6.0),
-        description="APQ's ImageNet space (CVPR 2020): 21 MBConv blocks, middle channels 4x-6x C_in in steps of 8",
+# ---------------------------------------------------------------------- description files
+# A space is data, so users describe theirs in a small TOML (or JSON) file, and the presets are such files
+# (apqopt/assets/spaces/). Every key is checked where it is read: a bad file gets one error naming the file
+# and the key (``my.toml: stages[2].stride: must be a positive integer``).
+#
+# Layout (TOML)::
+#
+#     name = "my-space"             # what candidates and studies call it
+#     description = "..."           # optional
+#     input_size = 32               # square input resolution
+#     image_channels = 3
+#     num_classes = 10
+#     stem_channels = 16            # channels entering the first stage
+#     kernels = [3, 5, 7]           # depthwise kernel choices
+#     bits = [4, 6, 8]              # bit-width choices of every operator (pw/dw weights and activations)
+#     middle_ratios = [3, 4, 6]     # expanded channels as multiples of C_in ...
+#     # middle_steps = [4.0, 6.0]   # ... or every multiple of 8 from 4x to 6x C_in (APQ's pruning)
+#
+#     [[stages]]                    # one table per stage, in order
+#     c_out = 16
+#     stride = 1
+#     depths = [2, 3, 4]
+#
+#     [[head]]                      # fixed layers priced as the table's head constant (also [[tail]],
+#     name = "head_conv"            # and [[unpriced]] for fixed layers the table convention leaves out)
+#     c_in = 3
+#     c_out = 16
+#     h_in = 32
+#     kernel = 3
+#     stride = 2
+#     padding = 1
+#     groups = 1
+
+_TOP = {
+    "name": str,
+    "description": str,
+    "input_size": int,
+    "image_channels": int,
+    "num_classes": int,
+    "stem_channels": int,
+    "kernels": list,
+    "bits": list,
+    "middle_ratios": list,
+    "middle_steps": list,
+    "stages": list,
+    "head": list,
+    "tail": list,
+    "unpriced": list,
+}
+_OPTIONAL = {"description", "middle_ratios", "middle_steps", "unpriced"}
+_LAYER = ("name", "c_in", "c_out", "h_in", "kernel", "stride", "padding", "groups")
+_STAGE = ("c_out", "stride", "depths")
+
+
+def is_space_file(text: str) -> bool:
+    """Whether a ``--space`` value names a file rather than a preset."""
+    return text.endswith((".toml", ".json")) or "/" in text or "\\" in text
+
+
+def read_space(path: str | Path) -> SearchSpace:
+    """The space a TOML or JSON file describes; errors name the file and the key."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpaceFileError(f"{path}: space file not found") from None
+    except IsADirectoryError:
+        raise SpaceFileError(f"{path}: is a folder, not a space file") from None
+    try:
+        data = json.loads(raw) if path.suffix == ".json" else tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise SpaceFileError(f"{path}: not a TOML/JSON space file ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise SpaceFileError(f"{path}: a space file holds one table of keys")
+    return space_from_dict(data, str(path))
+
+
+def space_from_dict(data: dict[str, Any], where: str = "space") -> SearchSpace:
+    """Check every key of a space description and build the space."""
+
+    def fail(key: str, msg: str) -> SpaceFileError:
+        return SpaceFileError(f"{where}: {key}: {msg}")
+
+    unknown = sorted(set(data) - set(_TOP))
+    if unknown:
+        raise fail(unknown[0], f"unknown key; known: {sorted(_TOP)}")
+    for key in _TOP:
+        if key not in data and key not in _OPTIONAL:
+            raise fail(key, "missing")
+        if key in data and not isinstance(data[key], _TOP[key]):
+            raise fail(key, f"must be a {_TOP[key].__name__}, got {data[key]!r}")
+
+    def pos_int(key: str, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise fail(key, f"must be a positive integer, got {v!r}")
+        return v
+
+    def int_list(key: str, v: Any) -> tuple[int, ...]:
+        if not isinstance(v, list) or not v:
+            raise fail(key, f"must be a non-empty list of positive integers, got {v!r}")
+        out = tuple(pos_int(f"{key}[{i}]", x) for i, x in enumerate(v))
+        if list(out) != sorted(set(out)):
+            raise fail(key, f"must be increasing without repeats (cheap to dear), got {list(out)}")
+        return out
+
+    def layers(key: str) -> tuple[Layer, ...]:
+        out = []
+        for i, t in enumerate(data.get(key, [])):
+            at = f"{key}[{i}]"
+            if not isinstance(t, dict):
+                raise fail(at, "must be a table of layer keys")
+            extra = sorted(set(t) - set(_LAYER))
+            if extra or "name" not in t or not isinstance(t["name"], str):
+                raise fail(f"{at}.{extra[0] if extra else 'name'}", f"layer keys are {list(_LAYER)}")
+            for k in _LAYER[1:]:
+                if k not in t:
+                    raise fail(f"{at}.{k}", "missing")
+                if k == "padding":
+                    if isinstance(t[k], bool) or not isinstance(t[k], int) or t[k] < 0:
+                        raise fail(f"{at}.{k}", f"must be a whole number >= 0, got {t[k]!r}")
+                else:
+                    pos_int(f"{at}.{k}", t[k])
+            out.append(Layer(*(t[k] for k in _LAYER)))
+        return tuple(out)
+
+    stages = []
+    if not data["stages"]:
+        raise fail("stages", "at least one stage is needed")
+    for i, t in enumerate(data["stages"]):
+        at = f"stages[{i}]"
+        if not isinstance(t, dict) or sorted(t) != sorted(_STAGE):
+            raise fail(at, f"a stage has exactly the keys {list(_STAGE)}")
+        stages.append(
+            Stage(
+                pos_int(f"{at}.c_out", t["c_out"]),
+                pos_int(f"{at}.stride", t["stride"]),
+                int_list(f"{at}.depths", t["depths"]),
+            )
+        )
+    for x in int_list("kernels", data["kernels"]):
+        if x % 2 == 0:
+            raise fail("kernels", f"kernels must be odd (same padding), got {x}")
+    bits = int_list("bits", data["bits"])
+    if any(b > 32 for b in bits):
+        raise fail("bits", f"bit-widths go up to 32, got {list(bits)}")
+    ratios, steps = data.get("middle_ratios"), data.get("middle_steps")
+    if (ratios is None) == (steps is None):
+        raise fail("middle_ratios", "give exactly one of middle_ratios and middle_steps")
+    key, vals = ("middle_ratios", ratios) if ratios is not None else ("middle_steps", steps)
+    for j, x in enumerate(vals):
+        if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or x <= 0:
+            raise fail(f"{key}[{j}]", f"must be a positive number, got {x!r}")
+    if steps is not None and (len(steps) != 2 or steps[0] > steps[1]):
+        raise fail("middle_steps", f"must be [low, high] multiples of C_in, got {steps}")
+    if ratios is not None and list(ratios) != sorted(set(ratios)):
+        raise fail("middle_ratios", f"must be increasing without repeats, got {ratios}")
+    head, tail = layers("head"), layers("tail")
+    if not head or not tail:
+        raise fail("head" if not head else "tail", "at least one layer is needed (the table's constant)")
+    space = SearchSpace(
+        name=data["name"],
+        input_size=pos_int("input_size", data["input_size"]),
+        image_channels=pos_int("image_channels", data["image_channels"]),
+        num_classes=pos_int("num_classes", data["num_classes"]),
+        stem_channels=pos_int("stem_channels", data["stem_channels"]),
+        stages=tuple(stages),
+        head=head,
+        tail=tail,
+        unpriced=layers("unpriced"),
+        kernels=tuple(data["kernels"]),
+        bits=bits,
+        middle_ratios=tuple(float(x) for x in ratios) if ratios is not None else None,
+        middle_steps=(float(steps[0]), float(steps[1])) if steps is not None else None,
+        description=data.get("description", ""),
     )
+    if not space.name or not all(c.isalnum() or c in "-_." for c in space.name):
+        raise fail("name", f"letters, digits, '-', '_' and '.' only, got {space.name!r}")
+    if head[0].c_in != space.image_channels or head[0].h_in != space.input_size:
+        raise fail("head[0]", "the first head layer must read the image (c_in = image_channels, h_in = input_size)")
+    if space.head_output_size < 1:
+        raise fail("head", "the head shrinks the image to nothing")
+    for b, m in enumerate(space.middle_choices):
+        if not m or min(m) < 1:
+            raise fail(key, f"block {b} gets no middle channel choice (C_in {space.block_io[b][0]})")
+    if tail[0].c_in != stages[-1].c_out:
+        raise fail("tail[0].c_in", f"must equal the last stage's c_out ({stages[-1].c_out}), got {tail[0].c_in}")
+    return space
 
 
-def _fmnist() -> SearchSpace:
-    stage_out = (16, 24, 32, 48, 64)
-    strides = (1, 2, 1, 2, 1)
-    return SearchSpace(
-        name="fmnist",
-        input_size=28,
-        image_channels=1,
-        num_classes=10,
-        stem_channels=16,
-        stages=tuple(Stage(c, s, (2, 3, 4)) for c, s in zip(stage_out, strides)),
-        head=(Layer("head_conv", 1, 16, 28, 3, 2, 1, 1),),
-        tail=(Layer("tail_conv", 64, 256, 4, 1, 1, 0, 1), Layer("classifier", 256, 10, 1, 1, 1, 0, 1)),
-        middle_ratios=(3.0, 4.0, 6.0),
-        description="CPU-sized Fashion-MNIST space: 20 MBConv blocks, expand ratio 3/4/6",
-    )
+def space_to_dict(space: SearchSpace) -> dict[str, Any]:
+    """The description a space was built from (what :func:`space_from_dict` reads back)."""
+    out: dict[str, Any] = {
+        "name": space.name,
+        "description": space.description,
+        "input_size": space.input_size,
+        "image_channels": space.image_channels,
+        "num_classes": space.num_classes,
+        "stem_channels": space.stem_channels,
+        "kernels": list(space.kernels),
+        "bits": list(space.bits),
+    }
+    if space.middle_ratios is not None:
+        out["middle_ratios"] = list(space.middle_ratios)
+    else:
+        out["middle_steps"] = list(space.middle_steps or ())
+    out["stages"] = [{"c_out": s.c_out, "stride": s.stride, "depths": list(s.depths)} for s in space.stages]
+    for key in ("head", "tail", "unpriced"):
+        rows = getattr(space, key)
+        if rows or key != "unpriced":
+            out[key] = [{k: getattr(x, k) for k in _LAYER} for x in rows]
+    return out
 
 
-# The preset spaces, listed (no registration): name -> the function that builds it.
-PRESETS: dict[str, Callable[[], SearchSpace]] = {"apq-mbv2": _apq_mbv2, "fmnist": _fmnist}
+def space_to_toml(space: SearchSpace) -> str:
+    """The space as a TOML file (the layout above), e.g. to start one's own from a preset."""
+
+    def val(v: Any) -> str:
+        return json.dumps(v)  # strings, numbers and flat lists read the same in TOML
+
+    d = space_to_dict(space)
+    lines = [f"{k} = {val(v)}" for k, v in d.items() if not (isinstance(v, list) and v and isinstance(v[0], dict))]
+    for key in ("stages", "head", "tail", "unpriced"):
+        for t in d.get(key, []):
+            lines += ["", f"[[{key}]]", *(f"{k} = {val(v)}" for k, v in t.items())]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------- presets and files
+# The preset spaces are files shipped in the package (apqopt/assets/spaces/NAME.toml), read by the same
+# reader as a user's own (the description files above); listed here, not registered.
+PRESETS: tuple[str, ...] = ("apq-mbv2", "fmnist")
+_LOADED: dict[str, SearchSpace] = {}  # spaces read from users' files (or built in Python) this process
 
 
 @functools.cache
 def _preset(name: str) -> SearchSpace:
-    return PRESETS[name]()
+    from importlib.resources import files
+
+    text = (files("apqopt") / "assets" / "spaces" / f"{name}.toml").read_text(encoding="utf-8")
+    return space_from_dict(tomllib.loads(text), f"{name}.toml")
+
+
+def _register(space: SearchSpace, where: str) -> SearchSpace:
+    """Make a non-preset space findable by name (candidates and studies name their space)."""
+    known = _preset(space.name) if space.name in PRESETS else _LOADED.get(space.name)
+    if known is not None and known != space:
+        raise InvalidCandidateError(
+            f"{where}: space name {space.name!r} is already taken by a different space; rename it"
+        )
+    if known is None:
+        _LOADED[space.name] = space
+    return known or space
 
 
 def get_space(name: str | SearchSpace) -> SearchSpace:
-    """A preset space by name (a :class:`SearchSpace` passes through)."""
+    """A space by preset name, by the name of one already read, or from a TOML/JSON file (see
+    the description files below); a :class:`SearchSpace` passes through (and becomes findable by name)."""
     if isinstance(name, SearchSpace):
-        return name
-    if name not in PRESETS:
-        raise InvalidCandidateError(f"unknown space {name!r}; known: {sorted(PRESETS)}")
-    return _preset(name)
+        return name if name.name in _LOADED or name.name in PRESETS else _register(name, "space")
+    if name in PRESETS:
+        return _preset(name)
+    if name in _LOADED:
+        return _LOADED[name]
+    if is_space_file(name):
+        return _register(read_space(name), name)
+    raise InvalidCandidateError(f"unknown space {name!r}; presets: {list(PRESETS)} (or a .toml/.json space file)")
 
 
 def space_names() -> list[str]:
+    """The preset spaces (shipped with tables, predictors and, for fmnist, a supernet)."""
     return sorted(PRESETS)

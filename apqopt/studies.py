@@ -32,7 +32,7 @@ import optuna
 from tqdm import tqdm
 
 from apqopt.errors import ApqoptError
-from apqopt.record import RecordCodec, quiet_optuna
+from apqopt.record import RecordCodec, quiet_optuna, space_from_attrs
 from apqopt.search.base import SearchResult
 from apqopt.search.pareto import non_dominated
 from apqopt.search.problem import Evaluation, Problem
@@ -421,7 +421,7 @@ def load_history(study: optuna.Study) -> Evaluation:
             raise StorageError(f"study '{study.study_name}': its stored history does not match its checksum")
         with np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False) as d:
             return Evaluation(*(d[f] for f in _HISTORY_FIELDS))
-    codec = RecordCodec(study.user_attrs["space"]) if "space" in study.user_attrs else None
+    codec = RecordCodec(space_from_attrs(study.user_attrs)) if "space" in study.user_attrs else None
     trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     genes = (
         np.stack([codec.genes(t.params) for t in trials])

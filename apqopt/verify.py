@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from apqopt.errors import ConfigError
 from apqopt.predictor.metrics import ranking_report
-from apqopt.record import RecordCodec
+from apqopt.record import RecordCodec, space_from_attrs
 from apqopt.search.pareto import spread_front
 from apqopt.studies import open_storage, study_state
 from apqopt.supernet.collect import CollectConfig, measure
@@ -80,7 +80,7 @@ def verify_study(
     if state in ("incomplete", "foreign"):
         why = "was interrupted while being recorded; rerun its command" if state == "incomplete" else "is not apqopt's"
         raise ConfigError(f"study '{study_name}' {why}")
-    codec = RecordCodec(study.user_attrs["space"])
+    codec = RecordCodec(space_from_attrs(study.user_attrs))
     space = codec.space
     if space.name != supernet.space.name:
         raise ConfigError(f"study '{study_name}' is on space '{space.name}', the supernet on '{supernet.space.name}'")

@@ -4,6 +4,7 @@ block parses with the real parser (the quick ones also run), the CLI reference i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -58,6 +59,9 @@ def test_python_blocks_run(page: Path, sandbox: Path) -> None:
 def test_shell_commands_parse_and_quick_ones_run(page: Path, sandbox: Path) -> None:
     parser = build_parser()
     for argv in shell_commands(page):
+        target = None
+        if ">" in argv:  # `apqopt ... > file`: run with stdout into the file, as the shell would
+            target, argv = sandbox / argv[argv.index(">") + 1], argv[: argv.index(">")]
         try:
             parser.parse_args(argv)
         except SystemExit as exc:
@@ -69,7 +73,10 @@ def test_shell_commands_parse_and_quick_ones_run(page: Path, sandbox: Path) -> N
                 if budget > 2000:
                     continue
                 argv = [*argv, "--quiet"]
-            assert main(argv) == 0, f"{page.name}: `apqopt {' '.join(argv)}` failed"
+            with contextlib.ExitStack() as stack:
+                if target is not None:
+                    stack.enter_context(contextlib.redirect_stdout(stack.enter_context(target.open("w"))))
+                assert main(argv) == 0, f"{page.name}: `apqopt {' '.join(argv)}` failed"
 
 
 def test_cli_reference_is_current() -> None:

@@ -383,6 +383,13 @@ def apq_key(shape: Iterable[int], w_bits: int, a_bits: int) -> str:
 
 def load_shipped(space: str, hardware: str = "bitfusion") -> LUT:
     """The table shipped with the package for a space (built by `apqopt lut build`)."""
+    from apqopt.space import space_names
+
+    if space not in space_names():
+        raise LUTError(
+            f"space '{space}' is not a preset, so no table is shipped for it: build one with "
+            f"`apqopt lut build --space FILE --out TABLE.csv` and pass --lut TABLE.csv"
+        )
     path = shipped_lut_path(space, hardware)
     if not path.exists():
         raise LUTError(
