@@ -7,6 +7,7 @@ only parses, reports errors as one clear line (exit 2), and prints.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
@@ -258,9 +259,18 @@ def cmd_lut_price(args: argparse.Namespace) -> int:
 
 
 def cmd_supernet_train(args: argparse.Namespace) -> int:
-    from apqopt.supernet.train import TrainConfig, train_supernet
+    from apqopt.supernet.train import DEFAULT_PHASES, TrainConfig, train_supernet
 
-    cfg = TrainConfig(space=args.space, seed=args.seed, train_images=args.train_images)
+    phases = tuple(dataclasses.replace(p, epochs=p.epochs * args.epochs_scale) for p in DEFAULT_PHASES)
+    cfg = TrainConfig(
+        space=args.space,
+        seed=args.seed,
+        train_images=args.train_images,
+        data=args.data,
+        phases=phases,
+        batch_size=args.batch_size,
+        eval_images=args.eval_images,
+    )
     out = Path(args.out) if args.out else supernet_run_dir(args.space)
     log_path = out / "train.log"
     out.mkdir(parents=True, exist_ok=True)
@@ -355,9 +365,10 @@ def cmd_supernet_eval(args: argparse.Namespace) -> int:
     space = net.space
     named = {"largest": space.uniform(), "smallest": space.smallest()}
     cands = [(c, named[c]) if c in named else (c, _read_candidate(c, False, space.name)) for c in args.candidates]
-    split = load_split(args.split)
+    data = args.data or net.data
+    split = load_split(args.split, data, space.name)
     for name, cand in cands:
-        acc = evaluate_subnet(net.extract(cand), split)
+        acc = evaluate_subnet(net.extract(cand), split, data=data, space=space.name)
         print(
             json.dumps(
                 {
@@ -646,7 +657,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if space is None:
         raise StorageError(f"study '{args.study}' is not an apqopt study (no 'space' attr)")
     weights = _supernet_path(args, space)
-    res = verify_study(args.study, args.storage, load_supernet(weights), args.top, progress=not args.quiet)
+    res = verify_study(
+        args.study, args.storage, load_supernet(weights), args.top, not args.quiet, eval_images=args.eval_images
+    )
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
@@ -799,6 +812,17 @@ def add_supernet_parser(sub: Sub) -> None:
     )
     train.add_argument("--seed", type=integer(0), default=0)
     train.add_argument("--train-images", type=integer(1), help="use only the first N training images (smoke tests)")
+    train.add_argument(
+        "--data", type=cli_types.data, default="fmnist", help="fmnist, imagefolder:DIR or module:function"
+    )
+    train.add_argument(
+        "--epochs-scale",
+        type=number(0, 100),
+        default=1.0,
+        help="multiply every phase's epochs (default schedule: 5 + 1.5 + 1.5 + 3 + 6 epochs)",
+    )
+    train.add_argument("--batch-size", type=integer(1, 65536), default=256)
+    train.add_argument("--eval-images", type=integer(1), default=2000, help="val images in each phase's report")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_supernet_train)
     sev = _parser(sn, "eval", "accuracy of subnets (BN re-estimated) with its standard error")
@@ -806,6 +830,9 @@ def add_supernet_parser(sub: Sub) -> None:
     sev.add_argument("candidates", nargs="*", default=["largest", "smallest"], help="largest, smallest or JSON")
     sev.add_argument("--split", default="test", choices=["train", "val", "test"])
     sev.add_argument("--supernet", type=file_path, help="weights file (default: the shipped one)")
+    sev.add_argument(
+        "--data", type=cli_types.data, help="images to measure on (default: what the supernet was trained on)"
+    )
     sev.set_defaults(func=cmd_supernet_eval)
 
 
@@ -949,6 +976,7 @@ def add_verify_parser(sub: Sub) -> None:
     ve.add_argument("--study", required=True)
     _storage_arg(ve)
     ve.add_argument("--top", type=integer(1), default=5, help="front candidates to measure")
+    ve.add_argument("--eval-images", type=integer(1, 10_000), default=5000, help="val images per measurement")
     ve.add_argument("--supernet", type=file_path, help="weights file (default: the shipped one of the study's space)")
     ve.add_argument("--json", action="store_true", help="print the result as JSON")
     ve.add_argument("--quiet", action="store_true", help="no progress bars")

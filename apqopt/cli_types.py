@@ -73,8 +73,19 @@ def space(text: str) -> str:
         raise argparse.ArgumentTypeError(first_line(e)) from None
 
 
+def data(text: str) -> str:
+    """A data source: fmnist, imagefolder:DIR or module:function (see :mod:`apqopt.supernet.data`)."""
+    from apqopt.errors import ApqoptError, first_line
+    from apqopt.supernet.data import check_data
+
+    try:
+        return check_data(text)
+    except ApqoptError as e:
+        raise argparse.ArgumentTypeError(first_line(e)) from None
+
+
 def _range(lo: int, hi: int | None) -> str:
     return f">= {lo}" if hi is None else f"between {lo} and {hi}"
 
 
-__all__ = ["MAX_BUDGET", "file_path", "integer", "number", "space"]
+__all__ = ["MAX_BUDGET", "data", "file_path", "integer", "number", "space"]

@@ -100,12 +100,12 @@ class LiveSpec:
 
     def __post_init__(self) -> None:
         from apqopt.search.optuna_search import SAMPLERS
-        from apqopt.space import get_space, space_from_dict, space_names, space_to_dict
+        from apqopt.space import adopt, carried, get_space
 
         if self.space_def:  # the study carries its space: workers on any machine rebuild it, no file needed
-            get_space(space_from_dict(self.space_def, f"live study space '{self.space}'"))
-        elif self.space not in space_names():
-            object.__setattr__(self, "space_def", space_to_dict(get_space(self.space)))
+            adopt({"space_def": self.space_def}, f"live study space '{self.space}'")
+        else:
+            object.__setattr__(self, "space_def", carried(get_space(self.space)).get("space_def", {}))
 
         if self.kind not in ("search", "measure"):
             raise ConfigError(f"live study kind must be 'search' or 'measure', got {self.kind!r}")

@@ -29,7 +29,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 
 from apqopt.hardware.lut import UNITS
-from apqopt.space import BLOCK_GENES, SearchSpace, get_space, space_from_dict, space_names, space_to_dict
+from apqopt.space import BLOCK_GENES, SearchSpace, adopt, carried, get_space
 
 CONSTRAINTS_PREFIX = "constraints:"  # Optuna 5 keeps each named constraint as a system attr with this prefix
 
@@ -103,7 +103,7 @@ class RecordCodec:
             "searcher": searcher,
             "seed": seed,
             "space": self.space.name,
-            **({} if self.space.name in space_names() else {"space_def": space_to_dict(self.space)}),
+            **carried(self.space),
             "lut": lut,
             "predictor": predictor,
             "objectives": list(self.objectives),
@@ -239,6 +239,5 @@ __all__ = ["CONSTRAINTS_PREFIX", "RecordCodec", "TrialFields", "metric_name", "q
 def space_from_attrs(attrs: Mapping[str, Any]) -> SearchSpace:
     """The space of a recorded study: a preset by name, or the description a study of a user's own space
     carries (``space_def``), so any process on any machine can read the study without the space file."""
-    if attrs.get("space_def"):
-        return get_space(space_from_dict(dict(attrs["space_def"]), f"study space '{attrs.get('space')}'"))
+    adopt(dict(attrs), f"study space '{attrs.get('space')}'")
     return get_space(attrs["space"])

@@ -860,6 +860,18 @@ def get_space(name: str | SearchSpace) -> SearchSpace:
     raise InvalidCandidateError(f"unknown space {name!r}; presets: {list(PRESETS)} (or a .toml/.json space file)")
 
 
+def carried(space: SearchSpace) -> dict[str, Any]:
+    """What a file or study must carry so that any process rebuilds its space without the space file:
+    nothing for a preset (its name), else ``{"space_def": description}``."""
+    return {} if space.name in PRESETS else {"space_def": space_to_dict(space)}
+
+
+def adopt(holder: dict[str, Any], where: str) -> None:
+    """Make the space a file or study carries (see :func:`carried`) findable by its name."""
+    if holder.get("space_def"):
+        get_space(space_from_dict(dict(holder["space_def"]), where))
+
+
 def space_names() -> list[str]:
     """The preset spaces (shipped with tables, predictors and, for fmnist, a supernet)."""
     return sorted(PRESETS)

@@ -72,7 +72,12 @@ def pick_front(trials: list[optuna.trial.FrozenTrial], k: int) -> list[optuna.tr
 
 
 def verify_study(
-    study_name: str, storage: str | None, supernet: Supernet, top: int = 5, progress: bool = True
+    study_name: str,
+    storage: str | None,
+    supernet: Supernet,
+    top: int = 5,
+    progress: bool = True,
+    eval_images: int = 5000,
 ) -> dict[str, Any]:
     """Measure up to ``top`` front candidates of a recorded study; store them in its ``verified`` attr."""
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage, create=False))
@@ -86,7 +91,8 @@ def verify_study(
         raise ConfigError(f"study '{study_name}' is on space '{space.name}', the supernet on '{supernet.space.name}'")
     chosen = pick_front(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)), top)
     genes = np.stack([codec.genes(t.params) for t in chosen])
-    ver = verify(supernet, genes, np.array([t.values[0] for t in chosen]), progress=progress)
+    cfg = CollectConfig(kind="quant", space=space.name, eval_images=eval_images)
+    ver = verify(supernet, genes, np.array([t.values[0] for t in chosen]), cfg, progress=progress)
     stored = dict(study.user_attrs.get("verified", {}))
     for t, m, se, p in zip(chosen, ver.measured, ver.stderr, ver.predicted):
         stored[str(t.number)] = {

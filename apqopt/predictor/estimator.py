@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from apqopt.errors import ApqoptError, ConfigError, first_line
 from apqopt.predictor.metrics import ranking_report
-from apqopt.space import SearchSpace, get_space
+from apqopt.space import SearchSpace, adopt, carried, get_space
 
 Variant = Literal["fp", "branch", "wide"]
 
@@ -332,6 +332,7 @@ class AccuracyPredictor:
         meta = {
             "format": "apqopt-predictor v1",
             "params": {**{k: v for k, v in self.get_params().items() if k != "progress"}, "space": sp.name},
+            **carried(sp),
             "input": {
                 "arch_width": sp.arch_width,
                 "bits_width": sp.bits_width,
@@ -364,6 +365,7 @@ class AccuracyPredictor:
                 raise KeyError(f"'params' must hold {cls.param_names()}, got {params!r}")
         except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:
             raise PredictorError(f"{meta_path} is not an apqopt predictor description: {exc}") from exc
+        adopt(meta, str(meta_path))
         if space is not None and params["space"] != get_space(space).name:
             raise PredictorError(f"{path} was trained for space '{params['space']}', not '{space}'")
         try:

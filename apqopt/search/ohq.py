@@ -61,12 +61,12 @@ class OHQ(Searcher):
             )
         net = load_supernet(weights)
         sub = net.extract(problem.architecture)
-        reestimate_bn(sub, bn_slice())
         sp = problem.space
+        reestimate_bn(sub, bn_slice(data=net.data, space=sp.name))
         x = (
             synthetic_inputs(self.images, sp.input_size, sp.image_channels, self.seed)
             if self.data == "synthetic"
-            else load_split("val").images[: self.images]
+            else load_split("val", net.data, sp.name).images[: self.images]
         )
         cache = str(mqe_cache_dir()) if self.cache_dir == "default" else self.cache_dir
         return mqe_sensitivity(sub, x, cache_dir=cache)

@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from apqopt.errors import ApqoptError, ConfigError
-from apqopt.space import BIT_FIELDS, SearchSpace, get_space
+from apqopt.space import BIT_FIELDS, SearchSpace, adopt, carried, get_space
 from apqopt.supernet.data import accuracy_stderr, load_split
 from apqopt.supernet.evaluate import accuracy, bn_slice, evaluate_subnet, reestimate_bn
 from apqopt.supernet.network import Supernet
@@ -91,15 +91,16 @@ def candidate_genes(space: SearchSpace, cfg: CollectConfig, index: int) -> np.nd
 def measure(supernet: Supernet, cand: Any, cfg: CollectConfig, seed: int, split: Any = None) -> float:
     """Measured accuracy of one candidate: fp (BN re-estimated) or quantized under its policy after the
     fixed quantization-aware fine-tune. The single definition behind datasets and verification."""
-    split = split if split is not None else load_split(cfg.split).subset(cfg.eval_images)
+    data, space = supernet.data, supernet.space.name  # a supernet is measured on the data it was trained on
+    split = split if split is not None else load_split(cfg.split, data, space).subset(cfg.eval_images)
     sub = supernet.extract(cand)
     if cfg.kind == "fp":
-        return evaluate_subnet(sub, split, cfg.bn_images)
-    train = load_split("train")
-    reestimate_bn(sub, bn_slice(cfg.bn_images))
-    q = quantize(sub, cand, bn_slice(cfg.finetune.calib_images))
+        return evaluate_subnet(sub, split, cfg.bn_images, data, space)
+    train = load_split("train", data, space)
+    reestimate_bn(sub, bn_slice(cfg.bn_images, data, space))
+    q = quantize(sub, cand, bn_slice(cfg.finetune.calib_images, data, space))
     finetune(q, train.images, train.labels, cfg.finetune, seed=seed)
-    reestimate_bn(q, bn_slice(cfg.bn_images))
+    reestimate_bn(q, bn_slice(cfg.bn_images, data, space))
     return accuracy(q, split)
 
 
@@ -224,7 +225,7 @@ def collect(
     path = shard_path(Path(out), shard)
     path.parent.mkdir(parents=True, exist_ok=True)
     header, recs, good = _records(path)
-    want = {"type": "header", "kind": cfg.kind, "config": cfg.to_dict()}
+    want = {"type": "header", "kind": cfg.kind, "config": cfg.to_dict(), **carried(get_space(cfg.space))}
     if header is not None and header["config"] != want["config"]:
         raise DatasetFileError(
             f"{path} was collected with other settings; use another file. stored: {json.dumps(header['config'])}"
@@ -236,7 +237,7 @@ def collect(
             fh.truncate(good)  # drop a torn last line (the only thing a resume may cut)
     mine = list(_indices(n, shard))
     todo = [i for i in mine if i not in done]
-    split = load_split(cfg.split).subset(cfg.eval_images)
+    split = load_split(cfg.split, supernet.data, space.name).subset(cfg.eval_images)
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"collect {cfg.kind}", disable=not progress)
     with path.open("a") as fh:
         if header is None:
@@ -269,6 +270,7 @@ def collect(
 def dataset_arrays(path: str | os.PathLike[str]) -> tuple[SearchSpace, np.ndarray, np.ndarray]:
     """(space, gene matrix, accuracies) of a dataset, shards merged."""
     header, recs = load_dataset(path)
+    adopt(header, str(path))
     space = get_space(header["config"]["space"])
     genes = np.array([r["genes"] for r in recs], dtype=np.int64).reshape(-1, space.n_genes)
     return space, genes, np.array([r["accuracy"] for r in recs], dtype=np.float64)

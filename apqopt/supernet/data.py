@@ -1,17 +1,28 @@
-"""Fashion-MNIST from its idx .gz files, offline.
+"""The images a supernet is trained and measured on: Fashion-MNIST (the default), a folder of images, or
+a user's own function -- named by one ``--data`` string.
 
-Why our own reader: torchvision's checksums reject Debian's recompressed files, and nothing may be
-downloaded at run time. Debian's `dataset-fashion-mnist` installs the four files under
-/usr/share/datasets/fashion-mnist/; `APQOPT_FMNIST_DIR` (or a path argument) points elsewhere.
+* ``fmnist`` -- Fashion-MNIST from its idx .gz files, offline. Why our own reader: torchvision's
+  checksums reject Debian's recompressed files, and nothing may be downloaded at run time. Debian's
+  `dataset-fashion-mnist` installs the four files under /usr/share/datasets/fashion-mnist/;
+  `APQOPT_FMNIST_DIR` points elsewhere. The 60k training images are split once, by a fixed
+  permutation, into 50k for training the supernet and 10k ``val`` images on which subnet accuracies
+  are measured; the 10k ``test`` images are kept for final reports.
+* ``imagefolder:DIR`` -- torchvision's layout: ``DIR/train/CLASS/*.png`` and ``DIR/val/CLASS/...``
+  (``DIR/test`` optional); classes are the sorted sub-folders of ``train``. Images are converted to the
+  space's channels (grey or RGB), resized to its input size, and normalised per channel with the
+  training split's mean and standard deviation.
+* ``module:function`` -- ``function()`` returns ``(train, val)`` or ``(train, val, test)``, each a
+  ``torch.utils.data.Dataset`` of ``(image, label)`` pairs or a pair of tensors ``(images, labels)``;
+  images are float tensors of the space's shape ``(C, H, W)``, already normalised.
 
-Splits: the 60k training images are split once, by a fixed permutation, into 50k for training the
-supernet and 10k ``val`` images on which subnet accuracies for the predictor are measured; the 10k
-``test`` images are kept for final reports. Nothing here is random at run time.
+Every split is held in memory as one tensor (N x C x H x W float32: 50k images of 32x32 RGB take 600 MB),
+which is what lets a 2-core machine train a supernet at all; nothing here is random at run time.
 """
 
 from __future__ import annotations
 
 import gzip
+import importlib
 import os
 import struct
 from dataclasses import dataclass
@@ -21,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from apqopt.errors import ApqoptError, ConfigError
+from apqopt.errors import ApqoptError, ConfigError, first_line
 
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = {
@@ -39,6 +50,7 @@ class DatasetError(ApqoptError, RuntimeError):
 
 
 def data_dir(path: str | os.PathLike[str] | None = None) -> Path:
+    """Where the Fashion-MNIST files are."""
     return Path(path or os.environ.get("APQOPT_FMNIST_DIR") or DEFAULT_DIR)
 
 
@@ -70,7 +82,7 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Split:
-    """Images as normalised float tensors (N, 1, 28, 28) and labels (N,)."""
+    """Images as normalised float tensors (N, C, H, W) and labels (N,)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -79,6 +91,9 @@ class Split:
         return int(self.labels.numel())
 
     def subset(self, n: int) -> Split:
+        """The first n images; asking for more than the split holds is an error, not a silent shortfall."""
+        if n > len(self):
+            raise ConfigError(f"asked for {n} images of a split that holds {len(self)}")
         return Split(self.images[:n], self.labels[:n])
 
 
@@ -92,12 +107,52 @@ def split_size(name: str) -> int:
     return SPLIT_SIZES[name]
 
 
-@lru_cache(maxsize=4)
-def load_split(name: str, path: str | None = None) -> Split:
-    """``train`` (50k), ``val`` (10k held out of the training files) or ``test`` (10k)."""
+DATA_KINDS = "fmnist | imagefolder:DIR | module:function"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def check_data(text: str) -> str:
+    """A ``--data`` value: its form is checked here (folders and modules are read when first used)."""
+    if text == "fmnist":
+        return text
+    kind, _, arg = text.partition(":")
+    if not arg or (kind != "imagefolder" and not kind.replace(".", "").replace("_", "").isalnum()):
+        raise ConfigError(f"data must be {DATA_KINDS}, got {text!r}")
+    if kind == "imagefolder" and not (Path(arg) / "train").is_dir():
+        raise ConfigError(f"{text}: no folder {Path(arg) / 'train'} (an image folder holds train/ and val/)")
+    return text
+
+
+def load_split(name: str, data: str = "fmnist", space: str = "fmnist") -> Split:
+    """``train``, ``val`` or ``test`` of a data source, shaped for ``space`` (its channels and size)."""
+    from apqopt.space import get_space
+
     if name not in ("train", "val", "test"):
         raise ConfigError(f"unknown split '{name}'; use train, val or test")
-    folder = data_dir(path)
+    sp = get_space(space)
+    return _load(name, check_data(data), sp.name, sp.image_channels, sp.input_size, sp.num_classes)
+
+
+@lru_cache(maxsize=6)
+def _load(name: str, data: str, space: str, channels: int, size: int, classes: int) -> Split:
+    if data == "fmnist":
+        if (channels, size) != (1, 28):
+            raise ConfigError(f"fmnist images are 28x28 grey; space '{space}' wants {size}x{size}x{channels}")
+        split = _fmnist(name)
+    elif data.startswith("imagefolder:"):
+        split = _image_folder(Path(data.partition(":")[2]), name, channels, size)
+    else:
+        split = _from_function(data, name, channels, size)
+    if len(split) and int(split.labels.max()) >= classes:
+        raise ConfigError(f"{data}: labels go up to {int(split.labels.max())}, space '{space}' has {classes} classes")
+    return split
+
+
+load_split.cache_clear = _load.cache_clear  # type: ignore[attr-defined]  # e.g. after APQOPT_FMNIST_DIR changes
+
+
+def _fmnist(name: str) -> Split:
+    folder = data_dir()
     img_file, lbl_file = FILES["test" if name == "test" else "train"]
     images = _read_idx(folder / img_file, 0x803)
     labels = _read_idx(folder / lbl_file, 0x801)
@@ -109,6 +164,91 @@ def load_split(name: str, path: str | None = None) -> Split:
         images, labels = images[idx], labels[idx]
     x = torch.from_numpy(images.astype(np.float32) / 255.0).sub_(MEAN).div_(STD).unsqueeze(1)
     return Split(x.contiguous(memory_format=torch.channels_last), torch.from_numpy(labels.astype(np.int64)))
+
+
+def _image_folder(root: Path, name: str, channels: int, size: int) -> Split:
+    """Images of ``root/name/CLASS/``, normalised with the ``train`` split's per-channel statistics."""
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir()) if (root / "train").is_dir() else []
+    if not classes:
+        raise DatasetError(f"{root / 'train'}: no class folders (imagefolder:DIR needs DIR/train/CLASS/...)")
+    raw = _read_folder(root, name, tuple(classes), channels, size)
+    mean, std = _folder_stats(root, tuple(classes), channels, size)
+    x = (raw[0] - mean[:, None, None]) / std[:, None, None]
+    return Split(x.contiguous(memory_format=torch.channels_last), raw[1])
+
+
+@lru_cache(maxsize=8)
+def _read_folder(
+    root: Path, name: str, classes: tuple[str, ...], channels: int, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    from PIL import Image, UnidentifiedImageError
+
+    folder = root / name
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not found (imagefolder:DIR needs DIR/{name}/CLASS/...)")
+    extra = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in classes)
+    if extra:
+        raise DatasetError(f"{folder / extra[0]}: class folder not in {root / 'train'}")
+    images, labels = [], []
+    for label, cls in enumerate(classes):
+        files = (
+            sorted(p for p in (folder / cls).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if (folder / cls).is_dir()
+            else []
+        )
+        for f in files:
+            try:
+                with Image.open(f) as im:
+                    im = im.convert("L" if channels == 1 else "RGB")
+                    if im.size != (size, size):
+                        im = im.resize((size, size), Image.Resampling.BILINEAR)
+                    arr = np.asarray(im, dtype=np.float32) / 255.0
+            except (UnidentifiedImageError, OSError) as exc:
+                raise DatasetError(f"{f}: not a readable image ({exc})") from None
+            images.append(arr[None] if channels == 1 else arr.transpose(2, 0, 1))
+            labels.append(label)
+    if not images:
+        raise DatasetError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64)
+
+
+@lru_cache(maxsize=4)
+def _folder_stats(root: Path, classes: tuple[str, ...], channels: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    x = _read_folder(root, "train", classes, channels, size)[0]
+    return x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+
+
+def _from_function(data: str, name: str, channels: int, size: int) -> Split:
+    module, _, func = data.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"data {data}: cannot import {func} from {module} ({exc})") from None
+    parts = fn()
+    if not isinstance(parts, list | tuple) or len(parts) not in (2, 3):
+        raise ConfigError(f"data {data}: must return (train, val) or (train, val, test), got {type(parts).__name__}")
+    index = ("train", "val", "test").index(name)
+    if index >= len(parts):
+        raise ConfigError(f"data {data}: returns no test split")
+    part = parts[index]
+    if isinstance(part, tuple) and len(part) == 2 and all(isinstance(t, torch.Tensor) for t in part):
+        images, labels = part
+    else:
+        try:
+            items = [part[i] for i in range(len(part))]
+            images = torch.stack([torch.as_tensor(im, dtype=torch.float32) for im, _ in items])
+            labels = torch.tensor([int(lbl) for _, lbl in items], dtype=torch.int64)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ConfigError(
+                f"data {data}: the {name} split must be a Dataset of (image, label) pairs or (images, labels) "
+                f"tensors ({first_line(exc)})"
+            ) from None
+    if tuple(images.shape[1:]) != (channels, size, size):
+        raise ConfigError(
+            f"data {data}: {name} images have shape {tuple(images.shape[1:])}, the space wants {(channels, size, size)}"
+        )
+    images = images.float().contiguous(memory_format=torch.channels_last)
+    return Split(images, labels.long())
 
 
 def accuracy_stderr(acc: float, n: int) -> float:

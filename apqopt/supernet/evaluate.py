@@ -32,8 +32,9 @@ def reestimate_bn(net: nn.Module, images: torch.Tensor, batch: int = 500) -> Non
     net.eval()
 
 
-def bn_slice(n: int = BN_IMAGES) -> torch.Tensor:
-    return load_split("train").images[:n]
+def bn_slice(n: int = BN_IMAGES, data: str = "fmnist", space: str = "fmnist") -> torch.Tensor:
+    """The fixed training slice BN statistics are re-estimated on (its first n images)."""
+    return load_split("train", data, space).images[:n]
 
 
 @torch.no_grad()
@@ -45,7 +46,9 @@ def accuracy(net: nn.Module, split: Split, batch: int = EVAL_BATCH) -> float:
     return correct / len(split)
 
 
-def evaluate_subnet(net: nn.Module, split: Split, bn_images: int = BN_IMAGES) -> float:
-    """BN re-estimation on the fixed training slice, then accuracy on ``split``."""
-    reestimate_bn(net, bn_slice(bn_images))
+def evaluate_subnet(
+    net: nn.Module, split: Split, bn_images: int = BN_IMAGES, data: str = "fmnist", space: str = "fmnist"
+) -> float:
+    """BN re-estimation on the fixed training slice of ``data``, then accuracy on ``split``."""
+    reestimate_bn(net, bn_slice(bn_images, data, space))
     return accuracy(net, split)

@@ -194,9 +194,10 @@ class ElasticMBConv(nn.Module):
 class Supernet(nn.Module):
     """All subnets of a space in one set of weights."""
 
-    def __init__(self, space: SearchSpace | str = "fmnist") -> None:
+    def __init__(self, space: SearchSpace | str = "fmnist", data: str = "fmnist") -> None:
         super().__init__()
         self.space = get_space(space)
+        self.data = data  # the images it is trained on, and so measured on (see apqopt.supernet.data)
         sp = self.space
         head = sp.head[0]
         self.stem = ConvBN(head.c_in, head.c_out, head.kernel, head.stride)

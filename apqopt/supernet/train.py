@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from apqopt.errors import ConfigError, first_line
-from apqopt.space import Candidate, SearchSpace, get_space
+from apqopt.space import Candidate, SearchSpace, adopt, carried, get_space
 from apqopt.supernet.data import Split, load_split
 from apqopt.supernet.evaluate import evaluate_subnet
 from apqopt.supernet.network import Supernet
@@ -62,9 +62,10 @@ class TrainConfig:
     weight_decay: float = 4e-5
     momentum: float = 0.9
     seed: int = 0
-    train_images: int | None = None  # None = the whole 50k training split (tests use a slice)
+    train_images: int | None = None  # None = the whole training split (tests use a slice)
     ckpt_every: int = 25
     eval_images: int = 2000  # val images for the end-of-phase report
+    data: str = "fmnist"  # fmnist | imagefolder:DIR | module:function (apqopt.supernet.data)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,6 +124,7 @@ def _check_resumable(path: Path, stored: dict[str, Any], wanted: dict[str, Any])
     """A checkpoint resumes a run with the same settings, or one whose schedule only adds phases at the
     end: a finished supernet can be trained further, and the result is the run a fresh start with the
     longer schedule gives, since the optimiser, RNG states and schedule position come from the checkpoint."""
+    stored = {"data": "fmnist", **stored}  # checkpoints from before --data trained on Fashion-MNIST
     old_phases, new_phases = stored["phases"], wanted["phases"]
     same_rest = {k: v for k, v in stored.items() if k != "phases"} == {k: v for k, v in wanted.items() if k != "phases"}
     if same_rest and list(new_phases[: len(old_phases)]) == list(old_phases):
@@ -149,8 +151,8 @@ def _train(cfg: TrainConfig, out_dir: str | Path, progress: bool, log: Any) -> S
     ckpt_path, final_path = out / "checkpoint.pt", out / "supernet.pt"
     space = get_space(cfg.space)
     torch.manual_seed(cfg.seed)
-    net = Supernet(space).to(memory_format=torch.channels_last)
-    data = load_split("train")
+    net = Supernet(space, cfg.data).to(memory_format=torch.channels_last)
+    data = load_split("train", cfg.data, space.name)
     if cfg.train_images:
         data = data.subset(cfg.train_images)
     n_train = len(data)
@@ -242,17 +244,24 @@ def _train(cfg: TrainConfig, out_dir: str | Path, progress: bool, log: Any) -> S
     if not finished_before:  # rewriting would change the file's bytes, hence its identity (weights_identity)
         _save(
             final_path,
-            {"space": space.name, "config": cfg.to_dict(), "model": net.state_dict(), "history": state.history},
+            {
+                "space": space.name,
+                **carried(space),
+                "config": cfg.to_dict(),
+                "model": net.state_dict(),
+                "history": state.history,
+            },
         )
     return net
 
 
 def phase_report(net: Supernet, space: SearchSpace, n_images: int) -> dict[str, Any]:
     """Val accuracy of the largest and smallest subnets (BN re-estimated), for the log."""
-    val = load_split("val").subset(n_images)
+    val = load_split("val", net.data, space.name)
+    val = val.subset(min(n_images, len(val)))
     out = {}
     for name, cand in (("largest", space.uniform()), ("smallest", space.smallest())):
-        out[name] = round(evaluate_subnet(net.extract(cand), val), 4)
+        out[name] = round(evaluate_subnet(net.extract(cand), val, data=net.data, space=space.name), 4)
     return out
 
 
@@ -272,7 +281,8 @@ def load_supernet(path: str | Path) -> Supernet:
         raise FileNotFoundError(f"supernet weights not found: {path}; train with `apqopt supernet train`")
     try:
         payload = torch.load(path, weights_only=True, map_location="cpu")  # no code runs from a file
-        net = Supernet(payload["space"])
+        adopt(payload, str(path))  # a user's own space travels inside its weights file
+        net = Supernet(payload["space"], payload.get("config", {}).get("data", "fmnist"))
         net.load_state_dict(payload["model"])
     except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as exc:
         raise ConfigError(
