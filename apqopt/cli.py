@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,24 @@ from apqopt.space import Candidate, InvalidCandidateError, get_space, space_name
 def _supernet_path(args: argparse.Namespace, space: str) -> Path:
     """--supernet, or the weights shipped for the space."""
     return Path(args.supernet) if args.supernet else supernet_path(space)
+
+
+def _measured_supernet(args: argparse.Namespace, weights: Path) -> Any:
+    """The supernet a command measures with, on ``--data`` if given (else the data it records)."""
+    from apqopt.supernet.train import load_supernet
+
+    net = load_supernet(weights, getattr(args, "data", None), getattr(args, "device", None))
+    if not net.data:
+        raise ConfigError(f"{weights} records no data to measure on; pass --data (e.g. imagefolder:DIR)")
+    return net
+
+
+def _identity(weights: Path, net: Any, args: argparse.Namespace) -> str:
+    """Which weights, on which images: records measured on other data never mix into a dataset."""
+    from apqopt.supernet.train import weights_identity
+
+    data = getattr(args, "data", None)
+    return weights_identity(weights) + (f"@{net.data}" if data else "")
 
 
 def _space_arg(p: argparse.ArgumentParser, default: str | None = "fmnist") -> None:
@@ -281,8 +300,9 @@ def cmd_supernet_train(args: argparse.Namespace) -> int:
             fh.write(line + "\n")
 
     t0 = time.time()
-    train_supernet(cfg, out, progress=not args.quiet, log=log)
-    log(json.dumps({"done": True, "wall_s": round(time.time() - t0, 1), "weights": str(out / "supernet.pt")}))
+    train_supernet(cfg, out, progress=not args.quiet, log=log, device=args.device)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one process reports
+        log(json.dumps({"done": True, "wall_s": round(time.time() - t0, 1), "weights": str(out / "supernet.pt")}))
     return 0
 
 
@@ -296,9 +316,10 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from apqopt.supernet.collect import CollectConfig, candidate_genes, collect
-    from apqopt.supernet.train import load_supernet, weights_identity
 
     weights = _supernet_path(args, args.space)
+    if args.storage and args.data:
+        raise ConfigError("collect: --data is for --out datasets; a live study measures on the supernet's own data")
     if args.storage:  # a live measure study: enqueue the candidates, work on them beside other workers
         from apqopt.live import LiveSpec, create_live_study, enqueue
 
@@ -319,13 +340,13 @@ def cmd_collect(args: argparse.Namespace) -> int:
         return _work_locally(args.storage, study.study_name, args.workers, args.quiet, [args.supernet])
     if not args.out:
         raise ConfigError("collect: give --out FILE (a dataset file), or --storage URL for a live study")
-    net = load_supernet(weights)
+    net = _measured_supernet(args, weights)
     cfg = CollectConfig(
         kind=args.kind,
-        space=args.space,
+        space=net.space.name,
         seed=args.seed,
         eval_images=args.eval_images,
-        supernet=weights_identity(weights),
+        supernet=_identity(weights, net, args),
     )
     t0 = time.time()
     path = collect(cfg, net, args.out, args.n, _parse_shard(args.shard), progress=not args.quiet)
@@ -358,14 +379,13 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 def cmd_supernet_eval(args: argparse.Namespace) -> int:
     from apqopt.supernet.data import accuracy_stderr, load_split
     from apqopt.supernet.evaluate import evaluate_subnet
-    from apqopt.supernet.train import load_supernet
 
     weights = _supernet_path(args, args.space)
-    net = load_supernet(weights)
+    net = _measured_supernet(args, weights)
     space = net.space
     named = {"largest": space.uniform(), "smallest": space.smallest()}
     cands = [(c, named[c]) if c in named else (c, _read_candidate(c, False, space.name)) for c in args.candidates]
-    data = args.data or net.data
+    data = net.data
     split = load_split(args.split, data, space.name)
     for name, cand in cands:
         acc = evaluate_subnet(net.extract(cand), split, data=data, space=space.name)
@@ -397,6 +417,7 @@ def cmd_predictor_train(args: argparse.Namespace) -> int:
         args.seed,
         members=args.members,
         progress=not args.quiet,
+        device=args.device,
     )
     print(json.dumps(res, indent=2))
     return 0
@@ -646,7 +667,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     import optuna
 
     from apqopt.studies import StorageError, open_storage
-    from apqopt.supernet.train import load_supernet
     from apqopt.verify import verify_study
 
     try:  # the study's own space decides which supernet is the default
@@ -658,7 +678,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise StorageError(f"study '{args.study}' is not an apqopt study (no 'space' attr)")
     weights = _supernet_path(args, space)
     res = verify_study(
-        args.study, args.storage, load_supernet(weights), args.top, not args.quiet, eval_images=args.eval_images
+        args.study,
+        args.storage,
+        _measured_supernet(args, weights),
+        args.top,
+        not args.quiet,
+        eval_images=args.eval_images,
     )
     if args.json:
         print(json.dumps(res, indent=2))
@@ -673,6 +698,53 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
     extra = f", pairwise ranking {res['pairwise_accuracy']:.2f}" if "pairwise_accuracy" in res else ""
     print(f"mean absolute error {100 * res['mae']:.2f} points{extra}; stored in the study's 'verified' attr")
+    return 0
+
+
+def _trial_candidate(study_name: str, storage: str | None, number: int) -> Candidate:
+    """Trial ``number`` of a recorded study, as a candidate of the study's space."""
+    import optuna
+
+    from apqopt.record import RecordCodec, space_from_attrs
+    from apqopt.studies import StorageError, open_storage
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage, create=False))
+    except KeyError:
+        raise StorageError(f"no study '{study_name}' in {storage or default_storage()}") from None
+    codec = RecordCodec(space_from_attrs(study.user_attrs))
+    trials = {t.number: t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
+    if number not in trials:
+        raise ConfigError(f"--trial: study '{study_name}' has no complete trial {number}")
+    return codec.space.to_candidates(codec.genes(trials[number].params)[None])[0]
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from apqopt.export import check_out, export_candidate, run_exported
+    from apqopt.supernet.data import accuracy_stderr, load_split
+
+    if (args.candidate is None) == (args.study is None):
+        raise ConfigError("export: give a CANDIDATE or --study with --trial (one of the two)")
+    if args.study is not None and args.trial is None:
+        raise ConfigError("export: --study needs --trial (the trial number to export)")
+    check_out(args.out, args.overwrite)
+    cand = _trial_candidate(args.study, args.storage, args.trial) if args.study is not None else None
+    space = cand.space if cand is not None else args.space
+    net = _measured_supernet(args, _supernet_path(args, space))
+    if cand is None:
+        named = {"largest": net.space.uniform(), "smallest": net.space.smallest()}
+        cand = named.get(args.candidate) or _read_candidate(args.candidate, False, net.space.name)
+    print(
+        f"building the {args.kind} network of the candidate (as measured: BN re-estimated"
+        + (", quantized, fine-tuned)" if args.kind == "quant" else ")")
+    )
+    path = export_candidate(net, cand, args.out, args.kind, args.seed, args.overwrite)
+    print(f"written: {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    if args.eval_images:
+        split = load_split("val", net.data, net.space.name).subset(args.eval_images)
+        acc = float((run_exported(path, split.images).argmax(1) == split.labels.numpy()).mean())
+        se = accuracy_stderr(acc, len(split))
+        print(f"the file, run on {len(split)} val images: accuracy {100 * acc:.2f} ± {100 * se:.2f}%")
     return 0
 
 
@@ -752,6 +824,24 @@ def _searchers_help() -> str:
     return "searchers:\n" + "\n".join(f"  {n:18s} {c.summary}" for n, c in sorted(SEARCHERS.items()))
 
 
+def _data_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        type=cli_types.data,
+        help="images to measure on: fmnist, imagefolder:DIR or module:function (default: the supernet's own)",
+    )
+
+
+def _device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        type=cli_types.device,
+        default="cpu",
+        metavar="DEVICE",
+        help="where torch runs: auto (a GPU if there is one), cpu, cuda or cuda:N",
+    )
+
+
 def _storage_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--storage", default=None, help="Optuna storage URL or journal path (default: sqlite:///$APQOPT_HOME/apqopt.db)"
@@ -823,6 +913,7 @@ def add_supernet_parser(sub: Sub) -> None:
     )
     train.add_argument("--batch-size", type=integer(1, 65536), default=256)
     train.add_argument("--eval-images", type=integer(1), default=2000, help="val images in each phase's report")
+    _device_arg(train)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_supernet_train)
     sev = _parser(sn, "eval", "accuracy of subnets (BN re-estimated) with its standard error")
@@ -830,9 +921,8 @@ def add_supernet_parser(sub: Sub) -> None:
     sev.add_argument("candidates", nargs="*", default=["largest", "smallest"], help="largest, smallest or JSON")
     sev.add_argument("--split", default="test", choices=["train", "val", "test"])
     sev.add_argument("--supernet", type=file_path, help="weights file (default: the shipped one)")
-    sev.add_argument(
-        "--data", type=cli_types.data, help="images to measure on (default: what the supernet was trained on)"
-    )
+    _data_arg(sev)
+    _device_arg(sev)
     sev.set_defaults(func=cmd_supernet_eval)
 
 
@@ -843,6 +933,8 @@ def add_collect_parser(sub: Sub) -> None:
     col.add_argument("--n", type=integer(1), required=True, help="dataset size (indices 0..n-1)")
     col.add_argument("--out", type=file_path, help="JSON-lines dataset file (appended; rerun to resume)")
     col.add_argument("--seed", type=integer(0), default=0, help="which candidates (a held-out set uses another seed)")
+    _data_arg(col)
+    _device_arg(col)
     col.add_argument("--shard", default="0/1", help="k/n: this process measures indices i with i %% n == k")
     col.add_argument("--eval-images", type=integer(1, 10_000), default=5000, help="val images per measurement")
     col.add_argument("--supernet", type=file_path, help="weights file (default: the shipped one)")
@@ -878,6 +970,7 @@ def add_predictor_parser(sub: Sub) -> None:
         default=1,
         help="networks per predictor, averaged (a deep ensemble; 1 = APQ's)",
     )
+    _device_arg(ptrain)
     ptrain.add_argument("--quiet", action="store_true", help="no progress bars")
     ptrain.set_defaults(func=cmd_predictor_train)
     peval = _parser(pr, "evaluate", "ranking metrics of a saved predictor on a dataset")
@@ -978,9 +1071,31 @@ def add_verify_parser(sub: Sub) -> None:
     ve.add_argument("--top", type=integer(1), default=5, help="front candidates to measure")
     ve.add_argument("--eval-images", type=integer(1, 10_000), default=5000, help="val images per measurement")
     ve.add_argument("--supernet", type=file_path, help="weights file (default: the shipped one of the study's space)")
+    _data_arg(ve)
+    _device_arg(ve)
     ve.add_argument("--json", action="store_true", help="print the result as JSON")
     ve.add_argument("--quiet", action="store_true", help="no progress bars")
     ve.set_defaults(func=cmd_verify)
+
+
+def add_export_parser(sub: Sub) -> None:
+    ex = _parser(sub, "export", "write a candidate's network, as measured, to an ONNX or torch.export file")
+    ex.add_argument("candidate", nargs="?", help="largest, smallest, candidate JSON or a file holding it")
+    _space_arg(ex)
+    ex.add_argument("--study", help="export a trial of this study instead (with --trial)")
+    ex.add_argument("--trial", type=integer(0), help="the trial number (see the dashboard's inspector)")
+    _storage_arg(ex)
+    ex.add_argument("--out", type=file_path, required=True, help="model.onnx (export extra) or model.pt2")
+    ex.add_argument("--kind", choices=["quant", "fp"], default="quant", help="quant: its policy; fp: full precision")
+    ex.add_argument("--seed", type=integer(0), default=0, help="seed of the quantization-aware fine-tune")
+    ex.add_argument("--supernet", type=file_path, help="weights file (default: the space's shipped one)")
+    _data_arg(ex)
+    _device_arg(ex)
+    ex.add_argument(
+        "--eval-images", type=integer(0, 10_000), default=1000, help="run the file on N val images (0: skip)"
+    )
+    ex.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    ex.set_defaults(func=cmd_export)
 
 
 def add_dashboard_parser(sub: Sub) -> None:
@@ -1062,6 +1177,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_worker_parser,
         add_compare_parser,
         add_verify_parser,
+        add_export_parser,
         add_dashboard_parser,
         add_lut_parser,
     ):

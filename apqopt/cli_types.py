@@ -84,8 +84,19 @@ def data(text: str) -> str:
         raise argparse.ArgumentTypeError(first_line(e)) from None
 
 
+def device(text: str) -> str:
+    """auto, cpu, cuda or cuda:N, checked against this machine's GPUs."""
+    from apqopt.devices import resolve
+    from apqopt.errors import ApqoptError, first_line
+
+    try:
+        return str(resolve(text))
+    except ApqoptError as e:
+        raise argparse.ArgumentTypeError(first_line(e)) from None
+
+
 def _range(lo: int, hi: int | None) -> str:
     return f">= {lo}" if hi is None else f"between {lo} and {hi}"
 
 
-__all__ = ["MAX_BUDGET", "data", "file_path", "integer", "number", "space"]
+__all__ = ["MAX_BUDGET", "data", "device", "file_path", "integer", "number", "space"]

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from apqopt import devices
 from apqopt.errors import ApqoptError, ConfigError, first_line
 from apqopt.predictor.metrics import ranking_report
 from apqopt.space import SearchSpace, adopt, carried, get_space
@@ -92,6 +93,9 @@ class FitReport:
     history: list[float] = field(default_factory=list)
 
 
+RUN_ONLY = ("progress", "device")  # how one fit runs, not what the model is: not saved with it
+
+
 class AccuracyPredictor:
     """Predicts accuracy (a fraction) from a space's one-hot encodings.
 
@@ -114,6 +118,7 @@ class AccuracyPredictor:
         members: int = 1,
         seed: int = 0,
         progress: bool = False,
+        device: str = "cpu",
     ) -> None:
         # scikit-learn's contract: __init__ only stores its arguments (clone() relies on it); they are
         # checked where they are used (_space), so a bad value fails at fit/load, naming the parameter
@@ -122,6 +127,7 @@ class AccuracyPredictor:
         self.lr, self.weight_decay, self.batch_size = lr, weight_decay, batch_size
         self.max_epochs, self.patience, self.val_fraction = max_epochs, patience, val_fraction
         self.members, self.seed, self.progress = members, seed, progress
+        self.device = device  # where fit() trains (apqopt.devices); the fitted model lives on the CPU
         self.model_: MLP | Ensemble | None = None
         self.reports_: list[FitReport] = []
         self.metadata_: dict[str, Any] = {}
@@ -208,10 +214,12 @@ class AccuracyPredictor:
                     net.regressor.bias.fill_(float(t.mean()))
         tag = [f" {i + 1}/{self.members}" if self.members > 1 else "" for i in range(self.members)]
         desc = [f"fit {self.variant}{m}" for m in tag]
-        self.reports_ = [
-            self._fit_net(net, x, t, seed, d)
-            for net, seed, d in zip(self._nets(), self._member_seeds(), desc, strict=True)
-        ]
+        device = devices.resolve(self.device)
+        x, t = x.to(device), t.to(device)
+        self.reports_ = []
+        for net, seed, d in zip(self._nets(), self._member_seeds(), desc, strict=True):
+            self.reports_.append(self._fit_net(net.to(device), x, t, seed, d))
+            net.cpu()  # searches predict on the CPU
         per_member = [{k: v for k, v in asdict(r).items() if k != "history"} for r in self.reports_]
         self.metadata_["fit"] = {"n": len(t), "members": per_member}
         return self
@@ -331,7 +339,10 @@ class AccuracyPredictor:
         sp = self._space()
         meta = {
             "format": "apqopt-predictor v1",
-            "params": {**{k: v for k, v in self.get_params().items() if k != "progress"}, "space": sp.name},
+            "params": {
+                **{k: v for k, v in self.get_params().items() if k not in ("progress", "device")},
+                "space": sp.name,
+            },
             **carried(sp),
             "input": {
                 "arch_width": sp.arch_width,

@@ -37,6 +37,7 @@ def train_predictors(
     seed: int = 0,
     members: int = 1,
     progress: bool = True,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Fit fp on fp pairs, transfer to quantized pairs, also fit from scratch; report on held-out.
     With ``members > 1`` every predictor is an ensemble and the report also gives each member's
@@ -46,7 +47,7 @@ def train_predictors(
     X_fp, y_fp = load_xy(fp_data, space, bits=False)
     X_q, y_q = load_xy(quant_data, space, bits=True)
     X_h, y_h = load_xy(heldout_data, space, bits=True)
-    fp = AccuracyPredictor(space, "fp", members=members, seed=seed, progress=progress).fit(X_fp, y_fp)
+    fp = AccuracyPredictor(space, "fp", members=members, seed=seed, progress=progress, device=device).fit(X_fp, y_fp)
     results: dict[str, Any] = {"n_fp": len(y_fp), "n_quant": len(y_q), "n_heldout": len(y_h)}
 
     def report(pred: AccuracyPredictor) -> dict[str, Any]:
@@ -63,7 +64,8 @@ def train_predictors(
         results[f"transfer_{v}"] = report(q)
         if v == variant:
             best = q
-    scratch = AccuracyPredictor(space, variant, members=members, seed=seed, progress=progress).fit(X_q, y_q)
+    scratch = AccuracyPredictor(space, variant, members=members, seed=seed, progress=progress, device=device)
+    scratch.fit(X_q, y_q)
     results["scratch"] = report(scratch)
     assert best is not None
     fp.save(out / "fp.pt", metrics={"fp_predictor_on_quantized_heldout": results["fp_on_heldout"]})

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from apqopt import devices
 from apqopt.space import Block, get_space
 from apqopt.supernet.network import Subnet
 from apqopt.supernet.quant import quantize
@@ -48,6 +49,7 @@ def mqe_sensitivity(
     if path is not None and path.exists():
         return np.load(path)
     subnet.eval()
+    images = devices.to(images, devices.of(subnet))  # (the cache key above is of the host copy)
     ref = F.log_softmax(subnet(images), dim=1)
     n_ops = 2 * len(cand.blocks)
     out = np.zeros((n_ops, len(choices)))

@@ -36,10 +36,11 @@ class OHQ(Searcher):
         images: int = 64,
         points: int = 20,
         cache_dir: str | None = "default",
+        device: str = "cpu",
     ) -> None:
         super().__init__(seed)
         self.sensitivity, self.supernet, self.data, self.images = sensitivity, supernet, data, images
-        self.points, self.cache_dir = points, cache_dir
+        self.points, self.cache_dir, self.device = points, cache_dir, device
 
     def get_params(self) -> dict[str, Any]:
         p = super().get_params()
@@ -59,7 +60,7 @@ class OHQ(Searcher):
             raise ConfigError(
                 f"OHQ needs sensitivities: no supernet at {weights}; pass sensitivity=... or supernet=..."
             )
-        net = load_supernet(weights)
+        net = load_supernet(weights, device=self.device)
         sub = net.extract(problem.architecture)
         sp = problem.space
         reestimate_bn(sub, bn_slice(data=net.data, space=sp.name))

@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from torch import nn
 from tqdm import tqdm
 
 from apqopt.errors import ApqoptError, ConfigError
 from apqopt.space import BIT_FIELDS, SearchSpace, adopt, carried, get_space
 from apqopt.supernet.data import accuracy_stderr, load_split
-from apqopt.supernet.evaluate import accuracy, bn_slice, evaluate_subnet, reestimate_bn
+from apqopt.supernet.evaluate import accuracy, bn_slice, reestimate_bn
 from apqopt.supernet.network import Supernet
 from apqopt.supernet.quant import QUANTIZER, FinetuneConfig, finetune, quantize
 
@@ -93,15 +94,22 @@ def measure(supernet: Supernet, cand: Any, cfg: CollectConfig, seed: int, split:
     fixed quantization-aware fine-tune. The single definition behind datasets and verification."""
     data, space = supernet.data, supernet.space.name  # a supernet is measured on the data it was trained on
     split = split if split is not None else load_split(cfg.split, data, space).subset(cfg.eval_images)
+    return accuracy(measured_network(supernet, cand, cfg, seed), split)
+
+
+def measured_network(supernet: Supernet, cand: Any, cfg: CollectConfig, seed: int) -> nn.Module:
+    """The network :func:`measure` measures (what ``apqopt export`` writes): the candidate's subnet with
+    BN statistics re-estimated -- for ``quant``, quantized under its policy and fine-tuned first."""
+    data, space = supernet.data, supernet.space.name
     sub = supernet.extract(cand)
-    if cfg.kind == "fp":
-        return evaluate_subnet(sub, split, cfg.bn_images, data, space)
-    train = load_split("train", data, space)
     reestimate_bn(sub, bn_slice(cfg.bn_images, data, space))
+    if cfg.kind == "fp":
+        return sub
+    train = load_split("train", data, space)
     q = quantize(sub, cand, bn_slice(cfg.finetune.calib_images, data, space))
     finetune(q, train.images, train.labels, cfg.finetune, seed=seed)
     reestimate_bn(q, bn_slice(cfg.bn_images, data, space))
-    return accuracy(q, split)
+    return q
 
 
 def _records(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from apqopt import devices
 from apqopt.supernet.data import Split, load_split
 
 BN_IMAGES = 2000
@@ -25,8 +26,9 @@ def reestimate_bn(net: nn.Module, images: torch.Tensor, batch: int = 500) -> Non
         bn.reset_running_stats()
         bn.momentum = None  # cumulative moving average = exact mean over the batches
     net.train()
+    device = devices.of(net)
     for i in range(0, len(images), batch):
-        net(images[i : i + batch])
+        net(devices.to(images[i : i + batch], device))
     for bn, (mom, _) in zip(bns, saved):
         bn.momentum = mom
     net.eval()
@@ -40,9 +42,10 @@ def bn_slice(n: int = BN_IMAGES, data: str = "fmnist", space: str = "fmnist") ->
 @torch.no_grad()
 def accuracy(net: nn.Module, split: Split, batch: int = EVAL_BATCH) -> float:
     net.eval()
-    correct = 0
+    correct, device = 0, devices.of(net)
     for i in range(0, len(split), batch):
-        correct += int((net(split.images[i : i + batch]).argmax(1) == split.labels[i : i + batch]).sum())
+        predicted = net(devices.to(split.images[i : i + batch], device)).argmax(1).cpu()
+        correct += int((predicted == split.labels[i : i + batch]).sum())
     return correct / len(split)
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from apqopt import devices
 from apqopt.space import Block, Candidate, SearchSpace, get_space
 
 BN_MOMENTUM = 0.1
@@ -117,12 +118,20 @@ class Subnet(nn.Module):
             c_in, c_out, _, stride = space.block_io[b]
             blocks.append(MBConv(c_in, c_out, blk.middle, blk.kernel, stride))
         self.blocks = nn.Sequential(*blocks)
-        tail, cls = space.tail
+        tail = space.tail[0]  # the 1x1 conv; the classifier follows the pool (priced or not)
         self.tail = ConvBN(tail.c_in, tail.c_out, 1)
-        self.classifier = nn.Linear(cls.c_in, cls.c_out)
+        self.classifier = nn.Linear(tail.c_out, space.num_classes)
+
+    def entry(self, x: torch.Tensor) -> torch.Tensor:
+        """The fixed layers before the searched blocks."""
+        return self.stem(x)
+
+    def fixed_units(self) -> list[nn.Sequential]:
+        """The conv units outside the searched blocks (quantized at fixed bits)."""
+        return [self.stem, self.tail]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_avg_pool2d(self.tail(self.blocks(self.stem(x))), 1).flatten(1)
+        return F.adaptive_avg_pool2d(self.tail(self.blocks(self.entry(x))), 1).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -205,12 +214,19 @@ class Supernet(nn.Module):
             ElasticMBConv(c_in, c_out, max(sp.middle_choices[b]), stride, max(sp.kernels))
             for b, (c_in, c_out, _, stride) in enumerate(sp.block_io)
         )
-        tail, cls = sp.tail
+        tail = sp.tail[0]
         self.tail = ConvBN(tail.c_in, tail.c_out, 1)
-        self.classifier = nn.Linear(cls.c_in, cls.c_out)
+        self.classifier = nn.Linear(tail.c_out, sp.num_classes)
+
+    subnet_type: type[Subnet] = Subnet
+    fixed = ("stem", "tail", "classifier")  # modules every subnet copies whole
+
+    def entry(self, x: torch.Tensor) -> torch.Tensor:
+        """The fixed layers before the searched blocks."""
+        return self.stem(x)
 
     def forward(self, x: torch.Tensor, cand: Candidate) -> torch.Tensor:
-        x = self.stem(x)
+        x = self.entry(x)
         for b, blk in self.space.active_blocks(cand):
             x = self.blocks[b](x, blk.kernel, blk.middle)
         x = F.adaptive_avg_pool2d(self.tail(x), 1).flatten(1)
@@ -224,10 +240,9 @@ class Supernet(nn.Module):
     def extract(self, cand: Candidate) -> Subnet:
         """A standalone copy of the candidate's weights (bits are applied later by quantization)."""
         self.space.validate(cand)
-        net = Subnet(self.space, cand)
-        net.stem.load_state_dict(self.stem.state_dict())
-        net.tail.load_state_dict(self.tail.state_dict())
-        net.classifier.load_state_dict(self.classifier.state_dict())
+        net = self.subnet_type(self.space, cand)
+        for name in self.fixed:
+            getattr(net, name).load_state_dict(getattr(self, name).state_dict())
         for i, (b, blk) in enumerate(self.space.active_blocks(cand)):
             net.blocks[i].load_state_dict(self.blocks[b].export(blk).state_dict())
-        return net.to(memory_format=torch.channels_last)
+        return net.to(devices.of(self), memory_format=torch.channels_last)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from apqopt import devices
 from apqopt.errors import ConfigError
 from apqopt.space import Candidate
 from apqopt.supernet.network import Subnet, depthwise
@@ -36,7 +37,9 @@ QUANTIZER = "fused-v1"
 @torch.no_grad()
 def kl_clip(values: torch.Tensor, bits: int, signed: bool, bins: int = HIST_BINS, step: int = 4) -> torch.Tensor:
     """Per-row clipping value that minimises KL(P || Q) between the histogram P of |values| and its
-    quantization Q to the available levels. ``values`` is (rows, n); returns (rows,)."""
+    quantization Q to the available levels. ``values`` is (rows, n); returns (rows,), on the CPU (a
+    histogram search: small, sequential, and the same numbers on every device)."""
+    values = values.detach().cpu()
     v = values.abs() if signed else values.clamp(min=0)
     top = v.amax(dim=1).clamp(min=1e-12)
     idx = (v / top[:, None] * bins).long().clamp(max=bins - 1)
@@ -189,21 +192,23 @@ def quantize(
         raise ConfigError("quantize: the policy's architecture differs from the subnet's")
     net = copy.deepcopy(subnet)
     if fixed_bits is not None:
-        net.stem[0] = QuantConv2d(net.stem.conv, fixed_bits, fixed_bits)
-        net.tail[0] = QuantConv2d(net.tail.conv, fixed_bits, fixed_bits)
+        for unit in net.fixed_units():
+            unit[0] = QuantConv2d(unit.conv, fixed_bits, fixed_bits)
     for i, (mb, blk) in enumerate(zip(net.blocks, cand.blocks)):
         if operators is None or 2 * i in operators:
             mb.expand[0] = QuantConv2d(mb.expand.conv, blk.pw_w, blk.pw_a)
             mb.project[0] = QuantConv2d(mb.project.conv, blk.pw_w, blk.pw_a)
         if operators is None or 2 * i + 1 in operators:
             mb.dw[0] = QuantConv2d(mb.dw.conv, blk.dw_w, blk.dw_a)
+    device = devices.of(subnet)
+    net.to(device)  # the new quantizers' buffers join the weights
     qconvs = [m for m in net.modules() if isinstance(m, QuantConv2d)]
     for q in qconvs:
         q.calibrate_weights()
         q.calibrating = True
     net.eval()
     with torch.no_grad():
-        net(calib)
+        net(devices.to(calib, device))
     for q in qconvs:
         q.finish_calibration()
     return net
@@ -214,11 +219,12 @@ def finetune(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Fi
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=cfg.lr, momentum=cfg.momentum)
     net.train()
+    device = devices.of(net)
     for step in range(cfg.steps):
         for g in opt.param_groups:
             g["lr"] = 0.5 * cfg.lr * (1 + torch.cos(torch.tensor(torch.pi * step / cfg.steps)).item())
         idx = torch.randint(0, len(labels), (cfg.batch_size,), generator=gen)
-        loss = F.cross_entropy(net(images[idx]), labels[idx])
+        loss = F.cross_entropy(net(devices.to(images[idx], device)), devices.to(labels[idx], device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -18,6 +18,7 @@ import json
 import math
 import pickle
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from apqopt import devices
 from apqopt.errors import ConfigError, first_line
 from apqopt.space import Candidate, SearchSpace, adopt, carried, get_space
+from apqopt.supernet import ddp
 from apqopt.supernet.data import Split, load_split
 from apqopt.supernet.evaluate import evaluate_subnet
 from apqopt.supernet.network import Supernet
@@ -75,11 +78,13 @@ class TrainConfig:
 class TrainState:
     phase: int = 0
     step: int = 0  # step within the phase
+    losses: list[float] = field(default_factory=list)  # this phase's training loss, step by step
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def phase_steps(cfg: TrainConfig, phase: Phase, n_train: int) -> int:
-    return max(1, math.ceil(phase.epochs * n_train / cfg.batch_size))
+def phase_steps(cfg: TrainConfig, phase: Phase, n_train: int, processes: int = 1) -> int:
+    """Steps of a phase; ``processes`` (torchrun) multiply the batch, so the steps shrink."""
+    return max(1, math.ceil(phase.epochs * n_train / (cfg.batch_size * processes)))
 
 
 def sample_phase(space: SearchSpace, phase: Phase, rng: np.random.Generator, n: int) -> list[Candidate]:
@@ -124,7 +129,8 @@ def _check_resumable(path: Path, stored: dict[str, Any], wanted: dict[str, Any])
     """A checkpoint resumes a run with the same settings, or one whose schedule only adds phases at the
     end: a finished supernet can be trained further, and the result is the run a fresh start with the
     longer schedule gives, since the optimiser, RNG states and schedule position come from the checkpoint."""
-    stored = {"data": "fmnist", **stored}  # checkpoints from before --data trained on Fashion-MNIST
+    stored = {"data": "fmnist", "processes": 1, **stored}  # from before --data: Fashion-MNIST; one process
+    wanted = {"processes": 1, **wanted}
     old_phases, new_phases = stored["phases"], wanted["phases"]
     same_rest = {k: v for k, v in stored.items() if k != "phases"} == {k: v for k, v in wanted.items() if k != "phases"}
     if same_rest and list(new_phases[: len(old_phases)]) == list(old_phases):
@@ -136,59 +142,82 @@ def _check_resumable(path: Path, stored: dict[str, Any], wanted: dict[str, Any])
     )
 
 
-def train_supernet(cfg: TrainConfig, out_dir: str | Path, progress: bool = True, log: Any = None) -> Supernet:
+def train_supernet(
+    cfg: TrainConfig, out_dir: str | Path, progress: bool = True, log: Any = None, device: str = "cpu"
+) -> Supernet:
     """Train (or resume) a supernet; writes ``out_dir/checkpoint.pt`` and ``out_dir/supernet.pt``.
+    ``device``: see :mod:`apqopt.devices` (a run may resume on another device).
 
     Training seeds and checkpoints torch's global RNG (dropout, initialisation) for exact resumes; it
     runs in a fork of that RNG, so the caller's own random state is the same afterwards."""
     with torch.random.fork_rng(devices=[]):
-        return _train(cfg, out_dir, progress, log)
+        return _train(cfg, out_dir, progress, log, devices.resolve(device))
 
 
-def _train(cfg: TrainConfig, out_dir: str | Path, progress: bool, log: Any) -> Supernet:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def _train(cfg: TrainConfig, out_dir: str | Path, progress: bool, log: Any, device: torch.device) -> Supernet:
+    group = ddp.join(device)  # torchrun: one of several processes (apqopt.supernet.ddp); else alone
+    try:
+        with warnings.catch_warnings():
+            if group.world > 1:  # channels_last weights: DDP's buckets keep another layout (speed only)
+                warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+            return _train_in(cfg, Path(out_dir), progress and group.lead, log if group.lead else None, group)
+    finally:
+        ddp.leave(group)
+
+
+def _train_in(cfg: TrainConfig, out: Path, progress: bool, log: Any, group: ddp.Group) -> Supernet:
+    device = group.device
+    if group.lead:
+        out.mkdir(parents=True, exist_ok=True)
+    ddp.barrier(group)
     ckpt_path, final_path = out / "checkpoint.pt", out / "supernet.pt"
     space = get_space(cfg.space)
     torch.manual_seed(cfg.seed)
-    net = Supernet(space, cfg.data).to(memory_format=torch.channels_last)
+    net = Supernet(space, cfg.data).to(device, memory_format=torch.channels_last)
     data = load_split("train", cfg.data, space.name)
     if cfg.train_images:
         data = data.subset(cfg.train_images)
+    images, labels = devices.host(data.images, device), data.labels
     n_train = len(data)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
     state = TrainState()
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
+    settings = cfg.to_dict() | ({"processes": group.world} if group.world > 1 else {})
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=True)  # tensors and plain types only: no code runs
-        _check_resumable(ckpt_path, ck["config"], cfg.to_dict())
+        ck = torch.load(ckpt_path, weights_only=True, map_location="cpu")  # tensors and plain types: no code runs
+        _check_resumable(ckpt_path, ck["config"], settings)
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         state = TrainState(**ck["state"])
         rng.bit_generator.state = ck["numpy_rng"]
         gen.set_state(ck["torch_rng"])
         torch.set_rng_state(ck["torch_global_rng"])
+    model = ddp.wrap(net, group)
+    batch = cfg.batch_size * group.world  # every process draws the global batch and trains on its slice
+    mine = slice(group.rank * cfg.batch_size, (group.rank + 1) * cfg.batch_size)
 
     def checkpoint() -> None:
-        _save(
-            ckpt_path,
-            {
-                "config": cfg.to_dict(),
-                "model": net.state_dict(),
-                "optimizer": opt.state_dict(),
-                "state": asdict(state),
-                "numpy_rng": rng.bit_generator.state,
-                "torch_rng": gen.get_state(),
-                "torch_global_rng": torch.get_rng_state(),
-            },
-        )
+        if group.lead:
+            _save(
+                ckpt_path,
+                {
+                    "config": settings,
+                    "model": net.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "state": asdict(state),
+                    "numpy_rng": rng.bit_generator.state,
+                    "torch_rng": gen.get_state(),
+                    "torch_global_rng": torch.get_rng_state(),
+                },
+            )
+        ddp.barrier(group)
 
     largest = space.uniform()
     finished_before = state.phase == len(cfg.phases) and final_path.exists()
     while state.phase < len(cfg.phases):
         phase = cfg.phases[state.phase]
-        total = phase_steps(cfg, phase, n_train)
+        total = phase_steps(cfg, phase, n_train, group.world)
         widths_trained = any("width" in p.elastic for p in cfg.phases[: state.phase])
         if state.step == 0 and "width" in phase.elastic and not widths_trained:
             net.sort_channels()  # once: later phases' small subnets were trained on this order
@@ -205,11 +234,13 @@ def _train(cfg: TrainConfig, out_dir: str | Path, progress: bool, log: Any) -> S
             lr = 0.5 * phase.lr * (1 + math.cos(math.pi * state.step / total))
             for g in opt.param_groups:
                 g["lr"] = lr
-            idx = torch.randint(0, n_train, (cfg.batch_size,), generator=gen)
-            x, y = augment(data.images[idx], gen), data.labels[idx]
+            idx = torch.randint(0, n_train, (batch,), generator=gen)
+            x = devices.to(augment(images[idx], gen)[mine], device)
+            y = devices.to(labels[idx][mine], device)
             opt.zero_grad(set_to_none=True)
-            logits = net(x, largest)
-            loss = F.cross_entropy(logits, y)
+            with devices.mixed_precision(device):
+                logits = model(x, largest)
+                loss = F.cross_entropy(logits, y)
             loss.backward()
             acc = (logits.argmax(1) == y).float().mean().item()
             soft = logits.detach().softmax(1)
@@ -218,14 +249,16 @@ def _train(cfg: TrainConfig, out_dir: str | Path, progress: bool, log: Any) -> S
                 students = [phase_smallest(space, phase), *sample_phase(space, phase, rng, phase.n_random)]
             kd_total = 0.0
             for cand in students:
-                kd = -(soft * net(x, cand).log_softmax(1)).sum(1).mean()
+                with devices.mixed_precision(device):
+                    kd = -(soft * model(x, cand).log_softmax(1)).sum(1).mean()
                 kd.backward()
                 kd_total += kd.item()
             opt.step()
             state.step += 1
+            state.losses.append(round(ddp.mean(loss.item(), group), 5))  # the global batch's loss
             bar.update(1)
             bar.set_postfix(
-                loss=f"{loss.item():.3f}",
+                loss=f"{state.losses[-1]:.3f}",
                 acc=f"{acc:.3f}",
                 kd=f"{kd_total / max(1, len(students)):.3f}",
                 lr=f"{lr:.4f}",
@@ -233,26 +266,31 @@ def _train(cfg: TrainConfig, out_dir: str | Path, progress: bool, log: Any) -> S
             if state.step % cfg.ckpt_every == 0:
                 checkpoint()
         bar.close()
-        report = phase_report(net, space, cfg.eval_images)
-        report.update(phase=phase.name, seconds=round(time.time() - t0, 1))
-        state.history.append(report)
+        report = phase_report(net, space, cfg.eval_images) if group.lead else {}
+        report.update(phase=phase.name, seconds=round(time.time() - t0, 1), losses=state.losses)
+        state.history.append(ddp.share(report, group))
         if log:
-            log(json.dumps(report))
+            log(json.dumps({k: v for k, v in report.items() if k != "losses"} | {"loss": _mean(state.losses)}))
         state.phase += 1
         state.step = 0
+        state.losses = []
         checkpoint()
-    if not finished_before:  # rewriting would change the file's bytes, hence its identity (weights_identity)
+    if not finished_before and group.lead:  # rewriting would change the file's bytes, hence its identity
         _save(
             final_path,
             {
                 "space": space.name,
                 **carried(space),
-                "config": cfg.to_dict(),
+                "config": settings,
                 "model": net.state_dict(),
                 "history": state.history,
             },
         )
     return net
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
 
 
 def phase_report(net: Supernet, space: SearchSpace, n_images: int) -> dict[str, Any]:
@@ -274,13 +312,22 @@ def weights_identity(path: str | Path) -> str:
     return f"{path.name}:sha256:{digest[:16]}"
 
 
-def load_supernet(path: str | Path) -> Supernet:
-    """Load trained weights written by :func:`train_supernet` (``supernet.pt``)."""
+def load_supernet(path: str | Path, data: str | None = None, device: str | None = None) -> Supernet:
+    """Load trained weights written by :func:`train_supernet` (``supernet.pt``), or APQ's ImageNet
+    supernet in once-for-all's layout (:func:`apqopt.supernet.ofa.load_ofa_supernet`). ``data``: the
+    images to measure it on, instead of those it records (an OFA checkpoint records none); ``device``:
+    where it runs (:mod:`apqopt.devices`; default the CPU)."""
+    from apqopt.supernet.ofa import is_ofa_checkpoint, load_ofa_supernet
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"supernet weights not found: {path}; train with `apqopt supernet train`")
     try:
         payload = torch.load(path, weights_only=True, map_location="cpu")  # no code runs from a file
+        if isinstance(payload, dict) and is_ofa_checkpoint(payload):  # APQ's own ImageNet supernet
+            ofa = load_ofa_supernet(path)
+            ofa.data = data or ""
+            return ofa.to(devices.resolve(device or "cpu"))
         adopt(payload, str(path))  # a user's own space travels inside its weights file
         net = Supernet(payload["space"], payload.get("config", {}).get("data", "fmnist"))
         net.load_state_dict(payload["model"])
@@ -288,7 +335,8 @@ def load_supernet(path: str | Path) -> Supernet:
         raise ConfigError(
             f"{path} is not a readable apqopt supernet file (truncated or corrupted?): {first_line(exc)}"
         ) from exc
-    return net.to(memory_format=torch.channels_last).eval()
+    net.data = data or net.data
+    return net.to(devices.resolve(device or "cpu"), memory_format=torch.channels_last).eval()
 
 
 __all__ = ["DEFAULT_PHASES", "Phase", "Split", "TrainConfig", "load_supernet", "train_supernet", "weights_identity"]
