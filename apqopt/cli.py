@@ -748,6 +748,43 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_refine(args: argparse.Namespace) -> int:
+    from apqopt.refine import RefineConfig, refine
+
+    cfg = RefineConfig(
+        space=args.space,
+        latency=args.latency,
+        searcher=args.searcher,
+        budget=args.budget,
+        rounds=args.rounds,
+        per_round=args.per_round,
+        seed=args.seed,
+        eval_images=args.eval_images,
+        finetune_steps=args.finetune_steps,
+    )
+    weights = _supernet_path(args, args.space)
+    net = _measured_supernet(args, weights)
+    out = Path(args.out) if args.out else reports_dir() / f"refine-{args.space}-seed{args.seed}"
+    summary = refine(
+        cfg,
+        out,
+        net,
+        predictor=args.predictor,
+        base_data=args.base_data,
+        storage=args.storage,
+        study_prefix=args.study_prefix or f"refine-{args.space}-seed{args.seed}",
+        progress=not args.quiet,
+        supernet_id=_identity(weights, net, args),
+    )
+    for r in summary["rounds"]:
+        print(
+            f"round {r['round']}: {r['measured']} networks measured; the predictor's error on them before "
+            f"learning them: MAE {100 * r['mae_before']:.2f} points (bias {100 * r['bias_before']:+.2f})"
+        )
+    print(f"written: {out / 'report.md'} (and the predictor of each round under {out})")
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Start Streamlit on this machine only (127.0.0.1) unless --address says otherwise, with usage
     statistics off; SIGTERM/SIGINT reach the Streamlit process, so stopping this command stops the app."""
@@ -1098,6 +1135,32 @@ def add_export_parser(sub: Sub) -> None:
     ex.set_defaults(func=cmd_export)
 
 
+def add_refine_parser(sub: Sub) -> None:
+    from apqopt.search import SEARCHERS
+
+    rf = _parser(sub, "refine", "closed loop: search, measure the front, fine-tune the predictor; rounds (resumable)")
+    _space_arg(rf)
+    rf.add_argument("--latency", type=number(0), default=0.5, help="latency limit (ms) of every round's search")
+    joint = [n for n in sorted(SEARCHERS) if n not in ("haq", "ohq")]  # those two search one architecture
+    rf.add_argument("--searcher", default="evolution", choices=joint)
+    rf.add_argument("--budget", type=integer(1, MAX_BUDGET), default=1000, help="distinct networks per search")
+    rf.add_argument("--rounds", type=integer(1, 100), default=3)
+    rf.add_argument("--per-round", type=integer(1, 1000), default=8, help="networks measured per round")
+    rf.add_argument("--seed", type=integer(0), default=0)
+    rf.add_argument("--eval-images", type=integer(1, 10_000), default=5000, help="val images per measurement")
+    rf.add_argument("--finetune-steps", type=integer(1, 100_000), default=40, help="of each quantized measurement")
+    rf.add_argument("--predictor", type=file_path, help="where round 1 starts (default: the shipped one)")
+    rf.add_argument("--base-data", type=file_path, help="its quantized dataset (default: the shipped one)")
+    rf.add_argument("--supernet", type=file_path, help="weights file (default: the space's shipped one)")
+    _data_arg(rf)
+    _device_arg(rf)
+    rf.add_argument("--out", help="folder for measurements, predictors and reports (default under APQOPT_HOME)")
+    _storage_arg(rf)
+    rf.add_argument("--study-prefix", help="the rounds' studies are PREFIX-round-R (default refine-SPACE-seedS)")
+    rf.add_argument("--quiet", action="store_true", help="no progress bars")
+    rf.set_defaults(func=cmd_refine)
+
+
 def add_dashboard_parser(sub: Sub) -> None:
     da = _parser(sub, "dashboard", "review studies in the Streamlit dashboard (read-only)")
     _storage_arg(da)
@@ -1178,6 +1241,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_compare_parser,
         add_verify_parser,
         add_export_parser,
+        add_refine_parser,
         add_dashboard_parser,
         add_lut_parser,
     ):
@@ -1194,6 +1258,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return int(args.func(args))
+    except BrokenPipeError:  # `apqopt ... | head`: the reader has gone; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except (ApqoptError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
         print(f"apqopt: error: {' '.join(str(exc).split())}", file=sys.stderr)  # always one line
         return 2

@@ -19,6 +19,21 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "apqopt.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
+def test_output_into_a_closed_pipe_is_no_error() -> None:
+    """`apqopt ... | head`: the reader leaving early ends the command quietly, status 0."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apqopt", "space", "sample", "--space", "apq-mbv2", "--n", "3000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
+    assert proc.stdout is not None
+    proc.stdout.read(10)
+    proc.stdout.close()  # as `head` does after its lines
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr is not None and proc.stderr.read() == b""
+
+
 def test_help_lists_commands() -> None:
     out = run("--help").stdout
     for cmd in ("run", "space", "lut"):

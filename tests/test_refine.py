@@ -1,0 +1,60 @@
+"""`apqopt refine` (#20.1): rounds of search, measurement of the front and predictor fine-tuning, end to end
+on the shipped supernet at a tiny budget; killed while measuring and rerun, it measures nothing twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+ARGS = ["--rounds", "2", "--per-round", "2", "--budget", "40", "--eval-images", "100", "--finetune-steps", "5"]
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.mark.slow
+def test_refine_rounds_resume_without_remeasuring(tmp_path: Path, shipped_supernet: object) -> None:
+    out, storage = tmp_path / "ref", str(tmp_path / "studies.log")
+    cmd = [sys.executable, "-m", "apqopt", "refine", *ARGS, "--out", str(out), "--storage", storage, "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "APQOPT_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen(cmd, env=env)
+    deadline = time.time() + 300
+    while len(_lines(out / "refine.jsonl")) < 2 and time.time() < deadline:  # the header and one record
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _lines(out / "refine.jsonl")
+    assert len(before) >= 2 and not (out / "report.json").exists(), "killed too late"
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "round 2: 2 networks measured" in done.stdout
+
+    lines = _lines(out / "refine.jsonl")
+    assert lines[: len(before)] == before  # what was measured before the kill is kept, byte for byte
+    recs = [json.loads(line) for line in lines[1:]]
+    assert sorted(r["index"] for r in recs) == [0, 1, 2, 3]  # each network measured once
+    assert len({tuple(r["genes"]) for r in recs}) == 4  # and no network measured in two rounds
+    report = json.loads((out / "report.json").read_text())
+    assert [r["round"] for r in report["rounds"]] == [1, 2]
+    for r in report["rounds"]:
+        assert 0 <= r["mae_before"] < 1 and len(r["front"]) == 2
+        assert (out / r["predictor"]).exists() and (out / (r["predictor"] + ".json")).exists()
+    assert report["rounds"][1]["predictor_before"] == report["rounds"][0]["predictor"]  # round 2 used round 1's
+    studies = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+    names = {s.study_name for s in optuna.get_all_study_summaries(studies)}
+    assert names == {"refine-fmnist-seed0-round-1", "refine-fmnist-seed0-round-2"}
+    assert "MAE before" in (out / "report.md").read_text()
+    # a finished run is read back, and other settings are refused, naming the file
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and _lines(out / "refine.jsonl") == lines
+    other = subprocess.run([*cmd, "--latency", "0.4"], env=env, capture_output=True, text=True, timeout=600)
+    assert other.returncode == 2 and "refine.jsonl was written by a refinement with other settings" in other.stderr
