@@ -166,7 +166,7 @@ def export(net: nn.Module, path: str | Path, example: torch.Tensor) -> Path:
     path = Path(path)
     if path.suffix not in FORMATS:
         raise ConfigError(f"{path}: export writes {' or '.join(FORMATS)} files")
-    model = deployable(net)
+    model = deployable(net).cpu()  # a file is written from the CPU, wherever the network was measured
     example = example[:2].clone()  # saved with a .pt2 program: a view would carry its whole dataset
     batch = ({0: torch.export.Dim("batch", min=1, max=65536)},)  # any batch size; the rest is the space's
     from apqopt.fileio import atomic_open
