@@ -81,8 +81,8 @@ def test_two_processes_train_resume_and_match_one(tmp_path: Path, fmnist_availab
 
     # one process with the doubled batch follows the same schedule (the same steps) and learns alike. Only
     # batch norm differs (each process normalises over its half of the batch): the first step, taken from
-    # the same weights, within 1%; after it the runs drift apart step by step like two seeds (up to ~12%
-    # here), so the curve is compared as a whole: its mean within 3% (measured: 0.1%)
+    # the same weights, within 1% (measured 0.2%); after it the runs drift apart step by step like two
+    # seeds (up to 12% here), so the curve is compared as a whole: its mean within 3% (measured 0.1%)
     cmd = [sys.executable, "-m", "apqopt", "supernet", "train", "--batch-size", "128", "--out", str(one), *ARGS]
     subprocess.run(cmd, env=ENV, check=True, timeout=600, capture_output=True)
     two, single = _history(clean), _history(one)
