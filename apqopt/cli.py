@@ -166,6 +166,12 @@ def _read_candidate(text: str, apq: bool, space: str) -> Candidate:
     return Candidate.from_json(text)
 
 
+def _named_candidate(text: str, space: Any) -> Candidate:
+    """``largest``, ``smallest``, or a candidate given as JSON (or a file holding it)."""
+    named = {"largest": space.uniform, "smallest": space.smallest}
+    return named[text]() if text in named else _read_candidate(text, False, space.name)
+
+
 def cmd_lut_build(args: argparse.Namespace) -> int:
     if args.hardware != "bitfusion":
         raise LUTError(f"unknown hardware '{args.hardware}'; `lut build` knows: bitfusion")
@@ -383,8 +389,7 @@ def cmd_supernet_eval(args: argparse.Namespace) -> int:
     weights = _supernet_path(args, args.space)
     net = _measured_supernet(args, weights)
     space = net.space
-    named = {"largest": space.uniform(), "smallest": space.smallest()}
-    cands = [(c, named[c]) if c in named else (c, _read_candidate(c, False, space.name)) for c in args.candidates]
+    cands = [(c, _named_candidate(c, space)) for c in args.candidates]
     data = net.data
     split = load_split(args.split, data, space.name)
     for name, cand in cands:
@@ -663,17 +668,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def _load_study(name: str, storage: str | None) -> Any:
+    """A study that must exist (a missing one is one line naming the storage; nothing is created)."""
     import optuna
 
     from apqopt.studies import StorageError, open_storage
+
+    try:
+        return optuna.load_study(study_name=name, storage=open_storage(storage, create=False))
+    except KeyError:
+        raise StorageError(f"no study '{name}' in {storage or default_storage()}") from None
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from apqopt.studies import StorageError
     from apqopt.verify import verify_study
 
-    try:  # the study's own space decides which supernet is the default
-        store = open_storage(args.storage, create=False)
-        space = optuna.load_study(study_name=args.study, storage=store).user_attrs.get("space")
-    except KeyError:
-        raise StorageError(f"no study '{args.study}' in {args.storage or default_storage()}") from None
+    space = _load_study(args.study, args.storage).user_attrs.get("space")  # its space picks the supernet
     if space is None:
         raise StorageError(f"study '{args.study}' is not an apqopt study (no 'space' attr)")
     weights = _supernet_path(args, space)
@@ -706,12 +717,8 @@ def _trial_candidate(study_name: str, storage: str | None, number: int) -> Candi
     import optuna
 
     from apqopt.record import RecordCodec, space_from_attrs
-    from apqopt.studies import StorageError, open_storage
 
-    try:
-        study = optuna.load_study(study_name=study_name, storage=open_storage(storage, create=False))
-    except KeyError:
-        raise StorageError(f"no study '{study_name}' in {storage or default_storage()}") from None
+    study = _load_study(study_name, storage)
     codec = RecordCodec(space_from_attrs(study.user_attrs))
     trials = {t.number: t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
     if number not in trials:
@@ -732,8 +739,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     space = cand.space if cand is not None else args.space
     net = _measured_supernet(args, _supernet_path(args, space))
     if cand is None:
-        named = {"largest": net.space.uniform(), "smallest": net.space.smallest()}
-        cand = named.get(args.candidate) or _read_candidate(args.candidate, False, net.space.name)
+        cand = _named_candidate(args.candidate, net.space)
     print(
         f"building the {args.kind} network of the candidate (as measured: BN re-estimated"
         + (", quantized, fine-tuned)" if args.kind == "quant" else ")")

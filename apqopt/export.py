@@ -121,7 +121,6 @@ def export_candidate(
     from apqopt.supernet.data import load_split
 
     path = check_out(path, overwrite)
-    supernet.space.validate(cand)
     net = measured_network(supernet, cand, CollectConfig(kind=kind, space=supernet.space.name), seed)  # type: ignore[arg-type]
     example = load_split("val", supernet.data, supernet.space.name).images[:2]
     return export(net, path, example)
@@ -163,9 +162,7 @@ def _exporter_quiet() -> Iterator[None]:
 def export(net: nn.Module, path: str | Path, example: torch.Tensor) -> Path:
     """Write ``net`` (made deployable) to ``path``; the format follows the suffix (``.onnx`` or ``.pt2``).
     ``example``: a batch of inputs of the right shape (any batch size works in the file)."""
-    path = Path(path)
-    if path.suffix not in FORMATS:
-        raise ConfigError(f"{path}: export writes {' or '.join(FORMATS)} files")
+    path = check_out(path, overwrite=True)  # the format; whether to replace is the caller's decision
     model = deployable(net).cpu()  # a file is written from the CPU, wherever the network was measured
     example = example[:2].clone()  # saved with a .pt2 program: a view would carry its whole dataset
     batch = ({0: torch.export.Dim("batch", min=1, max=65536)},)  # any batch size; the rest is the space's

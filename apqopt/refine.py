@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -89,22 +88,14 @@ def _key(space: Any, genes: np.ndarray) -> bytes:
 
 
 def _read(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
-    from apqopt.supernet.collect import DatasetFileError, _records
+    from apqopt.supernet.collect import append_record, cut_torn_line, resumed_records
 
-    stored, recs, good = _records(path)
-    if stored is not None and stored["config"] != header["config"]:
-        raise DatasetFileError(
-            f"{path} was written by a refinement with other settings; use another --out. "
-            f"stored: {json.dumps(stored['config'])[:300]}"
-        )
-    if path.exists() and good < path.stat().st_size:
-        with path.open("r+b") as fh:
-            fh.truncate(good)  # a torn last line (a kill mid-write) is the only thing cut
-    if stored is None:
+    other = "was written by a refinement with other settings; use another --out"
+    headed, recs, good = resumed_records(path, header["config"], other)
+    cut_torn_line(path, good)
+    if not headed:
         with path.open("a") as fh:
-            fh.write(json.dumps(header) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+            append_record(fh, header)
     return recs
 
 
@@ -130,7 +121,7 @@ def refine(
     from apqopt.search.problem import Problem
     from apqopt.shipped import asset_dir, predictor_path
     from apqopt.studies import check_study_name, open_storage, record, run_settings, settings_digest
-    from apqopt.supernet.collect import CollectConfig, dataset_arrays, measure
+    from apqopt.supernet.collect import CollectConfig, append_record, dataset_arrays, measure
     from apqopt.supernet.data import accuracy_stderr, load_split
     from apqopt.supernet.quant import FinetuneConfig
 
@@ -202,9 +193,7 @@ def refine(
                     "macs": space.macs(cand),
                     "seconds": round(time.time() - t0, 2),
                 }
-                fh.write(json.dumps(rec) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+                append_record(fh, rec)
                 recs.append(rec)
                 mine[index] = rec
                 bar.update(1)

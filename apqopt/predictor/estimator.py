@@ -340,7 +340,7 @@ class AccuracyPredictor:
         meta = {
             "format": "apqopt-predictor v1",
             "params": {
-                **{k: v for k, v in self.get_params().items() if k not in ("progress", "device")},
+                **{k: v for k, v in self.get_params().items() if k not in RUN_ONLY},
                 "space": sp.name,
             },
             **carried(sp),

@@ -152,6 +152,30 @@ def _records(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], i
     return header, recs, good
 
 
+def resumed_records(path: Path, config: dict[str, Any], other: str) -> tuple[bool, list[dict[str, Any]], int]:
+    """(whether the file has its header, its records, the byte length of its intact part) of a dataset
+    file a run is about to append to; one written with another ``config`` is refused (``other`` says how,
+    after the file's name)."""
+    stored, recs, good = _records(path)
+    if stored is not None and stored["config"] != config:
+        raise DatasetFileError(f"{path} {other}. stored: {json.dumps(stored['config'])}")
+    return stored is not None, recs, good
+
+
+def cut_torn_line(path: Path, good: int) -> None:
+    """Drop a torn last line (a kill mid-write): the only thing a resume may cut."""
+    if path.exists() and good < path.stat().st_size:
+        with path.open("r+b") as fh:
+            fh.truncate(good)
+
+
+def append_record(fh: Any, record: dict[str, Any]) -> None:
+    """One JSON line, on disk before the next is measured (a kill loses at most the one in hand)."""
+    fh.write(json.dumps(record) + "\n")
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
 def shard_path(path: Path, shard: tuple[int, int]) -> Path:
     k, n = shard
     return path if n == 1 else path.with_name(f"{path.stem}.shard{k}of{n}{path.suffix}")
@@ -232,26 +256,18 @@ def collect(
         raise ConfigError(f"shard must be k/n with 0 <= k < n, got {k}/{m}")
     path = shard_path(Path(out), shard)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header, recs, good = _records(path)
     want = {"type": "header", "kind": cfg.kind, "config": cfg.to_dict(), **carried(get_space(cfg.space))}
-    if header is not None and header["config"] != want["config"]:
-        raise DatasetFileError(
-            f"{path} was collected with other settings; use another file. stored: {json.dumps(header['config'])}"
-        )
+    headed, recs, good = resumed_records(path, want["config"], "was collected with other settings; use another file")
     space = get_space(cfg.space)
     done = {r["index"] for r in recs} | _indices_elsewhere(Path(out), path, want["config"])
-    if path.exists() and good < path.stat().st_size:
-        with path.open("r+b") as fh:
-            fh.truncate(good)  # drop a torn last line (the only thing a resume may cut)
+    cut_torn_line(path, good)
     mine = list(_indices(n, shard))
     todo = [i for i in mine if i not in done]
     split = load_split(cfg.split, supernet.data, space.name).subset(cfg.eval_images)
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), desc=f"collect {cfg.kind}", disable=not progress)
     with path.open("a") as fh:
-        if header is None:
-            fh.write(json.dumps(want) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        if not headed:
+            append_record(fh, want)
         for i in todo:
             t0 = time.time()
             genes = candidate_genes(space, cfg, i)
@@ -266,9 +282,7 @@ def collect(
             )
             if cfg.kind == "quant":
                 rec["quantizer"] = QUANTIZER  # provenance: records without it used the plain-ops quantizer
-            fh.write(json.dumps(rec) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+            append_record(fh, rec)
             bar.update(1)
             bar.set_postfix(acc=f"{acc:.4f}")
     bar.close()

@@ -131,9 +131,9 @@ def canonical(key: str) -> str:
     return key
 
 
-def _read(src: str | Path | Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], str]:
+def _read(src: str | Path | Mapping[str, Any], name: str | None) -> tuple[dict[str, torch.Tensor], str]:
     if isinstance(src, Mapping):
-        state, where = dict(src), "state dict"
+        state, where = dict(src), name or "state dict"
     else:
         where = str(src)
         try:
@@ -153,10 +153,13 @@ def _names(keys: list[str]) -> str:
     return ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
 
 
-def load_ofa_supernet(src: str | Path | Mapping[str, Any], space: SearchSpace | str = "apq-mbv2") -> OFASupernet:
+def load_ofa_supernet(
+    src: str | Path | Mapping[str, Any], space: SearchSpace | str = "apq-mbv2", name: str | None = None
+) -> OFASupernet:
     """APQ's supernet (``imagenet-OFA``, or its quantization-aware variant) from a checkpoint file or a
-    state dict. Unknown, missing and misshapen keys are named in one :class:`ConfigError`."""
-    state, where = _read(src)
+    state dict (``name``: how errors call a state dict, e.g. the file it was read from). Unknown, missing
+    and misshapen keys are named in one :class:`ConfigError`."""
+    state, where = _read(src, name)
     expected = layout(space)
     ranges = {k for k in state if k.endswith((".weight_range", ".activation_range"))}
     unknown = sorted(k for k in state if k not in expected and k not in ranges)

@@ -325,7 +325,7 @@ def load_supernet(path: str | Path, data: str | None = None, device: str | None 
     try:
         payload = torch.load(path, weights_only=True, map_location="cpu")  # no code runs from a file
         if isinstance(payload, dict) and is_ofa_checkpoint(payload):  # APQ's own ImageNet supernet
-            ofa = load_ofa_supernet(path)
+            ofa = load_ofa_supernet(payload, name=str(path))  # read once: these files are large
             ofa.data = data or ""
             return ofa.to(devices.resolve(device or "cpu"))
         adopt(payload, str(path))  # a user's own space travels inside its weights file
