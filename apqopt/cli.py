@@ -791,6 +791,30 @@ def cmd_refine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    from apqopt.search.sensitivity import measure_table
+    from apqopt.settings import mqe_cache_dir
+    from apqopt.shipped import sensitivity_path
+    from apqopt.supernet.train import weights_identity
+
+    weights = _supernet_path(args, args.space)
+    if args.out is None and (args.supernet or args.space not in space_names()):
+        raise ConfigError(
+            "sensitivity: --out is required with --supernet or a space file (no shipped table to replace)"
+        )
+    out = Path(args.out) if args.out else sensitivity_path(args.space)
+    net = _measured_supernet(args, weights)
+    t0 = time.perf_counter()
+    table = measure_table(
+        net, args.replicates, args.images, args.inputs, args.seed, cache_dir=mqe_cache_dir(), progress=not args.quiet
+    )
+    meta = {**table.meta, "supernet": weights_identity(weights), "seconds": round(time.perf_counter() - t0, 1)}
+    meta["command"] = f"apqopt sensitivity --space {args.space} --replicates {args.replicates} --images {args.images}"
+    dataclasses.replace(table, meta=meta).save(out)
+    print(f"measured {meta['networks']} networks in {meta['seconds']:.0f} s -> {out}")
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Start Streamlit on this machine only (127.0.0.1) unless --address says otherwise, with usage
     statistics off; SIGTERM/SIGINT reach the Streamlit process, so stopping this command stops the app."""
@@ -1167,6 +1191,23 @@ def add_refine_parser(sub: Sub) -> None:
     rf.set_defaults(func=cmd_refine)
 
 
+def add_sensitivity_parser(sub: Sub) -> None:
+    se = _parser(
+        sub, "sensitivity", "measure the supernet-wide MQE table joint-ilp allocates bits with; rerun to resume"
+    )
+    _space_arg(se)
+    se.add_argument("--supernet", type=file_path, help="weights file (default: the shipped one)")
+    se.add_argument("--out", type=file_path, help="output JSON (default: the shipped table of the space)")
+    se.add_argument("--replicates", type=integer(1, 100), default=1, help="measurements of every block choice")
+    se.add_argument("--images", type=integer(1, 100000), default=64, help="calibration images per MQE pass")
+    se.add_argument("--inputs", choices=["synthetic", "real"], default="synthetic", help="OHQ's data-free default")
+    se.add_argument("--seed", type=integer(0), default=0)
+    _data_arg(se)
+    _device_arg(se)
+    se.add_argument("--quiet", action="store_true", help="no progress bar")
+    se.set_defaults(func=cmd_sensitivity)
+
+
 def add_dashboard_parser(sub: Sub) -> None:
     da = _parser(sub, "dashboard", "review studies in the Streamlit dashboard (read-only)")
     _storage_arg(da)
@@ -1248,6 +1289,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_verify_parser,
         add_export_parser,
         add_refine_parser,
+        add_sensitivity_parser,
         add_dashboard_parser,
         add_lut_parser,
     ):

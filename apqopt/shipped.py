@@ -25,6 +25,11 @@ def predictor_path(space: str, kind: str = "quant") -> Path:
     return asset_dir(space) / "predictor" / f"{kind}.pt"
 
 
+def sensitivity_path(space: str) -> Path:
+    """The shipped supernet-wide sensitivity table (``joint-ilp``'s per-layer costs; `apqopt sensitivity`)."""
+    return asset_dir(space) / "sensitivity.json"
+
+
 def tables_dir() -> Path:
     """The shipped tables: the repository's top-level ``lut/`` folder, installed as ``apqopt.tables``."""
     return Path(str(resources.files("apqopt.tables")))

@@ -11,6 +11,7 @@ from apqopt.errors import ConfigError
 from apqopt.search.base import Run, Searcher, SearchResult
 from apqopt.search.evolution import Evolution
 from apqopt.search.haq import HAQ
+from apqopt.search.joint_ilp import JointILP
 from apqopt.search.ohq import OHQ
 from apqopt.search.optuna_search import OptunaNSGA2, OptunaRandom, OptunaRandomRaw, OptunaTPE
 from apqopt.search.problem import BudgetExhaustedError, Evaluation, InfeasibleError, Problem
@@ -19,7 +20,18 @@ from apqopt.search.random_search import RandomSearch
 
 SEARCHERS: dict[str, type[Searcher]] = {
     cls.name: cls
-    for cls in (RandomSearch, Evolution, PymooNSGA2, OptunaNSGA2, OptunaTPE, OptunaRandom, OptunaRandomRaw, HAQ, OHQ)
+    for cls in (
+        RandomSearch,
+        Evolution,
+        JointILP,
+        PymooNSGA2,
+        OptunaNSGA2,
+        OptunaTPE,
+        OptunaRandom,
+        OptunaRandomRaw,
+        HAQ,
+        OHQ,
+    )
 }
 
 
@@ -51,6 +63,7 @@ __all__ = [
     "Evaluation",
     "Evolution",
     "InfeasibleError",
+    "JointILP",
     "OptunaNSGA2",
     "OptunaRandom",
     "OptunaRandomRaw",

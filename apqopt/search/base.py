@@ -12,6 +12,7 @@ import inspect
 import itertools
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -220,15 +221,22 @@ def feasible_samples(
 
 
 def feasible_start(
-    problem: Problem, n: int, rng: np.random.Generator, max_tries: int, run: Run | None = None
+    problem: Problem,
+    n: int,
+    rng: np.random.Generator,
+    max_tries: int,
+    run: Run | None = None,
+    finish: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, int]:
     """The starting population every searcher gets: uniform samples, the unacceptable ones re-drawn
     (bounded) alternately from uniform and cheap-biased samples (:meth:`Problem.sample_cheap`), so a tight
-    limit that few uniform samples meet still gets a feasible start."""
+    limit that few uniform samples meet still gets a feasible start. ``finish`` maps drawn rows before
+    they are checked (``joint-ilp`` gives each row its architecture's ILP bits)."""
     rounds = itertools.count()
 
     def draw(k: int) -> np.ndarray:
-        return problem.sample(k, rng) if next(rounds) % 2 == 0 else problem.sample_cheap(k, rng)
+        genes = problem.sample(k, rng) if next(rounds) % 2 == 0 else problem.sample_cheap(k, rng)
+        return finish(genes) if finish else genes
 
     return feasible_samples(problem, draw, n, max_tries, run)
 

@@ -16,6 +16,7 @@ already seen.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -48,11 +49,17 @@ class Evolution(Searcher):
         self.population, self.parents, self.mutations, self.crossovers = population, parents, mutations, crossovers
         self.mutate_prob, self.max_tries = mutate_prob, max_tries
 
+    def _finish(self, run: Run, rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
+        """What becomes of a drawn row before it is checked and evaluated: nothing here; ``joint-ilp``
+        replaces the bits of each row's architecture by its exact ILP policy."""
+        return lambda genes: genes
+
     def _search(self, run: Run, progress: bool) -> dict[str, Any]:
         rng = np.random.default_rng(self.seed)
         problem = run.problem
         sp = problem.space
-        genes, left = feasible_start(problem, self.population, rng, self.max_tries, run)
+        finish = self._finish(run, rng)
+        genes, left = feasible_start(problem, self.population, rng, self.max_tries, run, finish)
         pop = run.evaluate(genes)
         unresolved = left
         generations = 0
@@ -64,10 +71,10 @@ class Evolution(Searcher):
             par = pop.genes[top]
 
             def mutants(k: int, par: np.ndarray = par) -> np.ndarray:
-                return problem.apply_fixed(mutate(sp, par[rng.integers(0, len(par), k)], self.mutate_prob, rng))
+                return finish(problem.apply_fixed(mutate(sp, par[rng.integers(0, len(par), k)], self.mutate_prob, rng)))
 
             def children(k: int, par: np.ndarray = par) -> np.ndarray:
-                return crossover(sp, par[rng.integers(0, len(par), k)], par[rng.integers(0, len(par), k)], rng)
+                return finish(crossover(sp, par[rng.integers(0, len(par), k)], par[rng.integers(0, len(par), k)], rng))
 
             m, l1 = feasible_samples(problem, mutants, self.mutations, self.max_tries, run)
             c, l2 = feasible_samples(problem, children, self.crossovers, self.max_tries, run)
