@@ -22,7 +22,7 @@ from apqopt import cli_types
 from apqopt.cli_types import MAX_BUDGET, file_path, integer, number
 from apqopt.errors import ApqoptError, ConfigError
 from apqopt.fileio import atomic_write
-from apqopt.hardware.bitfusion import BitFusion
+from apqopt.hardware.bitfusion import MODES, BitFusion
 from apqopt.hardware.build import bitfusion_from_config, build_lut
 from apqopt.hardware.lut import LUT, LUTError, load_shipped, shipped_lut_path
 from apqopt.interop.apq import from_apq_spec, to_apq_spec
@@ -1228,7 +1228,10 @@ def add_lut_parser(sub: Sub) -> None:
         "--config", type=file_path, help="JSON file with BitFusionConfig fields (array size, clock, buffers, ...)"
     )
     build.add_argument(
-        "--mode", choices=["apq", "orig"], help="apq: APQ-compatible (default); orig: simulator as written"
+        "--mode",
+        choices=list(MODES),
+        help="apq: APQ-compatible (default); apq-table: also APQ's buffer layout (docs/hardware.md); "
+        "orig: the simulator as written",
     )
     build.add_argument("--batch", type=integer(1, 4096), help="batch size (default 1)")
     build.add_argument("--format", choices=["csv", "apq", "both"], default="csv", help="apq: APQ's JSON dict")

@@ -97,6 +97,29 @@ def test_agreement_with_apq_table() -> None:
     assert lut.head[0] == pytest.approx(0.2959, abs=1e-4) and lut.tail[0] == pytest.approx(0.0816, abs=1e-4)
 
 
+def _sample_agreement(reference_dir: Path, mode: str) -> dict[str, float]:
+    """Share of APQ's sampled table entries (apq_table_sample.csv) within 1% in latency, per kind."""
+    model = BitFusion(BitFusionConfig(mode=mode))  # type: ignore[arg-type]
+    hits: dict[str, list[bool]] = {"pw": [], "dw": []}
+    with (reference_dir / "apq_table_sample.csv").open() as fh:
+        for r in csv.DictReader(fh):
+            v = {k: int(r[k]) for k in ("c_in", "c_out", "h_in", "kernel", "stride", "padding", "groups")}
+            layer = Layer("x", *v.values(), int(r["w_bits"]), int(r["a_bits"]))  # type: ignore[arg-type]
+            lat, _ = model.layer_cost(layer)
+            hits["dw" if v["groups"] > 1 else "pw"].append(abs(lat / float(r["latency_ms"]) - 1) <= 0.01)
+    return {k: float(np.mean(h)) for k, h in hits.items()}
+
+
+def test_apq_table_mode_reproduces_apqs_buffer_layout(reference_dir: Path) -> None:
+    """apq-table (buffer space in the array's layout: reduction padded to N*pf rows, output channels to M
+    columns, 6-bit operands in 8-bit slots; DRAM traffic in real bits) reproduces every sampled pointwise
+    entry of APQ's table, which apq does for only 43%. Not yet: 3x3 depthwise at 14x14 outputs with
+    g < 32 (the remaining misses, docs/hardware.md), so the shipped tables stay on apq."""
+    apq, table = _sample_agreement(reference_dir, "apq"), _sample_agreement(reference_dir, "apq-table")
+    assert table["pw"] == 1.0 and apq["pw"] < 0.5
+    assert table["dw"] >= 0.7 and apq["dw"] < 0.45
+
+
 def test_precision_speedup_and_config() -> None:
     cfg = BitFusionConfig()
     assert [cfg.perf_factor(w, a) for w, a in [(8, 8), (6, 6), (4, 4), (4, 8), (2, 2), (3, 3)]] == [1, 1, 4, 2, 16, 4]

@@ -12,10 +12,14 @@ The search is vectorised: for one layer all tilings x loop orders are one numpy 
 apq-mbv2 table (779 shapes x 9 bit pairs) builds in seconds, where the authors' Python simulator
 needs minutes for a few hundred layers.
 
-Two modes:
+Three modes:
 
 * ``"apq"`` (default) -- the form that reproduces APQ's released table: no padding of weight tiles to
   ``N*pf`` or of output tiles to ``M`` when sizing tiles and DRAM traffic.
+* ``"apq-table"`` -- ``apq`` plus APQ's buffer layout: tiles are checked against the buffers as the
+  array holds them (weights padded to ``N*pf`` rows and ``M`` columns, outputs to ``M`` columns, a 6-bit
+  operand in an 8-bit slot) while DRAM traffic stays in real bits. Reproduces every sampled pointwise
+  entry of APQ's table; 3x3 depthwise convs at 14x14 outputs still miss (docs/hardware.md).
 * ``"orig"`` -- the simulator as its authors wrote it.
 
 Depthwise convolutions: the simulator has no groups, so (in both modes, as APQ's table implies) a
@@ -43,7 +47,8 @@ import numpy as np
 from apqopt.errors import ConfigError
 from apqopt.space import Layer
 
-Mode = Literal["apq", "orig"]
+Mode = Literal["apq", "apq-table", "orig"]
+MODES: tuple[str, ...] = ("apq", "apq-table", "orig")
 
 # loops: B, OW, OH, IC, OC; which buffers each loop's index touches (act, wgt, out)
 _DEPS = np.array(
@@ -98,8 +103,8 @@ class BitFusionConfig:
             if isinstance(v, bool) or not isinstance(v, kind) or not math.isfinite(v) or v <= 0:
                 what = "a positive integer" if integral else "a positive finite number"
                 raise ConfigError(f"BitFusionConfig.{f.name} must be {what}, got {v!r}")
-        if self.mode not in ("apq", "orig"):
-            raise ConfigError(f"BitFusionConfig.mode must be 'apq' or 'orig', got {self.mode!r}")
+        if self.mode not in MODES:
+            raise ConfigError(f"BitFusionConfig.mode must be one of {list(MODES)}, got {self.mode!r}")
         if self.pmax % self.pmin:
             raise ConfigError(f"pmax ({self.pmax}) must be a multiple of pmin ({self.pmin})")
 
@@ -156,6 +161,11 @@ def _cdiv(a: np.ndarray | int, b: np.ndarray | int) -> Any:
     return -(-a // b)
 
 
+def _slot(bits: int, pmin: int) -> int:
+    """Buffer bits one operand takes in ``apq-table`` mode: the next power of two (6 bits take 8)."""
+    return max(pmin, 1 << (bits - 1).bit_length())
+
+
 @lru_cache(maxsize=65536)
 def dense_conv_cost(
     cfg: BitFusionConfig, K: int, O: int, S: int, IC: int, OC: int, w_bits: int, a_bits: int, im2col: bool
@@ -175,11 +185,22 @@ def dense_conv_cost(
     act = o * o * K * K * ic * b * a_bits if im2col else (K + (o - 1) * S) ** 2 * ic * b * a_bits
     oc_pad = _cdiv(oc, M) * M
     out = o * o * (oc_pad if pad else oc) * b * cfg.psum_bits
+    if cfg.mode == "apq-table":  # buffer space in the array's layout, DRAM traffic in real bits
+        held = np.stack(
+            [
+                act // a_bits * _slot(a_bits, cfg.pmin),
+                _cdiv(red, np_) * np_ * oc_pad * _slot(w_bits, cfg.pmin),
+                o * o * oc_pad * b * cfg.psum_bits,
+            ]
+        )
+    else:
+        held = np.stack([act, wgt, out])
     cap = np.array([cfg.ibuf_kib, cfg.wbuf_kib, cfg.obuf_kib]) * 8192 // 2  # act, wgt, out (bits, half)
-    ok = (act <= cap[0]) & (wgt <= cap[1]) & (out <= cap[2])
+    ok = (held <= cap[:, None]).all(axis=0)
     if not ok.any():
         raise ConfigError(f"no tiling fits the buffers for conv K={K} O={O} S={S} IC={IC} OC={OC}")
     b, o, ic, oc, red, wgt, act, out, oc_pad = (x[ok] for x in (b, o, ic, oc, red, wgt, act, out, oc_pad))
+    held = held[:, ok]
     nums = np.stack([_cdiv(B, b), _cdiv(O, o), _cdiv(O, o), _cdiv(IC, ic), _cdiv(OC, oc)])  # (5, T)
     tiles = nums.prod(axis=0)
 
@@ -190,7 +211,8 @@ def dense_conv_cost(
     compute = tiles * tile_compute  # (T,)
 
     # promotion of tiles into the half buffers, innermost loop first, for all 120 orders at once
-    size = np.stack([act, wgt, out])[:, None, :].repeat(len(_ORDERS), axis=1)  # (3, 120, T)
+    size = np.stack([act, wgt, out])[:, None, :].repeat(len(_ORDERS), axis=1)  # (3, 120, T): DRAM traffic
+    room = held[:, None, :].repeat(len(_ORDERS), axis=1)  # the buffer space the same data takes
     best = size.copy()
     promote = np.ones_like(size, dtype=bool)
     for pos in range(4, -1, -1):
@@ -199,8 +221,9 @@ def dense_conv_cost(
         dep = _DEPS[loop].T[:, :, None]  # (3, 120, 1)
         hold = promote & ~dep
         size = np.where(hold, size, size * n[None])
+        room = np.where(hold, room, room * n[None])
         grown = promote & dep
-        over = grown & (size > cap[:, None, None])
+        over = grown & (room > cap[:, None, None])
         best = np.where(grown & ~over, size, best)
         promote &= ~over
     act_f, wgt_f, out_f = size
