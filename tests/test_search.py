@@ -315,3 +315,34 @@ def test_problem_takes_a_predictor_or_its_predict_method() -> None:
     b = Problem(SP, pred.predict, load_shipped("fmnist"), constraints={"latency": 0.5}).evaluate(genes)
     np.testing.assert_array_equal(a.accuracy, b.accuracy)
     np.testing.assert_allclose(a.accuracy, pred.predict(SP.encode(genes)))
+
+
+def test_restricted_minimum_is_exact_when_4_bits_cost_more_energy() -> None:
+    """On BitFusion a 4-bit layer can take more energy than an 8-bit one, so the least-energy policy of a fixed
+    architecture is not all-4-bit: a limit the 8-bit policy meets is feasible, and the stated minimum is
+    reached by a policy (each block's cheapest pairs) and undercut by no sampled policy."""
+    arch = SP.uniform((3, 3, 3, 3, 3), kernel=5, middle=1)
+    base = problem(limit=5.0).restricted_to(arch)
+    e8, e4 = (float(base.cost(np.full((1, SP.n_genes), k))[1][0]) for k in (2, 0))
+    assert e4 > e8  # the premise
+    p = Problem(SP, capacity, LUT, constraints={"energy": e8}).restricted_to(arch)  # raised before
+    least = p._min_cost_fixed()["energy"]
+    energies = p.cost(p.sample(5000, np.random.default_rng(0)))[1]
+    assert least <= energies.min() + 1e-12 and least < e8
+    with pytest.raises(InfeasibleError, match=f"needs {least:.4f} mJ"):
+        Problem(SP, capacity, LUT, constraints={"energy": least * 0.999}).restricted_to(arch)
+
+
+def test_minimum_under_fixed_bits_and_free_architecture() -> None:
+    """The other fixing pattern (the staged pipeline's first stage): bits fixed at 8, architecture free."""
+    fixed = np.full(SP.n_genes, -1, dtype=np.int64)
+    for b in range(SP.n_blocks):
+        for f in ("pw_w", "pw_a", "dw_w", "dw_a"):
+            fixed[SP.block_gene(b, f)] = SP.bits.index(8)
+    p = Problem(SP, capacity, LUT, fixed=fixed)
+    least = p._min_cost_fixed()
+    lat, en, _ = p.cost(p.sample(5000, np.random.default_rng(1)))
+    smallest8 = p.cost(SP.from_candidates([SP.smallest(bits=8)]))
+    for name, sampled, unfixed in (("latency", lat, p.min_cost()["latency"]), ("energy", en, p.min_cost()["energy"])):
+        assert unfixed <= least[name] <= sampled.min() + 1e-12
+    assert least["latency"] <= float(smallest8[0][0]) + 1e-12 and least["energy"] <= float(smallest8[1][0]) + 1e-12
