@@ -39,11 +39,11 @@ def test_apq_mbv2_policy_under_one_second_and_feasible() -> None:
     costs = OperatorCosts.from_lut(cand, lut)
     sens = np.random.default_rng(1).random(costs.latency.shape) / np.array([b + a for b, a in costs.choices])
     t0 = time.perf_counter()
-    picks = solve(sens, costs, {"latency": 14.0, "energy": 14.0})
+    picks = solve(sens, costs, {"latency": 14.0, "energy": 16.0})  # both binding: least 10.6 ms, 14.4 mJ
     assert time.perf_counter() - t0 < 1.0
     policy = costs.policy(picks)
     cost = lut.price_candidate(policy)
-    assert cost.latency <= 14.0 + 1e-9 and cost.energy <= 14.0 + 1e-9
+    assert cost.latency <= 14.0 + 1e-9 and cost.energy <= 16.0 + 1e-9
     assert [(b.kernel, b.middle) for b in policy.blocks] == [(b.kernel, b.middle) for b in cand.blocks]
     with pytest.raises(InfeasibleError, match=r"latency <= 1.0 ms is infeasible for this architecture: the cheapest"):
         solve(sens, costs, {"latency": 1.0})
