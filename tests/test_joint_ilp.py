@@ -3,6 +3,7 @@ sensitivity table; the table's design, file format and measurement."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -186,3 +187,23 @@ def test_shipped_table_holds_the_shipped_supernets_mqe(shipped_supernet) -> None
     # the thread count moves float32 sums by ~0.1%; the neighbouring bit pairs differ by far more
     assert cell[CHOICES.index((4, 4))] == pytest.approx(kl, rel=1e-2)
     assert all(abs(v - kl) > 0.05 * kl for i, v in enumerate(cell) if i != CHOICES.index((4, 4)))
+
+
+def test_fixed_bits_and_precisions_the_table_lacks_are_never_chosen() -> None:
+    """The ILP only picks what the problem allows: fixed bit genes keep their value, and a precision the
+    table has no entry for (allow_missing, e.g. a host that cannot run it) is left out."""
+    torch.set_num_threads(1)
+    fixed = np.full(SP.n_genes, -1, dtype=np.int64)
+    for b in range(SP.n_blocks):
+        fixed[SP.block_gene(b, "pw_w")] = fixed[SP.block_gene(b, "pw_a")] = SP.bits.index(8)
+    p = Problem(SP, capacity, LUT, constraints={"latency": 0.6}, fixed=fixed)
+    ev = make_searcher("joint-ilp", seed=0, table=synthetic_table()).run(p, 100).evaluated
+    act = SP.active(ev.genes)
+    bits = SP.block_genes(ev.genes)[:, :, 2:]
+    assert ev.feasible.all() and (bits[act][:, :2] == SP.bits.index(8)).all()
+    assert (bits[act][:, 2:] < SP.bits.index(8)).any()  # the depthwise bits are still the ILP's to lower
+    no_w4 = dataclasses.replace(LUT, entries={k: v for k, v in LUT.entries.items() if k[7] != 4})
+    p = Problem(SP, capacity, no_w4, constraints={"latency": 0.6}, allow_missing=True)
+    ev = make_searcher("joint-ilp", seed=0, table=synthetic_table()).run(p, 100).evaluated
+    w = SP.block_genes(ev.genes)[:, :, [2, 4]][SP.active(ev.genes)]
+    assert ev.feasible.all() and (w > 0).all()  # no 4-bit weights anywhere

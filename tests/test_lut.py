@@ -171,3 +171,16 @@ def test_bad_apq_json(tmp_path: Path) -> None:
     (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(LUTFormatError, match="not a text file"):
         LUT.load(tmp_path / "bin.csv")
+
+
+def test_a_replaced_table_prices_with_its_own_entries() -> None:
+    """dataclasses.replace(lut, entries=...) gives a table whose prices come from its own entries, not from
+    the original's compiled cache (it used to share it)."""
+    import dataclasses
+
+    sp = get_space("fmnist")
+    lut = load_shipped("fmnist")
+    genes = sp.from_candidates([sp.uniform(bits=4)])
+    assert np.isfinite(lut.price(sp, genes)[0]).all()  # compiles the original's cache
+    no_w4 = dataclasses.replace(lut, entries={k: v for k, v in lut.entries.items() if k[7] != 4})
+    assert np.isinf(no_w4.price(sp, genes, on_missing="infeasible")[0]).all()

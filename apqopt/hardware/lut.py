@@ -108,7 +108,8 @@ class LUT:
     tail: tuple[float, float] = (0.0, 0.0)
     config: dict[str, Any] = field(default_factory=dict)
     command: str = ""
-    _compiled: dict[str, _Compiled] = field(default_factory=dict, repr=False, compare=False)
+    # per instance: init=False, so dataclasses.replace never carries a table's prices into a copy
+    _compiled: dict[str, _Compiled] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # ------------------------------------------------------------------ lookups
     def __len__(self) -> int:

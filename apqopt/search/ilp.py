@@ -66,20 +66,30 @@ class OperatorCosts:
         return get_space(self.candidate.space).candidate(tuple(next(it) for _ in s) for s in self.candidate.stages)
 
 
-def solve(sensitivity: np.ndarray, costs: OperatorCosts, budgets: dict[str, float]) -> np.ndarray:
+def solve(
+    sensitivity: np.ndarray, costs: OperatorCosts, budgets: dict[str, float], allowed: np.ndarray | None = None
+) -> np.ndarray:
     """Minimise total sensitivity with one choice per operator and each cost <= its budget.
 
-    Returns the chosen choice index per operator; raises :class:`InfeasibleError` naming the
-    minimum achievable cost when a budget cannot be met.
+    ``allowed`` (n_ops, n_choices, bool) leaves choices out (fixed genes, precisions a table lacks);
+    choices with a non-finite cost or sensitivity are always left out. Returns the chosen choice index
+    per operator; raises :class:`InfeasibleError` naming the minimum achievable cost when a budget
+    cannot be met.
     """
     n_ops, n_ch = sensitivity.shape
     if (n_ops, n_ch) != costs.latency.shape:
         raise ConfigError(f"sensitivity is {sensitivity.shape}, costs are {costs.latency.shape}")
+    ok = np.isfinite(sensitivity) & np.isfinite(costs.latency) & np.isfinite(costs.energy)
+    if allowed is not None:
+        ok &= np.asarray(allowed, dtype=bool)
+    if not ok.any(axis=1).all():
+        raise InfeasibleError(f"operator {int(np.flatnonzero(~ok.any(axis=1))[0])} has no allowed choice")
+    sensitivity = np.where(ok, sensitivity, np.inf)  # never chosen, never dominating
     for name in budgets:
         if name not in COSTS:
             raise ConfigError(f"unknown budget '{name}'; choose from {list(COSTS)}")
         fixed = costs.fixed[COSTS.index(name)]
-        least = fixed + costs.cost(name).min(axis=1).sum()
+        least = fixed + np.where(ok, costs.cost(name), np.inf).min(axis=1).sum()
         if budgets[name] < least:
             raise InfeasibleError(
                 f"{name} <= {budgets[name]} {UNITS[name]} is infeasible for this architecture: "
@@ -89,7 +99,7 @@ def solve(sensitivity: np.ndarray, costs: OperatorCosts, budgets: dict[str, floa
     # budgeted cost, and better in one): the optimum keeps its value, and HiGHS gets a program a third the
     # size -- faster, and without the numerically hard near-ties where it prints a stray repair line.
     names = list(budgets)
-    keep = _undominated(sensitivity, [costs.cost(n) for n in names])
+    keep = _undominated(sensitivity, [np.where(ok, costs.cost(n), np.inf) for n in names]) & ok
     cols = [np.flatnonzero(k) for k in keep]
     owner = np.concatenate([np.full(len(ci), i) for i, ci in enumerate(cols)])
     flat = np.concatenate(cols)

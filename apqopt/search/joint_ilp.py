@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from apqopt.errors import ConfigError
-from apqopt.hardware.lut import COSTS
+from apqopt.hardware.lut import COSTS, MissingEntryError
 from apqopt.search.base import Run
 from apqopt.search.evolution import Evolution
 from apqopt.search.ilp import OperatorCosts, solve
@@ -83,6 +83,13 @@ class JointILP(Evolution):
         return {**notes, "ilp_solves": a.solves, "ilp_infeasible": a.infeasible, "ilp_seconds": round(a.seconds, 3)}
 
 
+def _price(lut: Any, layer: Any) -> np.ndarray:
+    try:
+        return np.array(lut.lookup(layer)[:2], dtype=float)
+    except MissingEntryError:
+        return np.full(2, np.inf)
+
+
 class BitAllocator:
     """Rows in, rows out with each architecture's bits set to its ILP policy (one solve per architecture).
 
@@ -104,9 +111,9 @@ class BitAllocator:
             for k, kernel in enumerate(sp.kernels):
                 for m, middle in enumerate(sp.middle_choices[b]):
                     for c, (w, a) in enumerate(self.choices):
-                        exp, dw, proj = (lut.lookup(x) for x in sp.block_layers(b, kernel, middle, (w, a), (w, a)))
-                        self.cost[b, k, m, 0, c] = (exp[0] + proj[0], exp[1] + proj[1])
-                        self.cost[b, k, m, 1, c] = dw[:2]
+                        exp, dw, proj = (_price(lut, x) for x in sp.block_layers(b, kernel, middle, (w, a), (w, a)))
+                        self.cost[b, k, m, 0, c] = exp + proj  # a pair the table lacks stays inf: never chosen
+                        self.cost[b, k, m, 1, c] = dw
         self.fixed_cost = (lut.head[0] + lut.tail[0], lut.head[1] + lut.tail[1])
         self.cache: dict[bytes, np.ndarray] = {}  # architecture -> its bit genes (n_blocks, 4)
         self.solves = self.infeasible = 0
@@ -128,8 +135,8 @@ class BitAllocator:
         return genes
 
     def _allocate(self, row: np.ndarray) -> np.ndarray:
-        """The bit genes (n_blocks, 4: pw_w, pw_a, dw_w, dw_a) of the row's architecture's ILP policy; the
-        cheapest policy where no policy meets the limits (the row is then rejected as infeasible)."""
+        """The bit genes (n_blocks, 4: pw_w, pw_a, dw_w, dw_a) of the row's architecture's ILP policy; where no
+        allowed policy meets the limits, the first choices (the row is then rejected as infeasible)."""
         sp = self.problem.space
         bg = sp.block_genes(row[None])[0]
         blocks = np.flatnonzero(sp.active(row[None])[0])
@@ -138,17 +145,26 @@ class BitAllocator:
         sens = self.table.values[idx].reshape(2 * len(blocks), len(self.choices))
         if not np.isfinite(sens).all():
             raise ConfigError("joint-ilp: the sensitivity table lacks an entry this architecture needs")
+        # a choice is allowed where the table prices it and the problem's fixed genes permit its bits
+        lo, hi = (
+            x[sp.n_stages :].reshape(sp.n_blocks, len(BIT_FIELDS) + 2)[blocks, 2:] for x in self.problem.gene_bounds()
+        )
+        wi, ai = np.divmod(np.arange(len(self.choices)), self.nb)
+        allowed = np.isfinite(cost).all(axis=-1)
+        for op, (fw, fa) in enumerate(((0, 1), (2, 3))):  # pw_w, pw_a / dw_w, dw_a
+            ok = (lo[:, fw, None] <= wi) & (wi <= hi[:, fw, None]) & (lo[:, fa, None] <= ai) & (ai <= hi[:, fa, None])
+            allowed[op::2] &= ok
         limits = dict(self.problem.constraints)
         if not limits:  # no limit: spread the population along the front
             name = self.problem.objectives[0]
-            c, f = cost[..., COSTS.index(name)], self.fixed_cost[COSTS.index(name)]
-            limits = {name: float(self.rng.uniform(f + c.min(axis=1).sum(), f + c.max(axis=1).sum()))}
+            c, f = np.where(allowed, cost[..., COSTS.index(name)], np.nan), self.fixed_cost[COSTS.index(name)]
+            limits = {name: float(self.rng.uniform(f + np.nanmin(c, 1).sum(), f + np.nanmax(c, 1).sum()))}
         cand = sp.to_candidates(row[None])[0]
         costs = OperatorCosts(cand, self.choices, cost[..., 0], cost[..., 1], self.fixed_cost)
         out = np.zeros((sp.n_blocks, len(BIT_FIELDS)), dtype=np.int64)
         t0 = time.perf_counter()
         try:
-            picks = solve(sens, costs, limits)
+            picks = solve(sens, costs, limits, allowed)
         except InfeasibleError:
             self.infeasible += 1
             return out
