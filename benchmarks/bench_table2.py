@@ -41,14 +41,13 @@ from apqopt.hardware.lut import load_shipped
 from apqopt.predictor import AccuracyPredictor
 from apqopt.search import make_searcher
 from apqopt.search.ilp import OperatorCosts, solve
-from apqopt.search.mqe import mqe_sensitivity, synthetic_inputs
+from apqopt.search.mqe import calibration_inputs, supernet_mqe
 from apqopt.search.problem import InfeasibleError, Problem
 from apqopt.settings import mqe_cache_dir
 from apqopt.shipped import predictor_path, supernet_path
 from apqopt.space import Candidate
 from apqopt.supernet.collect import CollectConfig, measure
 from apqopt.supernet.data import accuracy_stderr
-from apqopt.supernet.evaluate import bn_slice, reestimate_bn
 from apqopt.supernet.train import load_supernet
 
 ROWS = RESULTS / "table2.rows.jsonl"
@@ -213,13 +212,10 @@ class Bench:
             )
         if self.todo(budget, "staged-ohq", seed):
             t1 = time.perf_counter()
-            sub = self.net.extract(arch)
-            reestimate_bn(sub, bn_slice())
-            sens = mqe_sensitivity(
-                sub, synthetic_inputs(64, SP.input_size, SP.image_channels, 0), cache_dir=mqe_cache_dir()
-            )
-            picks = solve(sens, OperatorCosts.from_lut(arch, self.lut), {name: limit})
-            genes = SP.from_candidates([OperatorCosts.from_lut(arch, self.lut).policy(picks)])[0]
+            x = calibration_inputs(self.net, "synthetic", 64, 0)
+            sens = supernet_mqe(self.net, arch, x, cache_dir=mqe_cache_dir())
+            costs = OperatorCosts.from_lut(arch, self.lut)
+            genes = SP.from_candidates([costs.policy(solve(sens, costs, {name: limit}))])[0]
             self.record(
                 budget,
                 "staged-ohq",

@@ -96,6 +96,7 @@ class _Compiled:
     energy: np.ndarray
     base: np.ndarray  # (n_blocks,) offset of each block's table
     strides: np.ndarray  # (n_blocks, 6) C-order strides of each block's table
+    parts: list[tuple[np.ndarray, np.ndarray]]  # per block: the two sums each table adds (see block_parts)
 
 
 @dataclass
@@ -157,7 +158,7 @@ class LUT:
         if space.name in self._compiled:
             return self._compiled[space.name]
         nbits, nk = len(space.bits), len(space.kernels)
-        parts, base, strides, off = [], [], [], 0
+        flat_parts, parts, base, strides, off = [], [], [], [], 0
         nan = (math.nan, math.nan)
         for b in range(space.n_blocks):
             mids = space.middle_choices[b]
@@ -175,14 +176,22 @@ class LUT:
             table = (
                 pw[None, :, :, :, None, None, :] + dw[:, :, None, None, :, :, :]
             )  # (k, mid, pw_w, pw_a, dw_w, dw_a, 2)
-            parts.append(table.reshape(-1, 2))
+            flat_parts.append(table.reshape(-1, 2))
+            parts.append((pw, dw))
             base.append(off)
             strides.append(np.array(table.strides[:6]) // table.strides[5])
             off += table.size // 2
-        flat = np.concatenate([*parts, np.zeros((1, 2))])
-        comp = _Compiled(flat[:, 0].copy(), flat[:, 1].copy(), np.array(base), np.array(strides))
+        flat = np.concatenate([*flat_parts, np.zeros((1, 2))])
+        comp = _Compiled(flat[:, 0].copy(), flat[:, 1].copy(), np.array(base), np.array(strides), parts)
         self._compiled[space.name] = comp
         return comp
+
+    def block_parts(self, space: SearchSpace | str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per block of the space: its pointwise pair's (expand + project) cost indexed (middle, pw_w, pw_a,
+        [latency, energy]) and its depthwise conv's indexed (kernel, middle, dw_w, dw_a, [latency, energy]),
+        choice indices as in the gene matrix; NaN where the table lacks the entry. A block's cost is their
+        sum, so per-operator allocation (``joint-ilp``) and least-cost bounds read them off directly."""
+        return self._compile(get_space(space)).parts
 
     def block_minimums(self, space: SearchSpace | str) -> np.ndarray:
         """(n_blocks, 2): each block's cheapest latency and energy over all its choices (NaN-safe)."""

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from apqopt.errors import ConfigError
-from apqopt.hardware.lut import COSTS, MissingEntryError
+from apqopt.hardware.lut import COSTS
 from apqopt.search.base import Run
 from apqopt.search.evolution import Evolution
 from apqopt.search.ilp import OperatorCosts, solve
@@ -83,13 +83,6 @@ class JointILP(Evolution):
         return {**notes, "ilp_solves": a.solves, "ilp_infeasible": a.infeasible, "ilp_seconds": round(a.seconds, 3)}
 
 
-def _price(lut: Any, layer: Any) -> np.ndarray:
-    try:
-        return np.array(lut.lookup(layer)[:2], dtype=float)
-    except MissingEntryError:
-        return np.full(2, np.inf)
-
-
 class BitAllocator:
     """Rows in, rows out with each architecture's bits set to its ILP policy (one solve per architecture).
 
@@ -104,16 +97,14 @@ class BitAllocator:
         if tuple(table.choices) != self.choices:
             raise ConfigError(f"joint-ilp: the table's bit pairs {table.choices} are not the space's {self.choices}")
         widest = max(len(m) for m in sp.middle_choices)
-        # cost[b, kernel, width, op, choice, (latency, energy)]
+        # cost[b, kernel, width, op, choice, (latency, energy)]; a pair the table lacks is inf: never chosen
         self.cost = np.full((sp.n_blocks, len(sp.kernels), widest, 2, len(self.choices), 2), np.inf)
+        for b, (pw, dw) in enumerate(problem.lut.block_parts(sp)):
+            n_mid = pw.shape[0]
+            self.cost[b, :, :n_mid, 0] = pw.reshape(n_mid, -1, 2)[None]  # choice c = (w index, a index) row-major
+            self.cost[b, :, :n_mid, 1] = dw.reshape(len(sp.kernels), n_mid, -1, 2)
+        self.cost[np.isnan(self.cost)] = np.inf
         lut = problem.lut
-        for b in range(sp.n_blocks):
-            for k, kernel in enumerate(sp.kernels):
-                for m, middle in enumerate(sp.middle_choices[b]):
-                    for c, (w, a) in enumerate(self.choices):
-                        exp, dw, proj = (_price(lut, x) for x in sp.block_layers(b, kernel, middle, (w, a), (w, a)))
-                        self.cost[b, k, m, 0, c] = exp + proj  # a pair the table lacks stays inf: never chosen
-                        self.cost[b, k, m, 1, c] = dw
         self.fixed_cost = (lut.head[0] + lut.tail[0], lut.head[1] + lut.tail[1])
         self.cache: dict[bytes, np.ndarray] = {}  # architecture -> its bit genes (n_blocks, 4)
         self.solves = self.infeasible = 0

@@ -19,8 +19,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from apqopt import devices
-from apqopt.space import Block, get_space
-from apqopt.supernet.network import Subnet
+from apqopt.space import Block, Candidate, get_space
+from apqopt.supernet.data import load_split
+from apqopt.supernet.evaluate import bn_slice, reestimate_bn
+from apqopt.supernet.network import Subnet, Supernet
 from apqopt.supernet.quant import quantize
 
 
@@ -28,6 +30,29 @@ def synthetic_inputs(n: int, size: int = 28, channels: int = 1, seed: int = 0) -
     """OHQ's data-free calibration batch."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, channels, size, size, generator=g).contiguous(memory_format=torch.channels_last)
+
+
+def calibration_inputs(supernet: Supernet, data: str, images: int, seed: int) -> torch.Tensor:
+    """The batch MQE measures on: OHQ's data-free synthetic inputs, or (any other ``data``) the first
+    ``images`` val images of the data the supernet is measured on."""
+    sp = supernet.space
+    if data == "synthetic":
+        return synthetic_inputs(images, sp.input_size, sp.image_channels, seed)
+    return load_split("val", supernet.data, sp.name).images[:images]
+
+
+def supernet_mqe(
+    supernet: Supernet,
+    cand: Candidate,
+    images: torch.Tensor,
+    choices: tuple[tuple[int, int], ...] | None = None,
+    cache_dir: str | Path | None = None,
+) -> np.ndarray:
+    """MQE of one network of a supernet: its subnet extracted, BN statistics re-estimated, then
+    :func:`mqe_sensitivity` (how OHQ and the supernet-wide table measure a network)."""
+    sub = supernet.extract(cand)
+    reestimate_bn(sub, bn_slice(data=supernet.data, space=supernet.space.name))
+    return mqe_sensitivity(sub, images, choices, cache_dir=cache_dir)
 
 
 @torch.no_grad()

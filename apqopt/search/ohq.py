@@ -50,9 +50,7 @@ class OHQ(Searcher):
     def _sensitivity(self, problem: Problem) -> np.ndarray:
         if self.sensitivity is not None:
             return np.asarray(self.sensitivity, dtype=float)
-        from apqopt.search.mqe import mqe_sensitivity, synthetic_inputs
-        from apqopt.supernet.data import load_split
-        from apqopt.supernet.evaluate import bn_slice, reestimate_bn
+        from apqopt.search.mqe import calibration_inputs, supernet_mqe
         from apqopt.supernet.train import load_supernet
 
         weights = Path(self.supernet) if self.supernet else supernet_path(problem.space.name)
@@ -61,16 +59,9 @@ class OHQ(Searcher):
                 f"OHQ needs sensitivities: no supernet at {weights}; pass sensitivity=... or supernet=..."
             )
         net = load_supernet(weights, device=self.device)
-        sub = net.extract(problem.architecture)
-        sp = problem.space
-        reestimate_bn(sub, bn_slice(data=net.data, space=sp.name))
-        x = (
-            synthetic_inputs(self.images, sp.input_size, sp.image_channels, self.seed)
-            if self.data == "synthetic"
-            else load_split("val", net.data, sp.name).images[: self.images]
-        )
+        x = calibration_inputs(net, self.data, self.images, self.seed)
         cache = str(mqe_cache_dir()) if self.cache_dir == "default" else self.cache_dir
-        return mqe_sensitivity(sub, x, cache_dir=cache)
+        return supernet_mqe(net, problem.architecture, x, cache_dir=cache)
 
     def _search(self, run: Run, progress: bool) -> dict[str, Any]:
         problem = run.problem

@@ -11,7 +11,7 @@ is the job of :class:`apqopt.search.base.Run`, one per searcher run. Hardware co
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import numpy as np
 
 from apqopt.errors import ApqoptError, ConfigError
 from apqopt.hardware.lut import COSTS, LUT, UNITS, MissingEntryError, apq_key, load_shipped
-from apqopt.space import BIT_FIELDS, Candidate, SearchSpace, get_space
+from apqopt.space import BIT_FIELDS, BLOCK_GENES, Candidate, SearchSpace, get_space
 
 
 class InfeasibleError(ApqoptError, ValueError):
@@ -173,16 +173,17 @@ class Problem:
     def min_cost(self) -> dict[str, float]:
         """The exact minimum latency and energy over the space (blocks are priced independently)."""
         sp = self.space
-        block_min = self.lut.block_minimums(sp)
-        out = {}
-        for m, name in enumerate(COSTS):
-            total, b0 = 0.0, 0
-            for s in sp.stages:
-                csum = np.cumsum(block_min[b0 : b0 + s.max_depth, m])
-                total += min(csum[d - 1] for d in s.depths)
-                b0 += s.max_depth
-            out[name] = float(total + self.lut.head[m] + self.lut.tail[m])
-        return out
+        return self._least_over_depths(self.lut.block_minimums(sp), [s.depths for s in sp.stages])
+
+    def _least_over_depths(self, block_min: np.ndarray, depths: list[Sequence[int]]) -> dict[str, float]:
+        """Head + tail + per stage the cheapest of its allowed depths, from each block's least (latency,
+        energy): blocks add up, so the least of a stage at depth d is the sum of its first d blocks'."""
+        total, b0 = np.zeros(2), 0
+        for stage, allowed in zip(self.space.stages, depths):
+            csum = np.cumsum(block_min[b0 : b0 + stage.max_depth], axis=0)
+            total += np.min([csum[d - 1] for d in allowed], axis=0)
+            b0 += stage.max_depth
+        return {name: float(total[m] + self.lut.head[m] + self.lut.tail[m]) for m, name in enumerate(COSTS)}
 
     # ------------------------------------------------------------------ fixed architecture
     def restricted_to(self, cand: Candidate) -> Problem:
@@ -234,43 +235,20 @@ class Problem:
         return self.apply_fixed(np.floor(rng.random((n, len(card))) * top).astype(np.int64))
 
     def _min_cost_fixed(self) -> dict[str, float]:
-        """The exact least latency and energy under the fixed genes: blocks add up, so each stage takes its
-        best allowed depth over each block's cheapest allowed (kernel, width, pointwise pair, depthwise pair).
-        Not "every free gene at its first choice": on BitFusion a 4-bit layer can take more energy than an
-        8-bit one."""
-        assert self.fixed is not None
-        sp, lut = self.space, self.lut
+        """The exact least latency and energy under the fixed genes: each block's cheapest allowed (kernel,
+        width, pointwise pair, depthwise pair), each stage's best allowed depth. Not "every free gene at its
+        first choice": on BitFusion a 4-bit layer can take more energy than an 8-bit one."""
+        sp = self.space
         lo, hi = self.gene_bounds()
-
-        def allowed(gene: int) -> list[int]:
-            return [sp.gene_values(gene)[i] for i in range(lo[gene], hi[gene] + 1)]
-
-        def cost(layer: Any) -> np.ndarray:
-            try:
-                return np.array(lut.lookup(layer), dtype=float)
-            except MissingEntryError:
-                return np.full(2, np.inf)
-
+        box = [slice(a, b + 1) for a, b in zip(lo, hi)]  # the allowed choices of every gene
         block_min = np.zeros((sp.n_blocks, 2))
-        for b in range(sp.n_blocks):
-            g = {f: allowed(sp.block_gene(b, f)) for f in ("kernel", "middle", *BIT_FIELDS)}
-            pw_pairs = [(w, a) for w in g["pw_w"] for a in g["pw_a"]]
-            dw_pairs = [(w, a) for w in g["dw_w"] for a in g["dw_a"]]
-            best = np.full(2, np.inf)
-            for k in g["kernel"]:
-                for m in g["middle"]:
-                    pw = np.min(
-                        [cost(x[0]) + cost(x[2]) for x in (sp.block_layers(b, k, m, p, p) for p in pw_pairs)], 0
-                    )
-                    dw = np.min([cost(sp.block_layers(b, k, m, p, p)[1]) for p in dw_pairs], 0)
-                    best = np.minimum(best, pw + dw)
-            block_min[b] = best
-        total, b0 = np.array(lut.head, dtype=float) + np.array(lut.tail, dtype=float), 0
-        for si, stage in enumerate(sp.stages):
-            csum = np.cumsum(block_min[b0 : b0 + stage.max_depth], axis=0)
-            total += np.min([csum[d - 1] for d in allowed(si)], axis=0)
-            b0 += stage.max_depth
-        return {"latency": float(total[0]), "energy": float(total[1])}
+        for b, (pw, dw) in enumerate(self.lut.block_parts(sp)):
+            k, m, pw_w, pw_a, dw_w, dw_a = (box[sp.block_gene(b, g)] for g in BLOCK_GENES)
+            pw_least = np.nan_to_num(pw[m, pw_w, pw_a], nan=np.inf).min(axis=(1, 2))  # (middles, 2)
+            dw_least = np.nan_to_num(dw[k, m, dw_w, dw_a], nan=np.inf).min(axis=(2, 3))  # (kernels, middles, 2)
+            block_min[b] = (pw_least[None] + dw_least).min(axis=(0, 1))
+        depths = [[sp.stages[s].depths[i] for i in range(lo[s], hi[s] + 1)] for s in range(sp.n_stages)]
+        return self._least_over_depths(block_min, depths)
 
     def cost(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(latency, energy, violation) without spending budget; missing LUT entries are infeasible."""

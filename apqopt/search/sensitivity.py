@@ -125,26 +125,18 @@ def measure_table(
     Cost: ``replicates`` x (cells per block) MQE passes of a full-depth network -- for fmnist, 9 passes
     of 360 single-operator quantizations each. Each pass is cached in ``cache_dir`` (resumable).
     ``choices``: the (W, A) pairs (default every pair of the space's bits, what ``joint-ilp`` needs)."""
-    from apqopt.search.mqe import mqe_sensitivity, synthetic_inputs
-    from apqopt.supernet.data import load_split
-    from apqopt.supernet.evaluate import bn_slice, reestimate_bn
+    from apqopt.search.mqe import calibration_inputs, supernet_mqe
 
     sp = supernet.space
     if data not in ("synthetic", "real"):
         raise ConfigError(f"data must be 'synthetic' or 'real', got {data!r}")
-    x = (
-        synthetic_inputs(images, sp.input_size, sp.image_channels, seed)
-        if data == "synthetic"
-        else load_split("val", supernet.data, sp.name).images[:images]
-    )
+    x = calibration_inputs(supernet, data, images, seed)
     choices = choices or tuple((w, a) for w in sp.bits for a in sp.bits)
     total = np.zeros(_shape(sp, len(choices)))
     count = np.zeros(total.shape[:3])
     archs = design(sp, replicates, seed)
     for cand in tqdm(archs, desc="sensitivity table", disable=not progress):
-        sub = supernet.extract(cand)
-        reestimate_bn(sub, bn_slice(data=supernet.data, space=sp.name))
-        sens = mqe_sensitivity(sub, x, choices, cache_dir=cache_dir)
+        sens = supernet_mqe(supernet, cand, x, choices, cache_dir=cache_dir)
         for i, (b, blk) in enumerate(sp.active_blocks(cand)):
             k, m = sp.kernels.index(blk.kernel), sp.middle_choices[b].index(blk.middle)
             total[b, k, m] += sens[2 * i : 2 * i + 2]
