@@ -107,7 +107,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # the same settings give the same studies: a rerun (after a kill) resumes instead of starting over
     key = json.dumps([args.latency, args.budget, args.searchers, args.seeds, args.verify])
     tag = f"run-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
-    open_storage(args.storage)  # a wrong URL or a read-only file fails now
+    storage = args.storage or default_storage()  # every run is recorded: the default storage when none is named
+    open_storage(storage)  # a wrong URL or a read-only file fails now
     print("[1/3] hardware tables")
     for name in space_names():
         _price_summary(name, args.samples, args.seed)
@@ -120,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.searchers,
         args.seeds,
         args.budget,
-        storage=args.storage,
+        storage=storage,
         tag=tag,
         progress=not args.quiet,
         predictor="shipped",
@@ -131,7 +132,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     paths = write_report(report, results, Path(args.out or reports_dir()) / tag)
     print(report.markdown())
     print("   report: " + ", ".join(map(str, paths)))
-    storage = args.storage or default_storage()
     print(f"\ndone in {time.perf_counter() - t0:.0f} s")
     print(f"studies: {storage} -- review them with `apqopt dashboard --storage {storage}`")
     return 0
@@ -500,10 +500,13 @@ def _work_locally(storage: str, study: str, workers: int, quiet: bool, files: li
     load the ``files`` this command was given (the study names them; workers load only allowed folders)."""
     import subprocess
 
+    import torch
+
     from apqopt.live import work
 
     allow = sorted({str(Path(f).resolve().parent) for f in files if f})
     cmd = [sys.executable, "-m", "apqopt.cli", "worker", "--study", study, "--storage", storage, "--quiet"]
+    cmd += ["--threads", str(torch.get_num_threads())]  # the cores shared out among the workers, as here
     cmd += [x for d in allow for x in ("--allow-dir", d)]
     children = [subprocess.Popen(cmd) for _ in range(workers - 1)]
     rep = work(storage, study, progress=not quiet, allow_dirs=allow)
@@ -653,7 +656,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         args.seeds,
         args.budget,
         args.latency_budgets,
-        storage=args.storage,
+        storage=args.storage or default_storage(),  # recorded where --help says, resumable after a kill
         tag=args.tag,
         progress=not args.quiet,
         searcher_params=params,
@@ -907,6 +910,17 @@ def _device_arg(p: argparse.ArgumentParser) -> None:
         metavar="DEVICE",
         help="where torch runs: auto (a GPU if there is one), cpu, cuda or cuda:N",
     )
+    _threads_arg(p)
+
+
+def _threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=integer(0, 1024),
+        default=0,
+        help="torch threads per process (0: $OMP_NUM_THREADS if set, else this machine's usable cores "
+        "shared out among the processes the command starts, so never more threads than cores)",
+    )
 
 
 def _storage_arg(p: argparse.ArgumentParser) -> None:
@@ -943,6 +957,7 @@ def add_run_parser(sub: Sub) -> None:
         "--verify", type=integer(0), default=2, help="candidates along each run's front to measure for real (0: skip)"
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    _threads_arg(run)
     run.set_defaults(func=cmd_run)
 
 
@@ -1092,6 +1107,7 @@ def add_search_parser(sub: Sub) -> None:
     se.add_argument("--workers", type=integer(1, 256), default=1, help="local worker processes for --live")
     se.add_argument("--top", type=integer(1), default=5, help="front candidates shown at the end")
     se.add_argument("--json", action="store_true", help="print the summary as JSON (candidates in full)")
+    _threads_arg(se)
     se.set_defaults(func=cmd_search)
 
 
@@ -1106,6 +1122,7 @@ def add_worker_parser(sub: Sub) -> None:
         help="folder from which files the study names may be loaded (repeatable; $APQOPT_HOME always is)",
     )
     wo.add_argument("--quiet", action="store_true", help="no progress bars")
+    _threads_arg(wo)
     wo.set_defaults(func=cmd_worker)
 
 
@@ -1128,6 +1145,7 @@ def add_compare_parser(sub: Sub) -> None:
     co.add_argument(
         "--supernet", type=file_path, help="weights file for --verify-top (default: the space's shipped one)"
     )
+    _threads_arg(co)
     co.set_defaults(func=cmd_compare)
 
 
@@ -1308,6 +1326,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a bad option (2, already reported)
         return int(exc.code or 0)
     try:
+        if hasattr(args, "threads") and args.func is not cmd_lut_measure:  # lut measure times at its own count
+            from apqopt import devices
+
+            devices.set_threads(args.threads, processes=max(1, getattr(args, "workers", None) or 1))
         return int(args.func(args))
     except BrokenPipeError:  # `apqopt ... | head`: the reader has gone; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit

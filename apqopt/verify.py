@@ -19,7 +19,7 @@ from tqdm import tqdm
 from apqopt.errors import ConfigError
 from apqopt.predictor.metrics import ranking_report
 from apqopt.record import RecordCodec, space_from_attrs
-from apqopt.search.pareto import spread_front
+from apqopt.search.pareto import budget_picks
 from apqopt.studies import open_storage, study_state
 from apqopt.supernet.collect import CollectConfig, measure
 from apqopt.supernet.data import accuracy_stderr
@@ -63,12 +63,12 @@ def verify(
 
 
 def pick_front(trials: list[optuna.trial.FrozenTrial], k: int) -> list[optuna.trial.FrozenTrial]:
-    """Up to k feasible non-dominated trials (accuracy vs latency), spread evenly along latency."""
+    """Up to k trials: the best predicted feasible one under each of k latency budgets along the front."""
     done = [t for t in trials if t.values is not None]
     acc = np.array([t.values[0] for t in done])
     lat = np.array([t.user_attrs.get("latency_ms", np.inf) for t in done])
     feas = np.array([bool(t.user_attrs.get("feasible", True)) for t in done], dtype=bool)
-    return [done[i] for i in spread_front(acc, lat, feas, k)]
+    return [done[i] for i in budget_picks(acc, lat, feas, k)]
 
 
 def verify_study(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,23 +44,41 @@ def test_help_lists_commands() -> None:
 
 @pytest.mark.slow
 def test_run_is_the_whole_pipeline(tmp_path: Path, shipped_supernet: object) -> None:
-    """`apqopt run` on the embedded defaults (small settings): tables, searchers compared and recorded in
-    SQLite, the best study's front candidate measured for real and stored beside its prediction."""
+    """`apqopt run` on the embedded defaults (small settings, no --storage): tables, searchers compared and
+    recorded in the default storage ($APQOPT_HOME/apqopt.db, read back with Optuna's own API), each run's
+    best feasible candidate measured for real and stored beside its prediction; the closing line names
+    the storage it wrote."""
     import optuna
 
-    url = f"sqlite:///{tmp_path / 'studies.db'}"
-    args = ["--samples", "2000", "--budget", "100", "--seeds", "0", "--searchers", "random", "evolution"]
-    res = run("run", *args, "--storage", url, "--out", str(tmp_path / "rep"), "--verify", "1", "--quiet", timeout=1200)
+    from apqopt.studies import load_history
+
+    env = {**os.environ, "APQOPT_HOME": str(tmp_path / "home")}
+    args = ["run", "--samples", "2000", "--budget", "100", "--seeds", "0", "--searchers", "random", "evolution"]
+    res = subprocess.run(
+        [sys.executable, "-m", "apqopt.cli", *args, "--verify", "1", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=env,
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr
     assert "priced 2,000 random candidates" in res.stdout
     assert "MobileNetV2-like candidate" in res.stdout and "8.72 ms" in res.stdout  # APQ's own table: 8.72
     assert "| evolution |" in res.stdout and "| random |" in res.stdout
-    names = optuna.get_all_study_names(url)
-    assert len(names) == 2 and all(n.startswith("run-") for n in names)
-    verified = [optuna.load_study(study_name=n, storage=url).user_attrs.get("verified") for n in names]
-    (entry,) = next(v for v in verified if v).values()
-    assert 0.5 < entry["measured_accuracy"] < 1 and 0.5 < entry["predicted_accuracy"] < 1
-    assert (tmp_path / "rep").is_dir() and list((tmp_path / "rep").glob("run-*/compare.md"))
+    url = f"sqlite:///{tmp_path / 'home' / 'apqopt.db'}"
+    assert f"apqopt dashboard --storage {url}" in res.stdout.strip().splitlines()[-1]
+    summaries = optuna.get_all_study_summaries(url)
+    assert sorted(s.user_attrs["searcher"] for s in summaries) == ["evolution", "random"]
+    for summary in summaries:
+        assert summary.n_trials == 100 and summary.study_name.startswith("run-")
+        study = optuna.load_study(study_name=summary.study_name, storage=url)
+        ((number, entry),) = study.user_attrs["verified"].items()
+        assert 0.5 < entry["measured_accuracy"] < 1 and 0.5 < entry["predicted_accuracy"] < 1
+        ev = load_history(study)  # one pick: the run's most accurate feasible candidate, not its cheapest
+        assert entry["predicted_accuracy"] == pytest.approx(ev.accuracy[ev.feasible].max())
+        assert entry["latency_ms"] > ev.latency[ev.feasible].min()
+    assert list((tmp_path / "home" / "reports").glob("run-*/compare.md"))
 
 
 @pytest.mark.parametrize("space", ["fmnist", "apq-mbv2"])

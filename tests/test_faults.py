@@ -155,13 +155,15 @@ def test_search_killed_then_rerun_postgres(tmp_path: Path, postgres_url: str) ->
         TALLY["search (postgres)"] += 1
 
 
-def report_state(folder: str) -> Callable[[Path], Any]:
+def report_state(folder: str, db: str = "st.db", studies: int = 0) -> Callable[[Path], Any]:
+    """The storage ``db`` (relative to the run's folder) and the reports under ``folder``; with
+    ``studies``, the storage must hold that many (an empty storage is no state to resume to)."""
+
     def state(d: Path) -> Any:
         reports = sorted((d / folder).rglob("compare.json")) if (d / folder).exists() else []
-        return {
-            "storage": storage_snapshot(f"sqlite:///{d / 'st.db'}"),
-            "reports": [scrub(json.loads(p.read_text())) for p in reports],
-        }
+        snapshot = storage_snapshot(f"sqlite:///{d / db}")
+        assert len(snapshot) >= studies, f"{d / db} holds {len(snapshot)} studies, expected {studies}"
+        return {"storage": snapshot, "reports": [scrub(json.loads(p.read_text())) for p in reports]}
 
     return state
 
@@ -174,8 +176,8 @@ def test_compare_killed_then_rerun_resumes(tmp_path: Path) -> None:
 
 def test_run_killed_then_rerun_resumes(tmp_path: Path) -> None:
     args = ["run", "--samples", "500", "--budget", "40", "--searchers", "random", "evolution", "--seeds", "0"]
-    args += ["--verify", "0", "--storage", "sqlite:///st.db", "--out", "reports", "--quiet"]
-    fault_check(tmp_path, "run (sqlite)", args, report_state("reports"), seed=4, kills=2)
+    args += ["--verify", "0", "--out", "reports", "--quiet"]  # the default storage: $APQOPT_HOME/apqopt.db
+    fault_check(tmp_path, "run (sqlite)", args, report_state("reports", "studies/apqopt.db", 2), seed=4, kills=2)
 
 
 @pytest.mark.usefixtures("fmnist_available")

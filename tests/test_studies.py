@@ -10,8 +10,8 @@ import optuna
 import pytest
 
 from apqopt.search import make_searcher
-from apqopt.search.compare import CompareReport, compare, write_report
-from apqopt.search.pareto import non_dominated
+from apqopt.search.compare import CompareReport, MeasureOnce, compare, write_report
+from apqopt.search.pareto import budget_picks, non_dominated
 from apqopt.studies import StorageError, load_history, open_storage, record
 from tests.helpers import problem
 
@@ -107,6 +107,55 @@ def test_pareto_front_matches_the_definition() -> None:
         idx = non_dominated(F)
         assert {tuple(F[i]) for i in idx} == brute_front(F)
         assert len(idx) == len({tuple(F[i]) for i in idx})  # each point once
+
+
+def test_verification_picks_the_best_under_each_budget_never_only_the_cheapest() -> None:
+    """budget_picks against a plain loop: for k budgets evenly between the cheapest feasible cost and the
+    dearest front point, the most accurate feasible row within each, each row once; one pick is the
+    most accurate feasible row, and the cheapest is picked only where it is the best under a budget."""
+    rng = np.random.default_rng(5)
+    for trial in range(200):
+        n = int(rng.integers(1, 60))
+        acc, cost = rng.random(n).round(2), rng.random(n).round(2) + 0.1
+        feas = rng.random(n) < 0.8
+        if not feas.any():
+            continue
+        for k in (1, 2, 3, 5):
+            got = budget_picks(acc, cost, feas, k)
+            ok = np.flatnonzero(feas)
+            hi = max(cost[i] for i in ok if not any(acc[j] >= acc[i] and cost[j] < cost[i] for j in ok))
+            lo, want = cost[ok].min(), []
+            for i in range(1, k + 1):
+                within = [j for j in ok if cost[j] <= lo + (hi - lo) * i / k + 1e-9]
+                best = max(within, key=lambda j: (acc[j], -cost[j], -j))
+                want.append(best)
+            assert sorted(set(got.tolist())) == sorted(set(want)), (trial, k)
+            assert len(got) == len(set(got.tolist()))
+            assert acc[got].max() == acc[feas].max()
+    acc = np.array([0.6, 0.7, 0.8, 0.9])  # a front where the cheapest point is the worst
+    cost = np.array([0.1, 0.2, 0.3, 0.4])
+    assert budget_picks(acc, cost, np.ones(4, bool), 1).tolist() == [3]
+    assert budget_picks(acc, cost, np.ones(4, bool), 2).tolist() == [1, 3]
+    assert budget_picks(acc, cost, np.array([True, True, True, False]), 3).tolist() == [0, 1, 2]
+
+
+def test_a_network_is_measured_once_per_comparison() -> None:
+    """MeasureOnce: the measurer sees each network (canonical identity) once; repeats, in one batch or
+    later, get the first measurement."""
+    from tests.helpers import SP
+
+    calls: list[int] = []
+
+    def measurer(genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(len(genes))
+        return genes[:, 0] / 10.0, np.full(len(genes), 0.01)
+
+    once = MeasureOnce(measurer, SP)
+    g = SP.sample(3, 0)
+    acc, se = once(np.concatenate([g, g[:1]]))
+    assert calls == [3] and acc[0] == acc[3] and len(se) == 4
+    acc2, _ = once(np.concatenate([g[1:2], SP.sample(1, 1)]))
+    assert calls == [3, 1] and acc2[0] == acc[1] and once.calls == 4
 
 
 def test_bad_storage_urls(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from apqopt.errors import ConfigError
 from apqopt.search.base import SearchResult
-from apqopt.search.pareto import spread_front
+from apqopt.search.pareto import budget_picks
 from apqopt.search.problem import Evaluation, Problem
 from apqopt.search.verdict import Verdict, all_verdicts
 
@@ -325,12 +325,38 @@ def run_from_study(study: optuna.Study, budgets: list[float]) -> tuple[RunSummar
     return run, res
 
 
+class MeasureOnce:
+    """A measurer that measures each network once per comparison (identity: the canonical gene row, as
+    ``Run`` counts networks): seeds of one searcher, or two searchers, often pick the same network, and
+    a report that measured it twice would count one network as two pieces of evidence and pay twice."""
+
+    def __init__(self, measurer: Any, space: Any) -> None:
+        self.measurer, self.space = measurer, space
+        self.known: dict[bytes, tuple[float, float]] = {}
+        self.calls = 0  # networks actually measured
+
+    def _keys(self, genes: np.ndarray) -> list[bytes]:
+        return [r.tobytes() for r in self.space.canonical(np.asarray(genes)).astype(np.int64)]
+
+    def __call__(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keys = self._keys(genes)
+        new = list(dict.fromkeys(k for k in keys if k not in self.known))
+        if new:
+            first = [keys.index(k) for k in new]
+            acc, se = self.measurer(np.asarray(genes)[first])
+            self.calls += len(new)
+            for k, a, e in zip(new, np.asarray(acc, dtype=np.float64), np.asarray(se, dtype=np.float64)):
+                self.known[k] = (float(a), float(e))
+        return np.array([self.known[k][0] for k in keys]), np.array([self.known[k][1] for k in keys])
+
+
 def measure_run(
     ev: Evaluation, k: int, measurer: Any, ref: tuple[float, float], latency_budgets: list[float]
 ) -> Measured:
-    """Measure the k candidates spread along a run's predicted front; score them as the predictions are
-    scored (same reference point), from measured accuracy."""
-    rows = spread_front(ev.accuracy, ev.latency, ev.feasible, k)
+    """Measure the best predicted candidate under each of k latency budgets along a run's front
+    (:func:`~apqopt.search.pareto.budget_picks`); score them as the predictions are scored (same
+    reference point), from measured accuracy."""
+    rows = budget_picks(ev.accuracy, ev.latency, ev.feasible, k)
     if not len(rows):
         return Measured(0, 0.0, {f"{b:g}": None for b in latency_budgets}, float("nan"), [], [], [])
     acc, se = measurer(ev.genes[rows])
@@ -398,6 +424,7 @@ def compare(
         lo = problem.min_cost()["latency"]
         latency_budgets = [float(f"{lo + (ref[0] - lo) * f:.3g}") for f in (0.25, 0.5, 0.75)]
     store = open_storage(storage) if storage else None
+    once = MeasureOnce(measurer, problem.space) if verify_top else None
     plan = []
     for name in searchers:  # every study name is checked before any search work
         for seed in seeds:
@@ -446,7 +473,7 @@ def compare(
         )
         verified: dict[int, dict[str, float]] = {}
         if verify_top:
-            run.measured = m = measure_run(ev, verify_top, measurer, ref, latency_budgets)
+            run.measured = m = measure_run(ev, verify_top, once, ref, latency_budgets)
             verified = {
                 i: {
                     "measured_accuracy": a,

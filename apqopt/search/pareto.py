@@ -33,15 +33,25 @@ def non_dominated(F: np.ndarray) -> np.ndarray:
     return np.sort(front[first])
 
 
-def spread_front(accuracy: np.ndarray, latency: np.ndarray, feasible: np.ndarray, k: int) -> np.ndarray:
-    """Up to k feasible non-dominated points (accuracy up, latency down), spread evenly along latency:
-    the candidates worth measuring, so a *measured* front exists and not only its best point."""
+def budget_picks(accuracy: np.ndarray, cost: np.ndarray, feasible: np.ndarray, k: int) -> np.ndarray:
+    """What a user would deploy at k cost budgets along a front: for budgets ``lo + (hi - lo) * i / k``
+    (i = 1..k; ``lo`` the cheapest feasible cost, ``hi`` the dearest point of the feasible front, i.e. the
+    most accurate one), the best predicted feasible candidate within each; each row once, by cost.
+
+    Why not points spread evenly along the front: the front's cheapest end is where the predictor is most
+    wrong and where nobody deploys, and a spread always measures it (one pick per run measured only the
+    cheapest network). Here the smallest budget lies above the cheapest cost unless the front is one point,
+    and one pick is the most accurate feasible candidate."""
+    acc, cost = np.asarray(accuracy, dtype=np.float64), np.asarray(cost, dtype=np.float64)
     idx = np.flatnonzero(feasible)
     if not len(idx) or k <= 0:
         return np.zeros(0, dtype=np.int64)
-    F = np.column_stack([-np.asarray(accuracy)[idx], np.asarray(latency)[idx]])
-    front = idx[non_dominated(F)]
-    front = front[np.argsort(np.asarray(latency)[front], kind="stable")]
-    if len(front) <= k:
-        return front
-    return front[np.linspace(0, len(front) - 1, k).round().astype(int)]
+    front = idx[non_dominated(np.column_stack([-acc[idx], cost[idx]]))]
+    lo, hi = float(cost[idx].min()), float(cost[front].max())
+    picks: list[int] = []
+    for i in range(1, k + 1):
+        within = front[cost[front] <= lo + (hi - lo) * i / k + 1e-12 * max(1.0, abs(hi))]
+        best = int(within[np.argmax(acc[within])])  # the front is sorted by row; ties keep the first
+        if best not in picks:
+            picks.append(best)
+    return np.array(sorted(picks, key=lambda r: (cost[r], r)), dtype=np.int64)
