@@ -295,8 +295,45 @@ class AccuracyPredictor:
         return q.fit(X, y, warm_start=True)
 
     # ------------------------------------------------------------------ inference
-    def predict(self, X: np.ndarray, batch: int = 65536) -> np.ndarray:
-        return self.predict_members(X, batch).mean(0)
+    def predict(
+        self, X: np.ndarray, return_std: bool = False, batch: int = 65536
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Predicted accuracy; with ``return_std`` (scikit-learn's convention) also its standard deviation:
+        the ensemble members' spread times the calibrated scale (:meth:`calibrate`), so that
+        ``mean ± z * std`` covers as a normal interval claims on data the predictor was not fitted on."""
+        members = self.predict_members(X, batch)
+        mean = members.mean(0)
+        if not return_std:
+            return mean
+        if len(members) < 2:
+            raise PredictorError("return_std needs an ensemble (members >= 2): one network has no spread")
+        return mean, members.std(0, ddof=1) * self.std_scale_
+
+    @property
+    def std_scale_(self) -> float:
+        """The calibrated scale of the members' spread (1.0 until :meth:`calibrate` has run)."""
+        return float(self.metadata_.get("calibration", {}).get("std_scale", 1.0))
+
+    def calibrate(self, X: np.ndarray, y: np.ndarray, coverage: float = 0.8) -> AccuracyPredictor:
+        """Fit the one scale of the members' spread on held-out (X, y): the smallest s such that the central
+        ``coverage`` interval ``mean ± z * s * spread`` holds that share of them. Why one scale: members of
+        a deep ensemble agree more than they are right (their spread is too narrow far from the data), and
+        one factor fitted on data no member saw is the cheapest honest correction."""
+        from scipy.stats import norm
+
+        if not 0 < coverage < 1:
+            raise PredictorError(f"coverage must be in (0, 1), got {coverage}")
+        members = self.predict_members(X)
+        if len(members) < 2:
+            raise PredictorError("calibrate needs an ensemble (members >= 2): one network has no spread")
+        y = np.asarray(y, dtype=np.float64)
+        if y.shape != (members.shape[1],) or len(y) < 10:
+            raise PredictorError(f"calibrate needs y of shape ({members.shape[1]},) with >= 10 rows, got {y.shape}")
+        spread = np.maximum(members.std(0, ddof=1), 1e-12)
+        ratio = np.abs(y - members.mean(0)) / (norm.ppf(0.5 + coverage / 2) * spread)
+        scale = float(np.quantile(ratio, coverage, method="higher"))
+        self.metadata_["calibration"] = {"std_scale": scale, "n": len(y), "coverage": coverage}
+        return self
 
     def predict_members(self, X: np.ndarray, batch: int = 65536) -> np.ndarray:
         """(members, N): each ensemble member's prediction (``predict`` is their mean); their spread

@@ -36,3 +36,12 @@ def ranking_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
         "mae": float(np.mean(np.abs(t - p))),
         "n": len(t),
     }
+
+
+def interval_coverage(y: np.ndarray, mean: np.ndarray, std: np.ndarray, nominal: float = 0.8) -> float:
+    """Share of ``y`` inside the central ``nominal`` normal interval ``mean ± z * std``: what an honest
+    uncertainty's intervals should make equal to ``nominal`` on data the model was not fitted on."""
+    from scipy.stats import norm
+
+    z = norm.ppf(0.5 + nominal / 2)
+    return float(np.mean(np.abs(np.asarray(y) - np.asarray(mean)) <= z * np.asarray(std)))
