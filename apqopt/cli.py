@@ -459,6 +459,7 @@ def _problem(args: argparse.Namespace) -> Any:
         lut=args.lut,
         architecture=arch,
         allow_missing=args.allow_missing,
+        pessimism=args.pessimism,
     )
 
 
@@ -532,6 +533,18 @@ def _live_search(args: argparse.Namespace) -> int:
             "batch searchers scale out as independent islands: one `apqopt search --searcher evolution --seed K "
             "--storage URL` per process or machine, each recording its own study into the shared storage"
         )
+    dropped = [
+        opt
+        for opt, given in (
+            ("--architecture", args.architecture),
+            ("--apq-checkpoint", args.apq_checkpoint),
+            ("--searcher-param", args.searcher_param),
+            ("--pessimism", args.pessimism),
+        )
+        if given
+    ]
+    if dropped:  # a live study's spec cannot carry these: refused, never silently dropped
+        raise ConfigError(f"--live cannot carry {', '.join(dropped)}; run without --live to use them")
     _problem(args)  # validates predictor, LUT and constraints before anything is stored
     spec = LiveSpec(
         "search",
@@ -1083,6 +1096,13 @@ def _problem_args(p: argparse.ArgumentParser, budget: int) -> None:
     )
     p.add_argument(
         "--architecture", help="candidate JSON (or file): search only its bits (how haq/ohq compare with others)"
+    )
+    p.add_argument(
+        "--pessimism",
+        type=number(0, above=False),
+        default=0.0,
+        metavar="KAPPA",
+        help="optimise predicted mean - KAPPA x calibrated std (the shipped predictor is a calibrated ensemble)",
     )
     p.add_argument(
         "--searcher-param",

@@ -85,6 +85,7 @@ def run_settings(problem: Problem, searcher: str, params: dict[str, Any], budget
         "objectives": list(problem.objectives),
         "constraints": dict(problem.constraints),
         "fixed": None if problem.fixed is None else np.asarray(problem.fixed).tolist(),
+        **({"pessimism": problem.pessimism} if problem.pessimism else {}),  # absent at 0: older digests hold
         "lut": f"{problem.lut.hardware}: {problem.lut.command}: {len(problem.lut)}",
         "searcher": searcher,
         "params": params,

@@ -87,7 +87,7 @@ def main() -> None:
     for i, f in enumerate(folds):
         rows.append(
             [
-                f"held-out half {'odd even'.split()[i]} (scale from the other half)",
+                f"held-out half {['odd', 'even'][i]} (scale from the other half)",
                 f["n"],
                 f"{f['scale']:.2f}",
                 f"{f['coverage']:.2f}",

@@ -346,3 +346,32 @@ def test_minimum_under_fixed_bits_and_free_architecture() -> None:
     for name, sampled, unfixed in (("latency", lat, p.min_cost()["latency"]), ("energy", en, p.min_cost()["energy"])):
         assert unfixed <= least[name] <= sampled.min() + 1e-12
     assert least["latency"] <= float(smallest8[0][0]) + 1e-12 and least["energy"] <= float(smallest8[1][0]) + 1e-12
+
+
+def test_pessimism_optimises_mean_minus_kappa_calibrated_std(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Problem(pessimism=kappa) predicts mean - kappa * (members' spread x calibrated scale), so every
+    searcher optimises it; a single network (no spread) is refused; the run's settings tell the two apart;
+    `search --live` refuses what a live study cannot carry."""
+    from apqopt.cli import main
+    from apqopt.errors import ConfigError
+    from apqopt.predictor import AccuracyPredictor
+    from apqopt.studies import run_settings, settings_digest
+
+    plain = Problem.from_files("fmnist", latency=0.5)
+    careful = Problem.from_files("fmnist", latency=0.5, pessimism=2.0)
+    genes = plain.space.sample(50, 3)
+    members = careful.predictor.predict_members(careful.space.encode(genes, bits=True)).astype(np.float64)
+    want = members.mean(0) - 2.0 * members.std(0, ddof=1) * careful.predictor.std_scale_
+    np.testing.assert_allclose(careful.predict(genes), want, atol=1e-6)
+    assert (careful.predict(genes) < plain.predict(genes)).all()
+    res = make_searcher("evolution", seed=0).run(careful, 300)
+    np.testing.assert_allclose(res.evaluated.accuracy, careful.predict(res.evaluated.genes), atol=1e-9)
+    one = AccuracyPredictor("fmnist", "branch").init_weights()
+    with pytest.raises(ConfigError, match="ensemble"):
+        Problem(plain.space, one, plain.lut, pessimism=1.0)
+    with pytest.raises(ConfigError, match="pessimism"):
+        Problem(plain.space, plain.predictor, plain.lut, pessimism=-1.0)
+    digests = {settings_digest(run_settings(p, "evolution", {}, 300)) for p in (plain, careful)}
+    assert len(digests) == 2
+    args = ["search", "--searcher", "optuna-random", "--live", "--pessimism", "1", "--storage", str(tmp_path / "s.log")]
+    assert main([*args, "--budget", "5"]) == 2 and not (tmp_path / "s.log").exists()

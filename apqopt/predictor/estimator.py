@@ -353,9 +353,9 @@ class AccuracyPredictor:
                 ]
             )
 
-    def predict_genes(self, genes: np.ndarray) -> np.ndarray:
-        """Predict from a gene matrix (encodes with the candidates' own bits)."""
-        return self.predict(self._space().encode(genes, bits=self.variant != "fp"))
+    def predict_genes(self, genes: np.ndarray, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Predict from a gene matrix (encodes with the candidates' own bits); ``return_std`` as in :meth:`predict`."""
+        return self.predict(self._space().encode(genes, bits=self.variant != "fp"), return_std=return_std)
 
     def score(self, X: np.ndarray, y: np.ndarray) -> float:
         """Pairwise ranking accuracy on (X, y): the share of pairs ordered as measured -- what a search

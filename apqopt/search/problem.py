@@ -70,11 +70,18 @@ class Evaluation:
 _FIELDS = ("genes", "accuracy", "latency", "energy", "violation")
 
 
+def _predict_owner(predictor: Any) -> Any:
+    """The ``AccuracyPredictor`` behind ``predictor`` (``pred.predict`` given where ``pred`` was meant is
+    the same thing), or ``predictor`` itself (a plain function)."""
+    owner = getattr(predictor, "__self__", None)
+    if getattr(predictor, "__name__", "") == "predict" and callable(getattr(owner, "predict_genes", None)):
+        return owner
+    return predictor
+
+
 def _predict_fn(predictor: Any) -> Callable[[np.ndarray], np.ndarray]:
     """A gene-matrix -> accuracy function from a fitted ``AccuracyPredictor`` or a plain function."""
-    owner = getattr(predictor, "__self__", None)  # `pred.predict` given where `pred` was meant: same thing
-    if getattr(predictor, "__name__", "") == "predict" and callable(getattr(owner, "predict_genes", None)):
-        predictor = owner
+    predictor = _predict_owner(predictor)
     fn = getattr(predictor, "predict_genes", None)
     return fn if callable(fn) else predictor
 
@@ -95,6 +102,7 @@ class Problem:
     constraints: Mapping[str, float] = field(default_factory=dict)
     fixed: np.ndarray | None = None
     allow_missing: bool = False  # price candidates a table lacks as infeasible instead of refusing the table
+    pessimism: float = 0.0  # kappa: optimise mean - kappa * std of a calibrated ensemble (0: the mean)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "space", get_space(self.space))
@@ -106,6 +114,16 @@ class Problem:
         for name, limit in self.constraints.items():
             if not isinstance(limit, int | float) or isinstance(limit, bool) or not np.isfinite(limit) or limit <= 0:
                 raise ConfigError(f"{name} limit must be a finite positive number, got {limit!r}")
+        if (
+            isinstance(self.pessimism, bool)
+            or not isinstance(self.pessimism, int | float)
+            or not (np.isfinite(self.pessimism) and self.pessimism >= 0)
+        ):
+            raise ConfigError(f"pessimism must be a finite number >= 0, got {self.pessimism!r}")
+        if self.pessimism and getattr(_predict_owner(self.predictor), "members", 1) < 2:
+            raise ConfigError(
+                "pessimism needs a predictor that knows its spread: an AccuracyPredictor ensemble (members >= 2)"
+            )
         if self.lut.config.get("energy_measured") is False and "energy" in (*self.objectives, *self.constraints):
             raise ConfigError(
                 f"table '{self.lut.hardware}' measures latency only (energy_measured: false); "
@@ -144,6 +162,7 @@ class Problem:
         lut: str | Path | None = None,
         architecture: Candidate | None = None,
         allow_missing: bool = False,
+        pessimism: float = 0.0,
     ) -> Problem:
         """A problem from names and files: the space's shipped predictor and table unless paths are given.
 
@@ -166,7 +185,7 @@ class Problem:
             pred = AccuracyPredictor.load(path, space=sp.name)
         table = LUT.load(lut) if lut else load_shipped(sp.name)
         limits = {k: v for k, v in (("latency", latency), ("energy", energy)) if v is not None}
-        problem = cls(sp, pred, table, tuple(objectives), limits, allow_missing=allow_missing)
+        problem = cls(sp, pred, table, tuple(objectives), limits, allow_missing=allow_missing, pessimism=pessimism)
         return problem.restricted_to(architecture) if architecture is not None else problem
 
     # ------------------------------------------------------------------ costs
@@ -261,8 +280,14 @@ class Problem:
 
     # ------------------------------------------------------------------ evaluation
     def predict(self, genes: np.ndarray) -> np.ndarray:
-        """Predicted accuracy of a gene matrix (no hardware cost)."""
-        return np.asarray(_predict_fn(self.predictor)(self.apply_fixed(genes)), dtype=np.float64)
+        """Predicted accuracy of a gene matrix (no hardware cost); with ``pessimism`` kappa, the pessimistic
+        ``mean - kappa * std`` that searches then optimise: a surrogate-driven search goes where the surrogate
+        is most optimistic, and so most wrong; the calibrated spread makes those places cost accuracy."""
+        genes = self.apply_fixed(genes)
+        if not self.pessimism:
+            return np.asarray(_predict_fn(self.predictor)(genes), dtype=np.float64)
+        mean, std = _predict_owner(self.predictor).predict_genes(genes, return_std=True)
+        return np.asarray(mean, dtype=np.float64) - self.pessimism * np.asarray(std, dtype=np.float64)
 
     def evaluate(self, genes: np.ndarray) -> Evaluation:
         """Predict and price a batch (validated; fixed genes applied)."""
