@@ -200,6 +200,16 @@ class SearchSpace:
     middle_steps: tuple[float, float] | None = None
     description: str = field(default="", compare=False)
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """A digest of everything that shapes the space (its description as stored, prose left out): what
+        caches of per-space work are keyed by, so two spaces that share a name never share a table."""
+        import hashlib
+
+        shape = {k: v for k, v in space_to_dict(self).items() if k != "description"}
+        text = json.dumps(shape, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     # ------------------------------------------------------------------ structure
     @cached_property
     def n_stages(self) -> int:
@@ -849,8 +859,8 @@ def _register(space: SearchSpace, where: str) -> SearchSpace:
 def get_space(name: str | SearchSpace) -> SearchSpace:
     """A space by preset name, by the name of one already read, or from a TOML/JSON file (see
     the description files below); a :class:`SearchSpace` passes through (and becomes findable by name)."""
-    if isinstance(name, SearchSpace):
-        return name if name.name in _LOADED or name.name in PRESETS else _register(name, "space")
+    if isinstance(name, SearchSpace):  # one space per name: a different one under a taken name is refused
+        return _register(name, "space")
     if name in PRESETS:
         return _preset(name)
     if name in _LOADED:

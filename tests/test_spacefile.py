@@ -111,6 +111,33 @@ def test_two_spaces_cannot_share_a_name(tmp_path: Path) -> None:
         get_space(str(tmp_path / "f.json"))
 
 
+def test_a_taken_name_never_prices_another_space(tmp_path: Path) -> None:
+    """A second space called "mine" with other channels is refused however it arrives (file or object), and
+    a table's compiled prices are keyed by the space's content, not its name: the wrong-price case of #34
+    (a second "mine" priced with the first one's table) cannot happen."""
+    import dataclasses
+
+    from apqopt.hardware.lut import load_shipped
+
+    d = space_to_dict(get_space("fmnist"))
+    d["name"] = f"mine-{tmp_path.name}"
+    first = space_from_dict(dict(d))
+    assert get_space(first) is first
+    d["stages"][0]["c_out"] = d["stages"][0]["c_out"] + 8
+    (tmp_path / "other.json").write_text(json.dumps(d))
+    with pytest.raises(ApqoptError, match="already taken by a different space"):
+        get_space(str(tmp_path / "other.json"))
+    other = space_from_dict(dict(d))
+    with pytest.raises(ApqoptError, match="already taken by a different space"):
+        get_space(other)
+    assert other.fingerprint != first.fingerprint
+    assert dataclasses.replace(first, description="other words").fingerprint == first.fingerprint
+    lut = load_shipped("fmnist")
+    lut._compile(get_space("fmnist"))
+    renamed = dataclasses.replace(get_space("fmnist"), name="fmnist", bits=(4, 8))
+    assert lut._compile(renamed) is not lut._compile(get_space("fmnist"))
+
+
 def test_own_space_from_a_file_through_table_search_and_a_stored_study(tmp_path: Path) -> None:
     """A user's space: written from a preset with `space show --toml`, edited, priced by `lut build`, searched,
     recorded; the study carries the space, so a fresh process reads it with the file gone."""

@@ -155,8 +155,8 @@ class LUT:
 
     # ------------------------------------------------------------------ pricing
     def _compile(self, space: SearchSpace) -> _Compiled:
-        if space.name in self._compiled:
-            return self._compiled[space.name]
+        if space.fingerprint in self._compiled:  # keyed by content: a name can be reused for another space
+            return self._compiled[space.fingerprint]
         nbits, nk = len(space.bits), len(space.kernels)
         flat_parts, parts, base, strides, off = [], [], [], [], 0
         nan = (math.nan, math.nan)
@@ -183,7 +183,7 @@ class LUT:
             off += table.size // 2
         flat = np.concatenate([*flat_parts, np.zeros((1, 2))])
         comp = _Compiled(flat[:, 0].copy(), flat[:, 1].copy(), np.array(base), np.array(strides), parts)
-        self._compiled[space.name] = comp
+        self._compiled[space.fingerprint] = comp
         return comp
 
     def block_parts(self, space: SearchSpace | str) -> list[tuple[np.ndarray, np.ndarray]]:
