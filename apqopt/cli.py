@@ -576,7 +576,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     searcher = make_searcher(args.searcher, **params, seed=args.seed)
     name = args.study or f"{args.searcher}-{problem.space.name}-seed{args.seed}"
     settings = run_settings(
-        problem, args.searcher, searcher.get_params(), args.budget, predictor=_predictor_label(args)
+        problem, args.searcher, searcher.recorded_params(), args.budget, predictor=_predictor_label(args)
     )
     store = open_storage(args.storage)  # a wrong URL, a read-only file or a taken name fail now, not after the search
     where = args.storage or default_storage()

@@ -163,7 +163,7 @@ def refine(
         searcher = make_searcher(cfg.searcher, seed=cfg.seed + r)
         name = f"{study_prefix}-round-{r}"
         used = label if r == 1 else f"{out.resolve().name}/round-{r - 1}/predictor.pt"
-        settings = run_settings(problem, cfg.searcher, searcher.get_params(), cfg.budget, predictor=used)
+        settings = run_settings(problem, cfg.searcher, searcher.recorded_params(), cfg.budget, predictor=used)
         res = searcher.run(problem, cfg.budget, progress=progress)
         if check_study_name(store, name, settings_digest(settings), False, storage or "") != "reuse":
             record(res, problem, storage, name, predictor=used, settings=settings, overwrite=True)

@@ -195,6 +195,29 @@ def test_unknown_searcher() -> None:
         assert type(s)(**s.get_params()).get_params().keys() == s.get_params().keys()
 
 
+@pytest.mark.parametrize("name", sorted(SEARCHERS))
+def test_every_searcher_is_clonable(name: str) -> None:
+    """scikit-learn's clone (get_params(deep=True), set_params) on every searcher: the same parameters,
+    objects kept as objects (a sensitivity array stays that array), and a cloned evolution runs the same."""
+    from sklearn.base import clone
+
+    params = {"seed": 5}
+    if name == "ohq":
+        params["sensitivity"] = np.ones((3, 9))
+    s = make_searcher(name, **params)
+    twin = clone(s)
+    assert twin is not s and type(twin) is type(s)
+    for k, v in s.get_params(deep=True).items():
+        got = twin.get_params()[k]
+        assert np.array_equal(got, v) if isinstance(v, np.ndarray) else got == v  # clone deep-copies objects
+    assert twin.set_params(seed=6) is twin and twin.seed == 6 and s.seed == 5
+    with pytest.raises(ValueError, match="no parameter"):
+        twin.set_params(sead=1)
+    if name == "evolution":
+        a, b = s.run(problem(limit=0.6), 150), clone(s).run(problem(limit=0.6), 150)
+        np.testing.assert_array_equal(a.evaluated.genes, b.evaluated.genes)
+
+
 def test_restricted_problem_searches_only_bits() -> None:
     arch = SP.uniform(kernel=5, middle=1)
     p = problem(limit=0.9).restricted_to(arch)

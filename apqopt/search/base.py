@@ -171,8 +171,23 @@ class Searcher(ABC):
         """The constructor's parameters (what ``get_params`` returns and ``--searcher-param`` sets)."""
         return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
 
-    def get_params(self) -> dict[str, Any]:
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments (scikit-learn's contract, so ``sklearn.base.clone`` works; ``deep``
+        is accepted for it: no parameter is itself an estimator)."""
         return {k: getattr(self, k) for k in self.param_names()}
+
+    def recorded_params(self) -> dict[str, Any]:
+        """The parameters as a study records them (JSON): an object given as a parameter (a sensitivity
+        array or table) is recorded as "given"; :meth:`get_params` keeps the object itself, as ``clone`` needs."""
+        return self.get_params()
+
+    def set_params(self, **params: Any) -> Searcher:
+        unknown = sorted(set(params) - set(self.param_names()))
+        if unknown:
+            raise ConfigError(f"{type(self).__name__} has no parameter(s) {unknown}; it takes {self.param_names()}")
+        for k, v in params.items():
+            setattr(self, k, v)
+        return self
 
     @abstractmethod
     def _search(self, run: Run, progress: bool) -> dict[str, Any]:
@@ -186,7 +201,7 @@ class Searcher(ABC):
         return SearchResult(
             self.name,
             self.seed,
-            self.get_params(),
+            self.recorded_params(),
             log.evaluated(),
             time.perf_counter() - t0,
             log.eval_seconds,

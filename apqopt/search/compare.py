@@ -433,7 +433,7 @@ def compare(
             settings = run_settings(
                 problem,
                 name,
-                searcher.get_params(),
+                searcher.recorded_params(),
                 budget,
                 predictor=predictor,
                 compare=tag,

@@ -54,8 +54,8 @@ class JointILP(Evolution):
         super().__init__(seed, population, parents, mutations, crossovers, mutate_prob, max_tries)
         self.table = table
 
-    def get_params(self) -> dict[str, Any]:
-        p = super().get_params()
+    def recorded_params(self) -> dict[str, Any]:
+        p = super().recorded_params()
         p["table"] = "given" if isinstance(self.table, SensitivityTable) else self.table
         return p
 

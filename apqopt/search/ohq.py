@@ -42,8 +42,8 @@ class OHQ(Searcher):
         self.sensitivity, self.supernet, self.data, self.images = sensitivity, supernet, data, images
         self.points, self.cache_dir, self.device = points, cache_dir, device
 
-    def get_params(self) -> dict[str, Any]:
-        p = super().get_params()
+    def recorded_params(self) -> dict[str, Any]:
+        p = super().recorded_params()
         p["sensitivity"] = None if self.sensitivity is None else "given"
         return p
 
