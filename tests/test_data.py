@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from apqopt.errors import ApqoptError
 from apqopt.supernet.data import DatasetError, accuracy_stderr, data_dir, load_split
 
 
@@ -149,3 +150,30 @@ def test_data_option_is_checked_at_the_boundary(tmp_path: Path) -> None:
         text=True,
     )
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--data" in res.stderr and "train" in res.stderr
+
+
+def test_a_weights_file_never_names_code_to_run(tmp_path: Path) -> None:
+    """A supernet file whose recorded data source is `module:function` is refused when no --data is given:
+    exit 2, one line that says to pass --data, and the module (beside the command, so importable) never
+    runs. Given on the command line, the same source is the user's choice and is used."""
+    import subprocess
+    import sys
+
+    from apqopt.shipped import supernet_path
+
+    payload = torch.load(supernet_path("fmnist"), weights_only=True)
+    payload["config"]["data"] = "markermod:run"
+    torch.save(payload, tmp_path / "evil.pt")
+    (tmp_path / "markermod.py").write_text(
+        "from pathlib import Path\n\ndef run():\n    Path('RAN').write_text('x')\n    raise SystemExit(0)\n"
+    )
+    cmd = [sys.executable, "-m", "apqopt", "supernet", "eval", "smallest", "--supernet", "evil.pt", "--split", "val"]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "markermod:run" in res.stderr and "--data" in res.stderr and "never imports" in res.stderr
+    assert not (tmp_path / "RAN").exists()
+    from apqopt.supernet.train import load_supernet
+
+    with pytest.raises(ApqoptError, match="never imports"):
+        load_supernet(tmp_path / "evil.pt")
+    assert load_supernet(tmp_path / "evil.pt", data="fmnist").data == "fmnist"  # the user's word decides

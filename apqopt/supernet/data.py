@@ -123,6 +123,13 @@ def check_data(text: str) -> str:
     return text
 
 
+def is_file_safe_data(text: str) -> bool:
+    """Whether a data source read from a *file* may be used as it stands: ``fmnist`` or an image folder.
+    A ``module:function`` source runs code when it is loaded, so it is taken only from the user, each time
+    (a weights file naming ``os:abort`` or a module beside it must not run anything)."""
+    return text == "fmnist" or text.startswith("imagefolder:")
+
+
 def load_split(name: str, data: str = "fmnist", space: str = "fmnist") -> Split:
     """``train``, ``val`` or ``test`` of a data source, shaped for ``space`` (its channels and size)."""
     from apqopt.space import get_space

@@ -32,7 +32,7 @@ from apqopt import devices
 from apqopt.errors import ConfigError, first_line
 from apqopt.space import Candidate, SearchSpace, adopt, carried, get_space
 from apqopt.supernet import ddp
-from apqopt.supernet.data import Split, load_split
+from apqopt.supernet.data import Split, is_file_safe_data, load_split
 from apqopt.supernet.evaluate import evaluate_subnet
 from apqopt.supernet.network import Supernet
 
@@ -329,12 +329,18 @@ def load_supernet(path: str | Path, data: str | None = None, device: str | None 
             ofa.data = data or ""
             return ofa.to(devices.resolve(device or "cpu"))
         adopt(payload, str(path))  # a user's own space travels inside its weights file
-        net = Supernet(payload["space"], payload.get("config", {}).get("data", "fmnist"))
+        recorded = payload.get("config", {}).get("data", "fmnist")
+        net = Supernet(payload["space"], recorded if isinstance(recorded, str) else "")
         net.load_state_dict(payload["model"])
-    except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as exc:
+    except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError, TypeError, AttributeError) as exc:
         raise ConfigError(
             f"{path} is not a readable apqopt supernet file (truncated or corrupted?): {first_line(exc)}"
         ) from exc
+    if data is None and not is_file_safe_data(net.data):
+        raise ConfigError(
+            f"{path} records the data source {net.data!r}; apqopt never imports code a file names: give it "
+            f"again each time (--data {net.data}, or load_supernet(path, data=...))"
+        )
     net.data = data or net.data
     return net.to(devices.resolve(device or "cpu"), memory_format=torch.channels_last).eval()
 
