@@ -831,6 +831,19 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     return 0
 
 
+def address_is_loopback(address: str) -> bool:
+    """Whether every address ``address`` resolves to is this machine's loopback (127.0.0.0/8, ::1); one that
+    does not resolve (``999.1.1.1``, an unknown name) is a ConfigError naming ``--address``."""
+    import ipaddress
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(address, None)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"--address {address!r} does not resolve to an address of this machine ({exc})") from None
+    return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Start Streamlit on this machine only (127.0.0.1) unless --address says otherwise, with usage
     statistics off; SIGTERM/SIGINT reach the Streamlit process, so stopping this command stops the app."""
@@ -842,8 +855,16 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         raise ConfigError("the dashboard needs Streamlit: pip install 'apqopt[dashboard]'")
     from apqopt.studies import open_storage
 
+    loopback = address_is_loopback(args.address)  # an address that does not resolve fails now
     storage = args.storage or default_storage()
     open_storage(storage, create=False)  # a missing or wrong storage is one line now, not a page of errors
+    if not loopback:
+        print(
+            f"apqopt: warning: --address {args.address} is reachable from other machines: anyone who can reach "
+            f"port {args.port} can read the studies in {storage}",
+            file=sys.stderr,
+            flush=True,
+        )
     app = Path(__file__).resolve().parent / "dashboard.py"
     cmd = [
         sys.executable,

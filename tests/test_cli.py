@@ -244,3 +244,31 @@ def test_lut_build_writes_what_was_asked_and_deletes_nothing(tmp_path: Path) -> 
     assert main(["lut", "build", "--format", "both", "--out", str(tmp_path / "b.csv"), "--quiet"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.csv", "b.dict", "t.dict"]
     assert LUT.load(tmp_path / "b.csv").to_csv() == shipped.to_csv()
+
+
+def test_dashboard_address_is_checked_and_exposure_is_said(tmp_path: Path) -> None:
+    """--address that does not resolve: exit 2, one line naming it. One other than loopback: a warning line
+    naming the exposure before the app starts."""
+    import optuna
+
+    from apqopt.cli import address_is_loopback
+
+    assert address_is_loopback("127.0.0.1") and address_is_loopback("localhost") and address_is_loopback("::1")
+    assert not address_is_loopback("0.0.0.0") and not address_is_loopback("::")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    optuna.create_study(storage=url, study_name="x")
+    res = run("dashboard", "--storage", url, "--address", "999.1.1.1")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--address" in res.stderr
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apqopt.cli", "dashboard", "--storage", url, "--address", "0.0.0.0", "--port", "8631"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "warning: --address 0.0.0.0 is reachable from other machines" in line and "s.db" in line
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
