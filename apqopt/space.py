@@ -478,6 +478,25 @@ class SearchSpace:
             out[rows, self._offsets[name][blocks] + bg[rows, blocks, g]] = 1.0
         return out
 
+    def encode_hot(self, genes: np.ndarray, bits: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where :meth:`encode`'s ones are, row by row, without the zeros: (architecture columns, bit columns
+        counted from the start of the bit part, number of active blocks per row). Each active block gives
+        two architecture columns and four bit columns, rows in order. Why: a predictor's first layer on a
+        one-hot row is the sum of the weight columns of its ones (a few dozen of hundreds), so reading
+        them directly halves the cost of predicting a batch."""
+        genes = self.validate_matrix(genes)
+        act = self.active(genes)
+        bg = self.block_genes(genes)
+        rows, blocks = np.nonzero(act)
+
+        def cols(names: tuple[str, ...], base: int) -> np.ndarray:
+            per = [self._offsets[n][blocks] + bg[rows, blocks, BLOCK_GENES.index(n)] - base for n in names]
+            return np.stack(per, axis=1).ravel() if per else np.zeros(0, dtype=np.int64)
+
+        arch = cols(("kernel", "middle"), 0)
+        bit = cols(tuple(BIT_FIELDS), self.arch_width) if bits else np.zeros(0, dtype=np.int64)
+        return arch, bit, act.sum(axis=1)
+
     def decode(self, encoding: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`encode` (full width); dormant genes come back as 0."""
         enc = np.asarray(encoding)

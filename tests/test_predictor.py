@@ -263,3 +263,25 @@ def test_shipped_predictor_reproduces_its_report() -> None:
     for name in ("fp", "quant", "quant_heldout"):
         header, _ = load_dataset(assets / f"{name}.jsonl")
         assert header["config"]["supernet"] == weights_identity(assets / "supernet.pt")
+
+
+@pytest.mark.parametrize("space", ["fmnist", "apq-mbv2"])
+def test_predicting_genes_reads_the_ones_and_equals_the_dense_forward(space: str) -> None:
+    """predict_genes (the search path: the first layer sums the weight columns of each row's ones) gives the
+    dense forward's numbers on the encoding, for every variant, single networks and ensembles, and follows
+    the weights when they change (the cached column layout is refreshed)."""
+    sp = get_space(space)
+    genes = sp.sample(257, 4)
+    for variant in ("fp", "branch", "wide"):
+        for members in (1, 2):
+            pred = AccuracyPredictor(space, variant, members=members, seed=3).init_weights()
+            with torch.no_grad():
+                for p in pred.model_.parameters():  # type: ignore[union-attr]
+                    p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.05)
+            dense = pred.predict_members(sp.encode(genes, bits=variant != "fp"))
+            np.testing.assert_allclose(pred._members_hot(genes), dense, atol=2e-6)
+            np.testing.assert_allclose(pred.predict_genes(genes), dense.mean(0), atol=2e-6)
+            with torch.no_grad():
+                pred._nets()[0].layers[0][0].weight.mul_(2.0)
+            dense = pred.predict_members(sp.encode(genes, bits=variant != "fp"))
+            np.testing.assert_allclose(pred._members_hot(genes), dense, atol=5e-6)
