@@ -10,7 +10,8 @@ A :class:`RecordCodec` is built from (space, objectives, constraints) and knows:
 * directions and metric names (``accuracy``, ``latency_ms``, ``energy_mJ``);
 * a trial's fields: values = [accuracy, costs...]; user attrs = latency_ms, energy_mJ,
   predicted_accuracy, feasible; one constraint key per limit (``constraints:latency``, Optuna 5's
-  ``trial.set_constraint`` form, which its samplers and ``trial.constraints`` read);
+  ``trial.set_constraint`` form, which its samplers and ``trial.constraints`` read) and the same values
+  as one list (``constraints``, what ``constraints_func`` stores and optuna-dashboard reads);
 * the study attributes every apqopt study carries (searcher, seed, space, LUT, predictor, ...).
 """
 
@@ -32,6 +33,7 @@ from apqopt.hardware.lut import UNITS
 from apqopt.space import BLOCK_GENES, SearchSpace, adopt, carried, get_space
 
 CONSTRAINTS_PREFIX = "constraints:"  # Optuna 5 keeps each named constraint as a system attr with this prefix
+CONSTRAINTS_LIST = "constraints"  # what Optuna's constraints_func stores: one list, in the problem's order
 
 
 def metric_name(cost: str) -> str:
@@ -194,14 +196,16 @@ class RecordCodec:
         f = self.fields(ev, i)
         for name, value in f.constraints.items():
             trial.set_constraint(name, value)  # one key per constraint: 'constraints:<name>' (Optuna 5)
+        if f.constraints:  # and the list form that optuna-dashboard and samplers' constraints_func read
+            trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_LIST, list(f.constraints.values()))
         for key, value in f.user_attrs.items():
             trial.set_user_attr(key, value)
         return f.values
 
     @staticmethod
     def violation(trial: optuna.trial.FrozenTrial) -> float:
-        """Sum of positive constraint excesses (studies recorded before 2026-12 also hold a list form,
-        ``constraints``, which repeats them and is not counted)."""
+        """Sum of positive constraint excesses (the list form, ``constraints``, repeats the named keys for
+        readers of Optuna's older form, such as optuna-dashboard, and is not counted)."""
         return float(sum(max(0.0, v) for k, v in trial.system_attrs.items() if k.startswith(CONSTRAINTS_PREFIX)))
 
     def frozen_trial(self, ev: Any, i: int, dists: dict[str, CategoricalDistribution]) -> optuna.trial.FrozenTrial:
@@ -220,7 +224,7 @@ class RecordCodec:
             params=f.params,
             distributions=dists,
             user_attrs=f.user_attrs,
-            system_attrs={},
+            system_attrs={CONSTRAINTS_LIST: list(f.constraints.values())} if f.constraints else {},
             intermediate_values={},
             trial_id=0,
         )

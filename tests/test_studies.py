@@ -49,7 +49,8 @@ def test_record_every_candidate(tmp_path: Path) -> None:
     assert loaded.metric_names == ["accuracy", "latency_ms"]
     t = trials[0]
     assert set(t.params) == set(p.space.gene_names()) and t.params["b0_kernel"] in (3, 5, 7)
-    assert "constraints" not in t.system_attrs and t.constraints == {"latency": t.user_attrs["latency_ms"] - 0.6}
+    assert t.system_attrs["constraints"] == [t.user_attrs["latency_ms"] - 0.6]  # constraints_func's list form
+    assert t.constraints == {"0": t.user_attrs["latency_ms"] - 0.6, "latency": t.user_attrs["latency_ms"] - 0.6}
     hist = load_history(loaded)
     np.testing.assert_allclose(hist.accuracy, res.evaluated.accuracy)
     np.testing.assert_array_equal(hist.genes, res.evaluated.genes)
@@ -59,6 +60,49 @@ def test_record_every_candidate(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="already exists"):
         record(res, p, url, "evo", full_limit=200)
     assert len(optuna.load_study(study_name="evo", storage=url).get_trials()) == 200
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_optunas_own_tools_see_feasibility_under_latency_and_energy_limits(tmp_path: Path, live: bool) -> None:
+    """A recorded study (batched record, or trials told one by one as a live study does) read with Optuna's
+    API: each trial's constraints are its own latency and energy excesses, in both of Optuna's forms (named
+    keys, and the list optuna-dashboard reads); Optuna's best_trials and Pareto plot keep only feasible ones."""
+    import dataclasses
+
+    from apqopt.record import RecordCodec
+
+    p = dataclasses.replace(problem(), objectives=("latency", "energy"), constraints={"latency": 0.6, "energy": 0.4})
+    res = make_searcher("optuna-random-raw", seed=2).run(p, 120)  # pays for infeasible candidates too
+    ev = res.evaluated
+    assert ev.feasible.any() and not ev.feasible.all()
+    url = f"sqlite:///{tmp_path}/s.db"
+    if live:
+        codec = RecordCodec.of(p)
+        study = codec.create_study(url, "told")
+        for i in range(len(ev)):
+            trial = study.ask()
+            codec.suggest(trial, *p.gene_bounds())
+            study.tell(trial, codec.write(trial, ev, i))
+        name = "told"
+    else:
+        record(res, p, url, "rec", full_limit=200)
+        name = "rec"
+    study = optuna.load_study(study_name=name, storage=url)
+    trials = study.get_trials()
+    assert len(trials) == len(ev)
+    for t in trials:
+        lat, en = t.user_attrs["latency_ms"], t.user_attrs["energy_mJ"]
+        assert t.system_attrs["constraints"] == pytest.approx([lat - 0.6, en - 0.4])
+        assert t.constraints["latency"] == pytest.approx(lat - 0.6) and t.constraints["energy"] == pytest.approx(
+            en - 0.4
+        )
+    np.testing.assert_allclose(sorted(t.user_attrs["energy_mJ"] for t in trials), sorted(ev.energy))
+    best = study.best_trials
+    assert best and all(t.user_attrs["feasible"] and max(t.system_attrs["constraints"]) <= 0 for t in best)
+    from optuna.visualization._pareto_front import _get_pareto_front_info
+
+    info = _get_pareto_front_info(study)
+    assert info.has_constraints and len(info.infeasible_trials_with_values) == int((~ev.feasible).sum())
 
 
 @pytest.mark.parametrize("objectives", [("latency",), ("latency", "energy")])
