@@ -263,6 +263,12 @@ def test_verdicts_on_constructed_inputs() -> None:
     assert not tie.separable and tie.p == 1.0
     only_shared = paired_verdict("A", {0: 2.0, 1: 2.1, 2: 2.2}, "B", {1: 1.0, 2: 1.1, 3: 9.0})
     assert only_shared.n == 2  # pairs by seed: seed 0 and 3 ran for one searcher only
+    rng = np.random.default_rng(0)  # p and the interval come from one test: it excludes 0 exactly when p < 0.05
+    for _ in range(300):
+        n = int(rng.integers(2, 7))
+        a, b = rng.normal(0, 1, n), rng.normal(rng.normal(0, 1), 1, n)
+        v = paired_verdict("A", dict(enumerate(a)), "B", dict(enumerate(b)))
+        assert (v.ci[0] > 0 or v.ci[1] < 0) == v.separable and v.ci[0] <= v.mean_diff <= v.ci[1]
     assert [(v.a, v.b) for v in all_verdicts({"x": {0: 1}, "y": {0: 1}, "z": {0: 1}})] == [
         ("x", "y"),
         ("x", "z"),
