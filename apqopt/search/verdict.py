@@ -31,8 +31,8 @@ class Verdict:
         if not self.separable:
             return (
                 f"{self.a} and {self.b} are not separable with {self.n} seeds "
-                f"({self.metric} difference {self.mean_diff:+.4g}, paired t-test 95% CI [{self.ci[0]:+.4g}, {self.ci[1]:+.4g}], "
-                f"p = {self.p:.2g})"
+                f"({self.metric} difference {self.mean_diff:+.4g}, paired t-test 95% CI "
+                f"[{self.ci[0]:+.4g}, {self.ci[1]:+.4g}], p = {self.p:.2g})"
             )
         hi, lo = (self.a, self.b) if self.mean_diff > 0 else (self.b, self.a)
         return (
