@@ -126,7 +126,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         predictor="shipped",
         verify_top=args.verify,
-        measurer=supernet_measurer(load_supernet(supernet_path("fmnist"))) if args.verify else None,
+        measurer=supernet_measurer(load_supernet(supernet_path("fmnist")), progress=not args.quiet)
+        if args.verify
+        else None,
         overwrite=args.overwrite,
     )
     paths = write_report(report, results, Path(args.out or reports_dir()) / tag)
@@ -662,7 +664,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     measurer = None
     if args.verify_top:  # the weights load (and fail) before any search work
         weights = Path(args.supernet) if args.supernet else supernet_path(problem.space.name)
-        measurer = supernet_measurer(load_supernet(weights))
+        measurer = supernet_measurer(load_supernet(weights), progress=not args.quiet)
     report, results = compare(
         problem,
         args.searchers,

@@ -382,3 +382,16 @@ def test_batched_trial_writes_equal_optunas_own(kind: str, tmp_path: Path, reque
     b = optuna.load_study(study_name=f"apqopt-{kind}", storage=url).get_trials()
     assert len(a) == len(b) == 121
     assert [fields(t) for t in a] == [fields(t) for t in b]
+
+
+def test_compare_shows_progress_inside_each_run(capfd: pytest.CaptureFixture[str]) -> None:
+    """With progress on, every run of a comparison has its own bar, moved by the distinct networks its
+    budget counts (the Run counts, so every searcher shows one, random and pymoo included), besides the
+    bar over the runs; with progress off, nothing is drawn."""
+    compare(problem(), ["random", "pymoo-nsga2"], [0, 1], 40, progress=True)
+    err = capfd.readouterr().err
+    for name in ("random seed 0", "random seed 1", "pymoo-nsga2 seed 0", "pymoo-nsga2 seed 1"):
+        assert f"{name}:" in err, name  # drawn at the start, redrawn as evaluations come, cleared at the end
+    assert "0/40 [" in err and "compare: 100%" in err
+    compare(problem(), ["random"], [0], 40, progress=False)
+    assert capfd.readouterr().err == ""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+from tqdm import tqdm
 
 from apqopt.errors import ConfigError
 from apqopt.search.problem import BudgetExhaustedError, Evaluation, Problem
@@ -35,7 +36,7 @@ class Run:
     rows in a row is *stalled*: searchers stop there and say so.
     """
 
-    def __init__(self, problem: Problem, budget: int, stall_after: int = 2000) -> None:
+    def __init__(self, problem: Problem, budget: int, stall_after: int = 2000, progress: str | None = None) -> None:
         if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget <= 0:
             raise ConfigError(f"budget must be a positive whole number of evaluations, got {budget!r}")
         self.problem = problem
@@ -48,6 +49,8 @@ class Run:
         self._log: Evaluation | None = None  # capacity-doubling buffers; the first n_evaluated rows are real
         self._index: dict[bytes, int] = {}  # network identity -> position in the log
         self._key_dtype = np.uint8 if problem.space.cardinalities.max() <= 256 else np.uint16
+        # progress: one bar per run, moved by what the budget counts (every searcher alike); None: no bar
+        self._bar = None if progress is None else tqdm(total=self.budget, desc=progress, leave=False, unit="net")
 
     @property
     def remaining(self) -> int:
@@ -98,6 +101,8 @@ class Run:
             self.eval_seconds += time.perf_counter() - t0
             self._append(ev)
             self._index.update(pending)
+            if self._bar is not None:
+                self._bar.update(len(fresh))
         if self._log is None:
             return Evaluation.concat([])
         out = self._log.take(np.array(where, dtype=np.int64))
@@ -119,6 +124,12 @@ class Run:
         for f in ("genes", "accuracy", "latency", "energy", "violation"):
             getattr(self._log, f)[n : n + k] = getattr(ev, f)
         self.n_evaluated = n + k
+
+    def close(self) -> None:
+        """End the progress bar (the run's log stays readable)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
     def evaluated(self) -> Evaluation:
         """Every distinct network evaluated so far, once each, in the order first seen."""
@@ -195,9 +206,12 @@ class Searcher(ABC):
 
     def run(self, problem: Problem, budget: int, progress: bool = False) -> SearchResult:
         """Search ``problem`` with ``budget`` evaluated candidates."""
-        log = Run(problem, budget, self.stall_after)
+        log = Run(problem, budget, self.stall_after, progress=f"{self.name} seed {self.seed}" if progress else None)
         t0 = time.perf_counter()
-        notes = {**(self._search(log, progress) or {}), **log.summary()}
+        try:
+            notes = {**(self._search(log, progress) or {}), **log.summary()}
+        finally:
+            log.close()
         return SearchResult(
             self.name,
             self.seed,

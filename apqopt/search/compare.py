@@ -456,7 +456,7 @@ def compare(
             bar.update(1)
             log.info("study '%s': recorded whole before, read back", study_name)
             continue
-        res = searcher.run(problem, budget)
+        res = searcher.run(problem, budget, progress=progress)  # a bar per run, under the comparison's
         ev = res.evaluated
         curve = [(int(c), hypervolume(ev, ref, int(c))) for c in checkpoints]
         run = RunSummary(

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from apqopt.search.base import Run, Searcher, distinct_rows, feasible_samples, feasible_start
 from apqopt.search.operators import crossover, mutate
@@ -64,7 +63,6 @@ class Evolution(Searcher):
         unresolved = left
         generations = 0
         best_per_gen = []
-        bar = tqdm(total=run.budget, initial=run.n_evaluated, desc="evolution", disable=not progress)
         while not run.done:
             uniq = distinct_rows(run, pop.genes)
             top = uniq[np.argsort(-fitness(pop.take(uniq)), kind="stable")[: self.parents]]
@@ -80,13 +78,10 @@ class Evolution(Searcher):
             c, l2 = feasible_samples(problem, children, self.crossovers, self.max_tries, run)
             unresolved += l1 + l2
             kids = run.evaluate(np.concatenate([m, c]))
-            bar.n = run.n_evaluated
-            bar.refresh()
             pop = Evaluation.concat([pop.take(top), kids])
             generations += 1
             f = fitness(pop)
             best_per_gen.append(float(f.max()))
-        bar.close()
         return {
             "generations": generations,
             "unacceptable_after_retries": unresolved,

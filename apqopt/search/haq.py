@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from apqopt.errors import ConfigError
 from apqopt.search.base import Run, Searcher
@@ -147,7 +146,6 @@ class HAQ(Searcher):
         sigma, baseline = self.sigma, None
         best_reward, episode = -np.inf, 0
         episode_acc: list[float] = []  # per episode, repeats of known policies included (they are free)
-        bar = tqdm(total=run.budget, desc="haq", disable=not progress)
         while not run.done:
             states, actions, prev = [], [], 0.0
             row = base_row.copy()
@@ -197,8 +195,6 @@ class HAQ(Searcher):
                             for p, pt in zip(net.parameters(), tgt.parameters()):
                                 pt.mul_(1 - self.tau).add_(self.tau * p)
             episode += 1
-            bar.update(1)
-        bar.close()
         return {
             "episodes": episode,
             "reference_accuracy": ref_acc,

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import optuna
-from tqdm import tqdm
 
 from apqopt.record import RecordCodec, quiet_optuna
 from apqopt.search.base import Run, Searcher, feasible_start
@@ -115,7 +114,6 @@ class OptunaNSGA2(Searcher):
             for row in start:
                 study.enqueue_trial(codec.params(row))
         redrawn = 0
-        bar = tqdm(total=run.budget, desc=self.name, disable=not progress)
         with quiet_optuna():
             while not run.done:
                 asked = [self._ask(study, run, codec, bounds) for _ in range(min(self.batch, run.remaining))]
@@ -123,9 +121,6 @@ class OptunaNSGA2(Searcher):
                 ev = run.evaluate(np.stack([row for _, row, _ in asked]))
                 for i, (t, _, _) in enumerate(asked):  # every asked trial is evaluated: new ones <= remaining
                     study.tell(t, codec.write(t, ev, i))
-                bar.n = run.n_evaluated
-                bar.refresh()
-        bar.close()
         return {"study_name": study.study_name, "infeasible_redrawn": redrawn}
 
 
