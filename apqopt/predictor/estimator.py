@@ -339,7 +339,10 @@ class AccuracyPredictor:
         """Predicted accuracy; with ``return_std`` (scikit-learn's convention) also its standard deviation:
         the ensemble members' spread times the calibrated scale (:meth:`calibrate`), so that
         ``mean ± z * std`` covers as a normal interval claims on data the predictor was not fitted on."""
-        members = self.predict_members(X, batch)
+        return self._summarise(self.predict_members(X, batch), return_std)
+
+    def _summarise(self, members: np.ndarray, return_std: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """The members' mean, and with ``return_std`` their calibrated spread (an ensemble's only)."""
         mean = members.mean(0)
         if not return_std:
             return mean
@@ -394,13 +397,7 @@ class AccuracyPredictor:
     def predict_genes(self, genes: np.ndarray, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Predict from a gene matrix (encodes with the candidates' own bits); ``return_std`` as in :meth:`predict`.
         Reads where each encoding's ones are (:meth:`MLP.forward_hot`), not the dense rows: what searches call."""
-        members = self._members_hot(genes)
-        mean = members.mean(0)
-        if not return_std:
-            return mean
-        if len(members) < 2:
-            raise PredictorError("return_std needs an ensemble (members >= 2): one network has no spread")
-        return mean, members.std(0, ddof=1) * self.std_scale_
+        return self._summarise(self._members_hot(genes), return_std)
 
     def _members_hot(self, genes: np.ndarray, batch: int = 65536) -> np.ndarray:
         """(members, N) predictions of gene rows through the one-hot path."""
