@@ -21,7 +21,7 @@ import numpy as np
 from apqopt import cli_types
 from apqopt.cli_types import MAX_BUDGET, file_path, integer, number
 from apqopt.errors import ApqoptError, ConfigError
-from apqopt.fileio import atomic_write
+from apqopt.fileio import atomic_write, check_output
 from apqopt.hardware.bitfusion import MODES, BitFusion
 from apqopt.hardware.build import bitfusion_from_config, build_lut
 from apqopt.hardware.lut import LUT, LUTError, load_shipped, shipped_lut_path
@@ -198,6 +198,9 @@ def cmd_lut_build(args: argparse.Namespace) -> int:
         raise ConfigError(f"lut build: --out {out} names an APQ dict; use --format apq, or a .csv path")
     if args.format == "both" and apq_out == out:
         raise ConfigError(f"lut build --format both: --out {out} names the APQ dict; give the CSV path")
+    if args.out is not None:  # the shipped table (no --out) is regenerated as its recorded command says
+        for path in {"csv": [out], "apq": [apq_out], "both": [out, apq_out]}[args.format]:
+            check_output(path, args.overwrite, inputs=(args.config,))
     t0 = time.perf_counter()
     lut = build_lut(
         args.space,
@@ -221,7 +224,7 @@ def cmd_lut_measure(args: argparse.Namespace) -> int:
     from apqopt.hardware.host import HostCPU, check_sums
 
     model = HostCPU(args.precision, warmup=args.warmup, repeats=args.repeats, threads=args.threads)
-    out = Path(args.out) if args.out else host_lut_path(args.precision, args.space)
+    out = check_output(args.out or host_lut_path(args.precision, args.space), args.overwrite)
     cmd = f"apqopt lut measure --space {args.space} --precision {args.precision} --repeats {args.repeats}"
     t0 = time.perf_counter()
     lut = build_lut(
@@ -1299,6 +1302,7 @@ def add_lut_parser(sub: Sub) -> None:
     build.add_argument("--out", type=file_path, help="output path (default: the shipped table of the space)")
     build.add_argument("--workers", type=integer(1, 256), default=2)
     build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     build.set_defaults(func=cmd_lut_build)
     meas = _parser(lut, "measure", "time every layer shape on this CPU with PyTorch (fp32 or int8)")
     _space_arg(meas)
@@ -1309,6 +1313,7 @@ def add_lut_parser(sub: Sub) -> None:
     meas.add_argument("--threads", type=integer(0, 1024), default=0, help="torch threads (0: PyTorch's default)")
     meas.add_argument("--check", type=integer(0), default=0, help="time N random subnets end to end against the sums")
     meas.add_argument("--quiet", action="store_true", help="no progress bars")
+    meas.add_argument("--overwrite", action="store_true", help="replace an existing output table")
     meas.set_defaults(func=cmd_lut_measure)
     lshow = _parser(lut, "show", "summarise a table (shipped by default)")
     _space_arg(lshow)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from apqopt.errors import ConfigError
+from apqopt.fileio import check_output
 from apqopt.supernet.quant import QuantConv2d, fake_quant
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,7 @@ def check_out(path: str | Path, overwrite: bool = False) -> Path:
     path = Path(path)
     if path.suffix not in FORMATS:
         raise ConfigError(f"{path}: export writes {' or '.join(FORMATS)} files")
-    if path.exists() and not overwrite:
-        raise ConfigError(f"{path} exists; pass --overwrite to replace it")
-    return path
+    return check_output(path, overwrite)
 
 
 def export_candidate(

@@ -66,3 +66,19 @@ def read_text(path: str | os.PathLike[str], what: str) -> str:
 
 
 __all__ = ["atomic_open", "atomic_save", "atomic_write", "read_text"]
+
+
+def check_output(
+    path: str | os.PathLike[str], overwrite: bool = False, inputs: tuple[str | os.PathLike[str] | None, ...] = ()
+) -> Path:
+    """An output path, checked before any work: an existing file is replaced only with ``overwrite``, and a
+    file the same command reads (one of ``inputs``) never, even with it -- the input would be gone."""
+    from apqopt.errors import ConfigError
+
+    out = Path(path)
+    for src in inputs:
+        if src is not None and out.resolve() == Path(src).resolve():
+            raise ConfigError(f"{out} is an input of this command; write the output elsewhere")
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
+    return out

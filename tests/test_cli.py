@@ -246,6 +246,30 @@ def test_lut_build_writes_what_was_asked_and_deletes_nothing(tmp_path: Path) -> 
     assert LUT.load(tmp_path / "b.csv").to_csv() == shipped.to_csv()
 
 
+def test_table_writers_never_replace_unasked_nor_their_input(tmp_path: Path) -> None:
+    """lut build/measure refuse an existing output without --overwrite (exit 2, one line, bytes unchanged),
+    and refuse to write over their own input (the hardware config) even with it."""
+    cfg = tmp_path / "C.json"
+    cfg.write_text(json.dumps({"name": "bf_big", "rows": 32, "cols": 64}))
+    before = cfg.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        args = ["lut", "build", "--mode", "apq-table", "--format", "apq", "--config", str(cfg), "--out", str(cfg)]
+        res = run(*args, *extra)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1 and "input" in res.stderr
+        assert cfg.read_bytes() == before
+    out = tmp_path / "t.csv"
+    out.write_text("mine\n")
+    res = run("lut", "build", "--out", str(out), "--quiet")
+    assert res.returncode == 2 and "already exists" in res.stderr and "--overwrite" in res.stderr
+    assert out.read_text() == "mine\n"
+    assert run("lut", "build", "--out", str(out), "--quiet", "--overwrite").returncode == 0
+    assert LUT.load(out).entries == LUT.load(shipped_lut_path("fmnist")).entries
+    host = tmp_path / "host.csv"
+    host.write_text("mine\n")
+    res = run("lut", "measure", "--space", "fmnist", "--out", str(host), "--quiet")
+    assert res.returncode == 2 and "already exists" in res.stderr and host.read_text() == "mine\n"
+
+
 def test_dashboard_address_is_checked_and_exposure_is_said(tmp_path: Path) -> None:
     """--address that does not resolve: exit 2, one line naming it. One other than loopback: a warning line
     naming the exposure before the app starts."""
