@@ -657,6 +657,14 @@ def summary_table(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _settings_tag(prefix: str, args: argparse.Namespace) -> str:
+    """``prefix-`` and a fingerprint of every option that decides the results (not where they go or how
+    they are shown): the same command finds its own studies again, another one never collides with them."""
+    quiet = {"func", "out", "quiet", "storage", "overwrite", "threads", "tag", "command", "sub"}
+    key = json.dumps({k: v for k, v in sorted(vars(args).items()) if k not in quiet}, default=str)
+    return f"{prefix}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from apqopt.search.compare import check_compare_args, compare, supernet_measurer, write_report
     from apqopt.supernet.train import load_supernet
@@ -668,6 +676,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.verify_top:  # the weights load (and fail) before any search work
         weights = Path(args.supernet) if args.supernet else supernet_path(problem.space.name)
         measurer = supernet_measurer(load_supernet(weights), progress=not args.quiet)
+    tag = args.tag or _settings_tag("compare", args)
     report, results = compare(
         problem,
         args.searchers,
@@ -675,7 +684,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         args.budget,
         args.latency_budgets,
         storage=args.storage or default_storage(),  # recorded where --help says, resumable after a kill
-        tag=args.tag,
+        tag=tag,
         progress=not args.quiet,
         searcher_params=params,
         predictor=_predictor_label(args),
@@ -1180,7 +1189,11 @@ def add_compare_parser(sub: Sub) -> None:
     co.add_argument("--searchers", nargs="+", default=COMPARE_SEARCHERS, help="searchers to run (below)")
     co.add_argument("--seeds", nargs="+", type=integer(0), default=[0, 1, 2, 3, 4])
     co.add_argument("--latency-budgets", nargs="+", type=number(0), help="report best accuracy under these (ms)")
-    co.add_argument("--tag", default="compare", help="prefix of the recorded study names")
+    co.add_argument(
+        "--tag",
+        help="prefix of the recorded study names (default: compare- and a fingerprint of the settings, so the "
+        "same command resumes its studies and another one records beside them)",
+    )
     co.add_argument("--out", help="folder for compare.md/.json and plots (default: $APQOPT_HOME/compare)")
     co.add_argument(
         "--verify-top",

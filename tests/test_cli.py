@@ -296,3 +296,28 @@ def test_dashboard_address_is_checked_and_exposure_is_said(tmp_path: Path) -> No
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_compare_records_in_the_default_storage_and_resumes(tmp_path: Path) -> None:
+    """`apqopt compare` with no --storage records into $APQOPT_HOME/apqopt.db (read back with Optuna's API);
+    without --tag, its study names carry a fingerprint of the settings: the same command again reads its
+    studies back, and another comparison records beside them instead of being refused."""
+    import optuna
+
+    env = {**os.environ, "APQOPT_HOME": str(tmp_path / "home")}
+    base = ["compare", "--searchers", "random", "--seeds", "0", "--latency", "0.6", "--quiet", "--out"]
+
+    def compare_cli(*extra: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "apqopt.cli", *base, str(tmp_path / "rep"), *extra]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+    first = compare_cli("--budget", "30")
+    assert first.returncode == 0, first.stderr
+    url = f"sqlite:///{tmp_path / 'home' / 'apqopt.db'}"
+    (summary,) = optuna.get_all_study_summaries(url)
+    assert summary.n_trials == 30 and summary.study_name.startswith("compare-") and summary.user_attrs["budget"] == 30
+    assert compare_cli("--budget", "30").returncode == 0  # the same command: read back, nothing new
+    assert len(optuna.get_all_study_summaries(url)) == 1
+    other = compare_cli("--budget", "40")
+    assert other.returncode == 0, other.stderr
+    assert sorted(s.n_trials for s in optuna.get_all_study_summaries(url)) == [30, 40]
