@@ -242,7 +242,12 @@ class StudyReader:
                 + ", ".join(sorted(foreign)[:5])
                 + ("..." if len(foreign) > 5 else "")
             )
-        return pd.DataFrame(rows, columns=STUDY_COLUMNS)
+        table = pd.DataFrame(rows, columns=STUDY_COLUMNS)
+        for col in ("seed", "budget", "evaluated", "hypervolume", "best_accuracy", "wall_s"):
+            # numbers, NaN where a study has none (a live study records no 'evaluated'): a column of ints and
+            # Nones is an object column that breaks every comparison a page makes
+            table[col] = pd.to_numeric(table[col], errors="coerce")
+        return table
 
     # ------------------------------------------------------------------ trials
     def trials(self, study: str) -> pd.DataFrame:

@@ -251,3 +251,26 @@ def test_lut_explorer_opens_a_given_table_and_says_when_bits_do_not_matter(
     at = app("unused.log", "LUT explorer")
     assert not at.exception and at.selectbox(key="lut_table").value == str(fp32)
     assert "does not depend on the bits" in at.info[0].value
+
+
+def test_studies_page_on_a_live_only_storage_with_a_foreign_empty_study(
+    tmp_path: Path, app: Callable[[str, str], AppTest]
+) -> None:
+    """A storage that holds only a `search --live` study (no 'evaluated' attr) and a plain
+    optuna.create_study() with no trials: the Studies page shows the live study and does not crash
+    (it raised TypeError comparing ints with None)."""
+    import subprocess
+    import sys
+
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    cmd = [sys.executable, "-m", "apqopt", "search", "--searcher", "optuna-random", "--live", "--budget", "12"]
+    res = subprocess.run([*cmd, "--storage", url, "--study", "l", "--quiet"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    optuna.create_study(storage=url, study_name="theirs")
+    at = app(url, "Studies")
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert table["study"].tolist() == ["l"] and table["trials"].tolist() == [12]
+    assert table["evaluated"].isna().all()
