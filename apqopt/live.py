@@ -137,8 +137,9 @@ class LiveSpec:
 
 
 # ---------------------------------------------------------------------- storage and lock
-def open_rdb(url: str | None, spec: LiveSpec | None = None) -> RDBStorage:
-    """An RDB storage (SQLite or PostgreSQL URL), with heartbeats when the spec is known."""
+def open_rdb(url: str | None, spec: LiveSpec | None = None, create: bool = True) -> RDBStorage:
+    """An RDB storage (SQLite or PostgreSQL URL), with heartbeats when the spec is known; ``create=False``
+    (a worker joining a study): a SQLite file that is not there is an error, never a new empty database."""
     url = url or default_storage()
     if parse_storage(url).kind == "journal" or not url.startswith(("sqlite:///", "postgresql")):
         raise StorageError(
@@ -153,7 +154,7 @@ def open_rdb(url: str | None, spec: LiveSpec | None = None) -> RDBStorage:
             "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=None),
         }
     with _heartbeat_warnings_off():
-        storage = open_storage(url, **kw)  # creating Optuna's tables connects: a bad URL fails here
+        storage = open_storage(url, create=create, **kw)  # connecting: a bad URL fails here
     assert isinstance(storage, RDBStorage)
     return storage
 
@@ -404,10 +405,10 @@ def _work(
 ) -> WorkerReport:
     t0 = time.perf_counter()
     try:
-        spec = load_spec(optuna.load_study(study_name=study_name, storage=open_rdb(storage)))
+        spec = load_spec(optuna.load_study(study_name=study_name, storage=open_rdb(storage, create=False)))
     except KeyError:
         raise StorageError(f"no study '{study_name}' in {storage or default_storage()}") from None
-    rdb = open_rdb(storage, spec)
+    rdb = open_rdb(storage, spec, create=False)
     study = optuna.load_study(study_name=study_name, storage=rdb)
     me = _claim_worker(study, rdb)
     if spec.kind == "search":

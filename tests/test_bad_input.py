@@ -256,6 +256,10 @@ CASES = {
     "missing table file": (lambda w: search(w, "--lut", str(w / "missing.csv")), r"missing\.csv"),
     "binary file as a table": (lambda w: search(w, "--lut", str(w / "binary.csv")), r"binary\.csv: not a text file"),
     "verify --top 0": (lambda w: ["verify", "--study", "s", "--top", "0"], "argument --top: must be >= 1"),
+    "worker on a SQLite file that is not there (not created)": (
+        lambda w: ["worker", "--study", "s", "--storage", f"sqlite:///{w / 'nothere.db'}", "--quiet"],
+        r"nothere\.db",
+    ),
     "journal with a garbage line": (
         lambda w: search(w, "--storage", str(w / "torn.log")),
         r"torn\.log:2: not a journal record \(damaged journal\); nothing was written",
