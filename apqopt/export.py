@@ -105,9 +105,14 @@ def deployable(net: nn.Module) -> nn.Module:
 
 def check_out(path: str | Path, overwrite: bool = False) -> Path:
     """The output path, checked before any work: a known suffix, and no file replaced unasked."""
+    import importlib.util
+
     path = Path(path)
     if path.suffix not in FORMATS:
         raise ConfigError(f"{path}: export writes {' or '.join(FORMATS)} files")
+    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if path.suffix == ".onnx" and missing:  # checked now, not after minutes of building the network
+        raise ConfigError(f"{path}: ONNX export needs {', '.join(missing)}: pip install 'apqopt[export]'")
     return check_output(path, overwrite)
 
 

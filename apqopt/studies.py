@@ -190,8 +190,9 @@ def open_storage(url: str | None = None, create: bool = True, **rdb_kw: Any) -> 
         return rdb_storage(target.url, **rdb_kw)
     except StorageError:
         raise
-    except ModuleNotFoundError as exc:  # e.g. psycopg2 for postgresql:// URLs
-        raise StorageError(f"cannot open storage {url!r}: {exc}; pip install 'apqopt[postgres]'") from exc
+    except ImportError as exc:  # e.g. psycopg2 for postgresql:// URLs (Optuna: "Failed to import DB access module")
+        fix = "pip install 'apqopt[postgres]'" if url.startswith("postgresql") else "install its SQLAlchemy driver"
+        raise StorageError(f"cannot open storage {url!r}: its database driver is not installed; {fix}") from exc
     except Exception as exc:  # SQLAlchemy raises many kinds for bad URLs / unreachable servers
         raise StorageError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from exc
 

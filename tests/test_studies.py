@@ -395,3 +395,22 @@ def test_compare_shows_progress_inside_each_run(capfd: pytest.CaptureFixture[str
     assert "0/40 [" in err and "compare: 100%" in err
     compare(problem(), ["random"], [0], 40, progress=False)
     assert capfd.readouterr().err == ""
+
+
+def test_missing_extras_are_named_before_any_work(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A PostgreSQL URL without its driver names apqopt[postgres] (not Optuna's 'Failed to import DB access
+    module'); an .onnx export without the export extra names apqopt[export] before any network is built."""
+    import importlib.util
+    import sys
+
+    from apqopt.errors import ApqoptError
+    from apqopt.export import check_out
+
+    monkeypatch.setitem(sys.modules, "psycopg2", None)  # import psycopg2 -> ImportError, as when not installed
+    with pytest.raises(StorageError, match=r"driver is not installed; pip install 'apqopt\[postgres\]'"):
+        open_storage("postgresql://user@127.0.0.1:1/db")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(ApqoptError, match=r"needs onnxruntime: pip install 'apqopt\[export\]'"):
+        check_out(tmp_path / "m.onnx")
+    assert check_out(tmp_path / "m.pt2") == tmp_path / "m.pt2"  # torch.export needs no extra
