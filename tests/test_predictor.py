@@ -285,3 +285,17 @@ def test_predicting_genes_reads_the_ones_and_equals_the_dense_forward(space: str
                 pred._nets()[0].layers[0][0].weight.mul_(2.0)
             dense = pred.predict_members(sp.encode(genes, bits=variant != "fp"))
             np.testing.assert_allclose(pred._members_hot(genes), dense, atol=5e-6)
+
+
+def test_fit_warns_when_measured_accuracies_have_no_spread() -> None:
+    """Saturated data (a user's easy 3-class folder: every network at 100%) cannot teach a ranking: fit says
+    so with a warning; data with a spread fits silently."""
+    import warnings
+
+    genes = SP.sample(40, 0)
+    X = SP.encode(genes)
+    with pytest.warns(UserWarning, match="barely differ"):
+        AccuracyPredictor("fmnist", "wide", max_epochs=2).fit(X, np.ones(40))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        AccuracyPredictor("fmnist", "wide", max_epochs=2).fit(X, np.linspace(0.8, 0.9, 40))

@@ -28,6 +28,7 @@ import copy
 import inspect
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -245,6 +246,15 @@ class AccuracyPredictor:
             raise PredictorError(f"y must have shape ({x.shape[0]},), got {tuple(t.shape)}")
         if not torch.all((t >= 0) & (t <= 1)):
             raise PredictorError("accuracies must be fractions in [0, 1]")
+        spread, saturated = float(t.max() - t.min()), float((t >= 0.999).float().mean())
+        if spread < 1e-3 or saturated > 0.5:
+            warnings.warn(
+                f"the measured accuracies barely differ (range {100 * spread:.2f} points, {100 * saturated:.0f}% at "
+                "100%): the predictor cannot learn a ranking from them and ranking metrics are undefined; measure "
+                "on more images, a harder split, or a task that is not solved already",
+                UserWarning,
+                stacklevel=2,
+            )
         if not warm_start or self.model_ is None:
             self.model_ = self._new_model()
             with torch.no_grad():
