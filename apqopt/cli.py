@@ -988,7 +988,7 @@ def _overwrite_arg(p: argparse.ArgumentParser) -> None:
 def add_run_parser(sub: Sub) -> None:
     run = _parser(sub, "run", "main job: tables, searchers head to head on fmnist, verification")
     run.add_argument("--samples", type=integer(1), default=100_000, help="random candidates priced per space")
-    run.add_argument("--seed", type=integer(0), default=0)
+    run.add_argument("--seed", type=integer(0), default=0, help="seed of the random candidates priced per space")
     run.add_argument("--latency", type=number(0), default=0.5, help="latency limit (ms, shipped BitFusion table)")
     run.add_argument("--budget", type=integer(1, MAX_BUDGET), default=1000, help="evaluated candidates per run")
     run.add_argument(
@@ -997,7 +997,7 @@ def add_run_parser(sub: Sub) -> None:
         default=RUN_SEARCHERS,
         help="optuna-tpe costs ~110 s per 1,000 trials here (multivariate TPE), so it is opt-in",
     )
-    run.add_argument("--seeds", nargs="+", type=integer(0), default=[0, 1, 2])
+    run.add_argument("--seeds", nargs="+", type=integer(0), default=[0, 1, 2], help="one run per searcher and seed")
     _storage_arg(run)
     _overwrite_arg(run)
     run.add_argument("--out", help="folder for the compare report (default: $APQOPT_HOME/reports)")
@@ -1017,8 +1017,8 @@ def add_space_parser(sub: Sub) -> None:
     show.set_defaults(func=cmd_space_show)
     sample = _parser(space, "sample", "print random candidates as JSON lines")
     _space_arg(sample)
-    sample.add_argument("--n", type=integer(1), default=5)
-    sample.add_argument("--seed", type=integer(0), default=0)
+    sample.add_argument("--n", type=integer(1), default=5, help="candidates to draw")
+    sample.add_argument("--seed", type=integer(0), default=0, help="seed of the draw")
     sample.add_argument("--apq", action="store_true", help="print APQ's spec dicts instead of apqopt JSON")
     sample.set_defaults(func=cmd_space_sample)
 
@@ -1030,7 +1030,7 @@ def add_supernet_parser(sub: Sub) -> None:
     train.add_argument(
         "--out", help="folder for checkpoint.pt, supernet.pt, log (default: $APQOPT_HOME/supernet-SPACE)"
     )
-    train.add_argument("--seed", type=integer(0), default=0)
+    train.add_argument("--seed", type=integer(0), default=0, help="seed of initialisation, batches and subnets")
     train.add_argument("--train-images", type=integer(1), help="use only the first N training images (smoke tests)")
     train.add_argument(
         "--data", type=cli_types.data, default="fmnist", help="fmnist, imagefolder:DIR or module:function"
@@ -1041,7 +1041,9 @@ def add_supernet_parser(sub: Sub) -> None:
         default=1.0,
         help="multiply every phase's epochs (default schedule: 5 + 1.5 + 1.5 + 3 + 6 epochs)",
     )
-    train.add_argument("--batch-size", type=integer(1, 65536), default=256)
+    train.add_argument(
+        "--batch-size", type=integer(1, 65536), default=256, help="images per step (per process under torchrun)"
+    )
     train.add_argument("--eval-images", type=integer(1), default=2000, help="val images in each phase's report")
     _device_arg(train)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -1049,7 +1051,7 @@ def add_supernet_parser(sub: Sub) -> None:
     sev = _parser(sn, "eval", "accuracy of subnets (BN re-estimated) with its standard error")
     _space_arg(sev)
     sev.add_argument("candidates", nargs="*", default=["largest", "smallest"], help="largest, smallest or JSON")
-    sev.add_argument("--split", default="test", choices=["train", "val", "test"])
+    sev.add_argument("--split", default="test", choices=["train", "val", "test"], help="images to measure on")
     sev.add_argument("--supernet", type=file_path, help="weights file (default: the shipped one)")
     _data_arg(sev)
     _device_arg(sev)
@@ -1093,7 +1095,7 @@ def add_predictor_parser(sub: Sub) -> None:
     ptrain.add_argument("--heldout", type=file_path, required=True, help="quantized held-out dataset (another --seed)")
     ptrain.add_argument("--out", required=True, help="folder for fp.pt, quant.pt and their .json")
     ptrain.add_argument("--variant", choices=["branch", "wide"], default="branch", help="quantization-aware form")
-    ptrain.add_argument("--seed", type=integer(0), default=0)
+    ptrain.add_argument("--seed", type=integer(0), default=0, help="seed of the networks, splits and batches")
     ptrain.add_argument(
         "--members",
         type=integer(1, 64),
@@ -1104,8 +1106,8 @@ def add_predictor_parser(sub: Sub) -> None:
     ptrain.add_argument("--quiet", action="store_true", help="no progress bars")
     ptrain.set_defaults(func=cmd_predictor_train)
     peval = _parser(pr, "evaluate", "ranking metrics of a saved predictor on a dataset")
-    peval.add_argument("--predictor", type=file_path, required=True)
-    peval.add_argument("--data", type=file_path, required=True)
+    peval.add_argument("--predictor", type=file_path, required=True, help="saved AccuracyPredictor (.pt)")
+    peval.add_argument("--data", type=file_path, required=True, help="measured dataset (.jsonl) to score it on")
     peval.set_defaults(func=cmd_predictor_evaluate)
 
 
@@ -1114,7 +1116,9 @@ def _problem_args(p: argparse.ArgumentParser, budget: int) -> None:
     p.add_argument("--budget", type=integer(1, MAX_BUDGET), default=budget, help="evaluated candidates per run")
     p.add_argument("--latency", type=number(0), help="latency limit (ms)")
     p.add_argument("--energy", type=number(0), help="energy limit (mJ)")
-    p.add_argument("--objectives", nargs="+", default=["latency"], choices=["latency", "energy"])
+    p.add_argument(
+        "--objectives", nargs="+", default=["latency"], choices=["latency", "energy"], help="costs to minimise"
+    )
     p.add_argument("--predictor", type=file_path, help="saved AccuracyPredictor (default: the space's shipped one)")
     p.add_argument(
         "--apq-checkpoint",
@@ -1156,7 +1160,7 @@ def add_search_parser(sub: Sub) -> None:
     )
     _problem_args(se, budget=2000)
     se.add_argument("--searcher", default="evolution", help="one of the searchers below")
-    se.add_argument("--seed", type=integer(0), default=0)
+    se.add_argument("--seed", type=integer(0), default=0, help="seed of the searcher")
     se.add_argument("--study", help="study name (default: searcher-space-seedN)")
     se.add_argument("--live", action="store_true", help="write trials as they come; other workers may join")
     se.add_argument("--workers", type=integer(1, 256), default=1, help="local worker processes for --live")
@@ -1168,7 +1172,7 @@ def add_search_parser(sub: Sub) -> None:
 
 def add_worker_parser(sub: Sub) -> None:
     wo = _parser(sub, "worker", "join a live study (search or measure) until its budget is complete")
-    wo.add_argument("--study", required=True)
+    wo.add_argument("--study", required=True, help="name of the live study to join")
     wo.add_argument("--storage", required=True, help="SQLite or PostgreSQL URL of the live study")
     wo.add_argument("--max-trials", type=integer(0), help="leave after telling this many trials")
     wo.add_argument(
@@ -1187,7 +1191,9 @@ def add_compare_parser(sub: Sub) -> None:
     )
     _problem_args(co, budget=2000)
     co.add_argument("--searchers", nargs="+", default=COMPARE_SEARCHERS, help="searchers to run (below)")
-    co.add_argument("--seeds", nargs="+", type=integer(0), default=[0, 1, 2, 3, 4])
+    co.add_argument(
+        "--seeds", nargs="+", type=integer(0), default=[0, 1, 2, 3, 4], help="one run per searcher and seed"
+    )
     co.add_argument("--latency-budgets", nargs="+", type=number(0), help="report best accuracy under these (ms)")
     co.add_argument(
         "--tag",
@@ -1210,7 +1216,7 @@ def add_compare_parser(sub: Sub) -> None:
 
 def add_verify_parser(sub: Sub) -> None:
     ve = _parser(sub, "verify", "measure a study's front candidates for real (supernet, quantize, fine-tune)")
-    ve.add_argument("--study", required=True)
+    ve.add_argument("--study", required=True, help="recorded study whose front to measure")
     _storage_arg(ve)
     ve.add_argument("--top", type=integer(1), default=5, help="front candidates to measure")
     ve.add_argument("--eval-images", type=integer(1, 10_000), default=5000, help="val images per measurement")
@@ -1249,11 +1255,11 @@ def add_refine_parser(sub: Sub) -> None:
     _space_arg(rf)
     rf.add_argument("--latency", type=number(0), default=0.5, help="latency limit (ms) of every round's search")
     joint = [n for n in sorted(SEARCHERS) if n not in ("haq", "ohq")]  # those two search one architecture
-    rf.add_argument("--searcher", default="evolution", choices=joint)
+    rf.add_argument("--searcher", default="evolution", choices=joint, help="searcher of each round")
     rf.add_argument("--budget", type=integer(1, MAX_BUDGET), default=1000, help="distinct networks per search")
-    rf.add_argument("--rounds", type=integer(1, 100), default=3)
+    rf.add_argument("--rounds", type=integer(1, 100), default=3, help="search-measure-learn rounds")
     rf.add_argument("--per-round", type=integer(1, 1000), default=8, help="networks measured per round")
-    rf.add_argument("--seed", type=integer(0), default=0)
+    rf.add_argument("--seed", type=integer(0), default=0, help="base seed (round R searches with seed + R)")
     rf.add_argument("--eval-images", type=integer(1, 10_000), default=5000, help="val images per measurement")
     rf.add_argument("--finetune-steps", type=integer(1, 100_000), default=40, help="of each quantized measurement")
     rf.add_argument("--predictor", type=file_path, help="where round 1 starts (default: the shipped one)")
@@ -1278,7 +1284,7 @@ def add_sensitivity_parser(sub: Sub) -> None:
     se.add_argument("--replicates", type=integer(1, 100), default=1, help="measurements of every block choice")
     se.add_argument("--images", type=integer(1, 100000), default=64, help="calibration images per MQE pass")
     se.add_argument("--inputs", choices=["synthetic", "real"], default="synthetic", help="OHQ's data-free default")
-    se.add_argument("--seed", type=integer(0), default=0)
+    se.add_argument("--seed", type=integer(0), default=0, help="seed of the design of networks")
     _data_arg(se)
     _device_arg(se)
     se.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -1288,7 +1294,7 @@ def add_sensitivity_parser(sub: Sub) -> None:
 def add_dashboard_parser(sub: Sub) -> None:
     da = _parser(sub, "dashboard", "review studies in the Streamlit dashboard (read-only)")
     _storage_arg(da)
-    da.add_argument("--port", type=integer(1, 65535), default=8501)
+    da.add_argument("--port", type=integer(1, 65535), default=8501, help="port to serve on")
     da.add_argument("--lut", type=file_path, help="a table for the LUT explorer (besides the shipped ones)")
     da.add_argument(
         "--address", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface, no login!)"
@@ -1313,15 +1319,15 @@ def add_lut_parser(sub: Sub) -> None:
     build.add_argument("--batch", type=integer(1, 4096), help="batch size (default 1)")
     build.add_argument("--format", choices=["csv", "apq", "both"], default="csv", help="apq: APQ's JSON dict")
     build.add_argument("--out", type=file_path, help="output path (default: the shipped table of the space)")
-    build.add_argument("--workers", type=integer(1, 256), default=2)
+    build.add_argument("--workers", type=integer(1, 256), default=2, help="processes that price layers")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     build.set_defaults(func=cmd_lut_build)
     meas = _parser(lut, "measure", "time every layer shape on this CPU with PyTorch (fp32 or int8)")
     _space_arg(meas)
-    meas.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    meas.add_argument("--precision", choices=["fp32", "int8"], default="fp32", help="what to time")
     meas.add_argument("--out", type=file_path, help="output CSV (default $APQOPT_HOME/host_PRECISION_SPACE.csv)")
-    meas.add_argument("--warmup", type=integer(0), default=5)
+    meas.add_argument("--warmup", type=integer(0), default=5, help="untimed runs per layer first")
     meas.add_argument("--repeats", type=integer(1), default=25, help="timed samples per layer (median kept)")
     meas.add_argument("--threads", type=integer(0, 1024), default=0, help="torch threads (0: PyTorch's default)")
     meas.add_argument("--check", type=integer(0), default=0, help="time N random subnets end to end against the sums")

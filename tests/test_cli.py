@@ -321,3 +321,23 @@ def test_compare_records_in_the_default_storage_and_resumes(tmp_path: Path) -> N
     other = compare_cli("--budget", "40")
     assert other.returncode == 0, other.stderr
     assert sorted(s.n_trials for s in optuna.get_all_study_summaries(url)) == [30, 40]
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    """--help of every command: each option has a text (its default is shown by the formatter)."""
+    import argparse
+
+    from apqopt.cli import build_parser
+
+    def walk(p: argparse.ArgumentParser, path: str) -> list[str]:
+        out = []
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    out += walk(sub, f"{path} {name}")
+            elif not isinstance(a, argparse._HelpAction) and not (a.help or "").strip():
+                out.append(f"{path} {'/'.join(a.option_strings) or a.dest}")
+        return out
+
+    assert walk(build_parser(), "apqopt") == []
+    assert "(default: 8501)" in run("dashboard", "--help").stdout
