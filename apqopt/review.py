@@ -55,6 +55,9 @@ class OptunaTables:
     def trial_counts(self) -> dict[str, int]:
         return {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(self._storage)}
 
+    def study_directions(self) -> dict[str, list[str]]:
+        return {s.study_name: [d.name for d in s.directions] for s in optuna.get_all_study_summaries(self._storage)}
+
     def trial_rows(self, study: str) -> pd.DataFrame:
         s = optuna.load_study(study_name=study, storage=self._storage)
         rows = [
@@ -101,6 +104,17 @@ class SqlTables:
         )
         with self._engine.connect() as c:
             return {n: int(k) for n, k in c.execute(q)}
+
+    def study_directions(self) -> dict[str, list[str]]:
+        q = sa.text(
+            "SELECT s.study_name, d.direction FROM studies s "
+            "JOIN study_directions d ON d.study_id = s.study_id ORDER BY s.study_id, d.objective"
+        )
+        out: dict[str, list[str]] = {}
+        with self._engine.connect() as c:
+            for name, direction in c.execute(q):
+                out.setdefault(name, []).append(str(direction).rsplit(".", 1)[-1])
+        return out
 
     def trial_rows(self, study: str) -> pd.DataFrame:
         q = sa.text(
@@ -210,10 +224,10 @@ class StudyReader:
         return self.tables.trial_counts()
 
     def studies(self) -> pd.DataFrame:
-        attrs, counts = self.study_attrs(), self.trial_counts()
+        attrs, counts, directions = self.study_attrs(), self.trial_counts(), self.tables.study_directions()
         rows, foreign = [], []
         for name, a in attrs.items():
-            state = study_state(a, counts.get(name, 0))
+            state = study_state(a, counts.get(name, 0), directions.get(name))
             if state == "foreign":
                 foreign.append(name)
                 continue

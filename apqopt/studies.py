@@ -57,14 +57,19 @@ RECORDING_ATTR, RECORDED_ATTR = "recording", "recorded"
 StudyState = Literal["complete", "incomplete", "live", "foreign"]
 
 
-def study_state(attrs: dict[str, Any], n_trials: int = 0) -> StudyState:
+def study_state(attrs: dict[str, Any], n_trials: int = 0, directions: list[str] | None = None) -> StudyState:
     """What a study is, from its user attrs: a whole recorded run, an interrupted one, a live study,
-    or not apqopt's. (A study with no attrs and no trials was cut right after its creation.)"""
+    or not apqopt's. A study with no attrs and no trials was cut right after its creation -- if it is
+    shaped like apqopt's (accuracy maximised, then costs minimised; ``directions`` where known): an empty
+    ``optuna.create_study()`` of someone else is foreign, not a run to redo."""
     if RECORDED_ATTR in attrs:
         return "complete"
     if "live_spec" in attrs:
         return "live"
-    if RECORDING_ATTR in attrs or (not attrs and not n_trials):
+    if not attrs and not n_trials:
+        ours = directions is None or (len(directions) >= 2 and directions[0] == "MAXIMIZE")
+        return "incomplete" if ours else "foreign"
+    if RECORDING_ATTR in attrs:
         return "incomplete"
     if {"space", "searcher"} <= set(attrs):  # recorded before the markers existed
         return "complete"
@@ -120,7 +125,7 @@ def existing_study(store: optuna.storages.BaseStorage, name: str) -> tuple[Study
     except KeyError:
         return None
     attrs = store.get_study_user_attrs(sid)
-    return study_state(attrs, store.get_n_trials(sid)), attrs
+    return study_state(attrs, store.get_n_trials(sid), [d.name for d in store.get_study_directions(sid)]), attrs
 
 
 def check_study_name(
