@@ -403,3 +403,21 @@ def test_pessimism_optimises_mean_minus_kappa_calibrated_std(tmp_path) -> None: 
     assert len(digests) == 2
     args = ["search", "--searcher", "optuna-random", "--live", "--pessimism", "1", "--storage", str(tmp_path / "s.log")]
     assert main([*args, "--budget", "5"]) == 2 and not (tmp_path / "s.log").exists()
+
+
+def test_pymoo_decode_refuses_values_outside_the_choices() -> None:
+    """decode(res.X) turns a vector into candidates only when every value is one of its variable's choices;
+    one outside is an error naming the variable (it was clipped into another network), while the search's
+    own evaluation still rounds and clips pymoo's real-valued operator output."""
+    from apqopt.space import InvalidCandidateError
+
+    pp = PymooProblem(problem())
+    row = pp.encode(SP.sample(1, 0))[0].astype(float)
+    assert pp.decode(row)[0] == SP.to_candidates(SP.sample(1, 0))[0]
+    bad = row.copy()
+    bad[3] = pp.xu[3] + 2
+    with pytest.raises(InvalidCandidateError, match=r"variable 3 \(.*\) is .*outside its choices"):
+        pp.decode(bad)
+    with pytest.raises(InvalidCandidateError, match="outside"):
+        pp.decode(np.where(np.arange(len(row)) == 0, np.nan, row))
+    assert (pp.genes(bad)[0][pp.free] <= pp.xu).all()  # the evaluation path clips, as pymoo's repair would

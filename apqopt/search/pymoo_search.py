@@ -31,7 +31,7 @@ from pymoo.optimize import minimize
 
 from apqopt.search.base import Run, Searcher, feasible_start
 from apqopt.search.problem import Problem
-from apqopt.space import Candidate
+from apqopt.space import Candidate, InvalidCandidateError
 
 PENALTY = 1e9
 
@@ -52,19 +52,33 @@ class PymooProblem(_PymooBase):
         )
         self.problem, self.run, self.free, self.template = problem, run, free, lo
 
-    def genes(self, X: Any) -> np.ndarray:
+    def genes(self, X: Any, strict: bool = False) -> np.ndarray:
         """Gene rows of pymoo decision vectors: ``res.X``, ``res.pop`` (a Population), one vector, or float
-        vectors from pymoo's default real-valued operators (rounded and clipped to the choices)."""
+        vectors from pymoo's default real-valued operators (rounded, and clipped to the choices unless
+        ``strict``: then a value outside them is an error naming it, never moved to the nearest bound)."""
         if isinstance(X, Population | Individual):
             X = X.get("X")
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        if X.shape[1] != len(self.free):
+            raise InvalidCandidateError(f"decision vectors must have {len(self.free)} variables, got {X.shape[1]}")
+        R = np.round(X)
+        if strict:
+            bad = ~np.isfinite(X) | (self.xl > R) | (self.xu < R)
+            if bad.any():
+                row, var = (int(i) for i in np.argwhere(bad)[0])
+                name = self.problem.space.gene_names()[self.free[var]]
+                raise InvalidCandidateError(
+                    f"decision vector {row}: variable {var} ({name}) is {X[row, var]:g}, outside its choices "
+                    f"{int(self.xl[var])}..{int(self.xu[var])}"
+                )
         genes = np.repeat(self.template[None], len(X), axis=0)
-        genes[:, self.free] = np.clip(np.round(X), self.xl, self.xu).astype(np.int64)
+        genes[:, self.free] = np.clip(R, self.xl, self.xu).astype(np.int64)
         return genes
 
     def decode(self, X: Any) -> list[Candidate]:
-        """Candidates of pymoo decision vectors (``res.X``, ``res.pop``, ...; see :meth:`genes`)."""
-        return self.problem.space.to_candidates(self.genes(X))
+        """Candidates of pymoo decision vectors (``res.X``, ``res.pop``, ...); a value outside a variable's
+        choices is refused (:meth:`genes` with ``strict``), not clipped into a different network."""
+        return self.problem.space.to_candidates(self.genes(X, strict=True))
 
     def encode(self, genes: np.ndarray) -> np.ndarray:
         """pymoo decision vectors of gene rows (the free genes)."""
