@@ -421,3 +421,31 @@ def test_pymoo_decode_refuses_values_outside_the_choices() -> None:
     with pytest.raises(InvalidCandidateError, match="outside"):
         pp.decode(np.where(np.arange(len(row)) == 0, np.nan, row))
     assert (pp.genes(bad)[0][pp.free] <= pp.xu).all()  # the evaluation path clips, as pymoo's repair would
+
+
+def test_pymoo_penalty_form_lets_decomposition_methods_run() -> None:
+    """PymooProblem(constraints="penalty") declares no constraints, so MOEA/D (which refuses any) runs; each
+    objective grows by penalty x relative excess, so an infeasible point ranks behind the feasible ones."""
+    from pymoo.algorithms.moo.moead import MOEAD
+    from pymoo.optimize import minimize
+    from pymoo.util.ref_dirs import get_reference_directions
+
+    p = problem(limit=0.6)
+    pp = PymooProblem(p, constraints="penalty")
+    assert pp.n_ieq_constr == 0
+    genes = SP.sample(200, 3)
+    ev = p.evaluate(genes)
+    out: dict = {}
+    pp._evaluate(pp.encode(genes).astype(float), out)
+    excess = np.maximum(ev.latency - 0.6, 0) / 0.6
+    np.testing.assert_allclose(out["F"], p.objective_matrix(ev) + 10.0 * excess[:, None])
+    assert ev.feasible.any() and not ev.feasible.all()
+    res = minimize(
+        PymooProblem(p, constraints="penalty"),
+        MOEAD(get_reference_directions("uniform", 2, n_partitions=11)),
+        ("n_gen", 3),
+        seed=0,
+    )
+    assert len(pp.decode(np.round(res.X))) >= 1
+    with pytest.raises(ValueError, match="inequality"):
+        PymooProblem(p, constraints="soft")

@@ -29,6 +29,7 @@ from pymoo.operators.repair.rounding import RoundingRepair
 from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from pymoo.optimize import minimize
 
+from apqopt.errors import ConfigError
 from apqopt.search.base import Run, Searcher, feasible_start
 from apqopt.search.problem import Problem
 from apqopt.space import Candidate, InvalidCandidateError
@@ -39,18 +40,25 @@ PENALTY = 1e9
 class PymooProblem(_PymooBase):
     """Minimise [-accuracy, costs...] subject to cost - limit <= 0, over the free integer genes."""
 
-    def __init__(self, problem: Problem, run: Run | None = None) -> None:
+    def __init__(
+        self, problem: Problem, run: Run | None = None, constraints: str = "inequality", penalty: float = 10.0
+    ) -> None:
+        if constraints not in ("inequality", "penalty"):
+            raise ConfigError(f"constraints must be 'inequality' or 'penalty', got {constraints!r}")
         lo, hi = problem.gene_bounds()
         free = np.flatnonzero(hi > lo)  # fixed genes (single choice) are not pymoo variables
         super().__init__(
             n_var=len(free),
             n_obj=1 + len(problem.objectives),
-            n_ieq_constr=len(problem.constraints),
+            n_ieq_constr=len(problem.constraints) if constraints == "inequality" else 0,
             xl=lo[free],
             xu=hi[free],
             vtype=int,
         )
         self.problem, self.run, self.free, self.template = problem, run, free, lo
+        # "penalty": no constraints for pymoo (decomposition methods such as MOEA/D take none); each
+        # objective grows by penalty x (relative) constraint excess, so infeasible points rank behind
+        self.constraints, self.penalty = constraints, penalty
 
     def genes(self, X: Any, strict: bool = False) -> np.ndarray:
         """Gene rows of pymoo decision vectors: ``res.X``, ``res.pop`` (a Population), one vector, or float
@@ -98,6 +106,10 @@ class PymooProblem(_PymooBase):
         if ev is not None:
             F[: len(ev)] = self.problem.objective_matrix(ev)
             G[: len(ev)] = self.problem.constraint_matrix(ev)
+            if self.constraints == "penalty" and self.problem.constraints:
+                limits = np.array(list(self.problem.constraints.values()))
+                excess = np.maximum(self.problem.constraint_matrix(ev), 0.0) / limits  # relative, unit-free
+                F[: len(ev)] += self.penalty * excess.sum(axis=1, keepdims=True)
         out["F"] = F
         if self.n_ieq_constr:
             out["G"] = G
