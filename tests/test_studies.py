@@ -417,3 +417,20 @@ def test_missing_extras_are_named_before_any_work(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ApqoptError, match=r"needs onnxruntime: pip install 'apqopt\[export\]'"):
         check_out(tmp_path / "m.onnx")
     assert check_out(tmp_path / "m.pt2") == tmp_path / "m.pt2"  # torch.export needs no extra
+
+
+def test_written_files_follow_the_umask(tmp_path: Path) -> None:
+    """atomic_write publishes files with the mode open() would give them (0644 under umask 022), not
+    mkstemp's 0600 that made reports, tables and weights unreadable to other users."""
+    import os
+    import stat
+
+    from apqopt.fileio import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        assert stat.S_IMODE(atomic_write(tmp_path / "r.md", "x").stat().st_mode) == 0o644
+        os.umask(0o077)
+        assert stat.S_IMODE(atomic_write(tmp_path / "s.md", "x").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
