@@ -224,7 +224,10 @@ class StudyReader:
         return self.tables.trial_counts()
 
     def studies(self) -> pd.DataFrame:
-        attrs, counts, directions = self.study_attrs(), self.trial_counts(), self.tables.study_directions()
+        attrs, counts = self.study_attrs(), self.trial_counts()
+        # directions only decide empty studies (no attrs, no trials): read them only when there is one
+        empty = any(not a and not counts.get(name) for name, a in attrs.items())
+        directions = self.tables.study_directions() if empty else {}
         rows, foreign = [], []
         for name, a in attrs.items():
             state = study_state(a, counts.get(name, 0), directions.get(name))

@@ -93,25 +93,17 @@ class MLP(nn.Module):
         zeros too. The same numbers as ``forward`` on the dense rows, to float rounding."""
         F = nn.functional
         first = self.layers[0][0]
-        if self.variant == "wide":  # one first layer over architecture and bits together
-            cols = torch.cat([arch, bits + self.arch_width]) if len(bits) else arch
-            order = torch.argsort(torch.cat([_row_of(arch_off, len(arch)), _row_of(bits_off, len(bits))]), stable=True)
-            offsets = arch_off + bits_off
-            h = torch.relu(F.embedding_bag(cols[order], self._columns(first.weight), offsets, mode="sum") + first.bias)
-        else:
-            h = torch.relu(F.embedding_bag(arch, self._columns(first.weight), arch_off, mode="sum") + first.bias)
-            if self.variant == "branch":
-                bag = F.embedding_bag(bits, self._columns(self.quantize_fc.weight), bits_off, mode="sum")
-                h = h + bag + self.quantize_fc.bias
+        columns = self._columns(first.weight)
+        h = F.embedding_bag(arch, columns[: self.arch_width], arch_off, mode="sum") + first.bias
+        if self.variant == "wide":  # one first layer over both: its bit columns follow the architecture's
+            h = h + F.embedding_bag(bits, columns[self.arch_width :], bits_off, mode="sum")
+        h = torch.relu(h)
+        if self.variant == "branch":
+            bag = F.embedding_bag(bits, self._columns(self.quantize_fc.weight), bits_off, mode="sum")
+            h = h + bag + self.quantize_fc.bias
         for layer in self.layers[1:]:
             h = layer(h)
         return self.regressor(h).squeeze(1)
-
-
-def _row_of(offsets: torch.Tensor, total: int) -> torch.Tensor:
-    """The row of each of ``total`` bag entries whose rows start at ``offsets``."""
-    counts = torch.diff(torch.cat([offsets, torch.tensor([total])]))
-    return torch.repeat_interleave(torch.arange(len(offsets)), counts)
 
 
 class Ensemble(nn.Module):

@@ -105,11 +105,12 @@ class PymooProblem(_PymooBase):
             ev = None
         if ev is not None:
             F[: len(ev)] = self.problem.objective_matrix(ev)
-            G[: len(ev)] = self.problem.constraint_matrix(ev)
-            if self.constraints == "penalty" and self.problem.constraints:
+            g = self.problem.constraint_matrix(ev)
+            if self.n_ieq_constr:
+                G[: len(ev)] = g
+            elif g.shape[1]:  # the penalty form
                 limits = np.array(list(self.problem.constraints.values()))
-                excess = np.maximum(self.problem.constraint_matrix(ev), 0.0) / limits  # relative, unit-free
-                F[: len(ev)] += self.penalty * excess.sum(axis=1, keepdims=True)
+                F[: len(ev)] += self.penalty * (np.maximum(g, 0.0) / limits).sum(axis=1, keepdims=True)
         out["F"] = F
         if self.n_ieq_constr:
             out["G"] = G
