@@ -23,8 +23,8 @@ from apqopt.errors import ApqoptError
 from apqopt.record import RecordCodec, space_from_attrs
 from apqopt.search.pareto import non_dominated
 from apqopt.settings import parse_storage
-from apqopt.space import Candidate
-from apqopt.studies import StorageError, study_state
+from apqopt.space import Candidate, get_space
+from apqopt.studies import StorageError, driver_missing, study_state
 
 STUDY_COLUMNS = [
     "study",
@@ -41,6 +41,7 @@ STUDY_COLUMNS = [
     "wall_s",
 ]
 TRIAL_COLUMNS = ["number", "state", "accuracy", "latency", "energy", "feasible"]
+FEATURE_ROWS = 5_000  # trials whose params the trial table reads at most (the front always)
 
 
 class OptunaTables:
@@ -73,9 +74,9 @@ class OptunaTables:
         ]
         return pd.DataFrame(rows, columns=TRIAL_COLUMNS)
 
-    def trial_params(self, study: str, number: int) -> dict[str, Any]:
+    def trial_params(self, study: str, numbers: list[int]) -> dict[int, dict[str, Any]]:
         trials = optuna.load_study(study_name=study, storage=self._storage).get_trials(deepcopy=False)
-        return dict(trials[number].params) if 0 <= number < len(trials) else {}
+        return {n: dict(trials[n].params) for n in numbers if 0 <= n < len(trials) and trials[n].params}
 
 
 class SqlTables:
@@ -137,18 +138,34 @@ class SqlTables:
         df["state"] = df["state"].astype(str).str.replace("TrialState.", "", regex=False)
         return df[TRIAL_COLUMNS]
 
-    def trial_params(self, study: str, number: int) -> dict[str, Any]:
+    def trial_params(self, study: str, numbers: list[int]) -> dict[int, dict[str, Any]]:
+        """Params (choice values) of the given trials; a categorical param is stored as an index into
+        its distribution's choices, decoded once per distinct distribution."""
         q = sa.text(
-            "SELECT p.param_name, p.param_value, p.distribution_json FROM trial_params p "
+            "SELECT t.number, p.param_name, p.param_value, p.distribution_json FROM trial_params p "
             "JOIN trials t ON t.trial_id = p.trial_id JOIN studies s ON s.study_id = t.study_id "
-            "WHERE s.study_name = :name AND t.number = :num"
-        )
-        params = {}
+            "WHERE s.study_name = :name AND t.number IN :nums"
+        ).bindparams(sa.bindparam("nums", expanding=True))
+        out: dict[int, dict[str, Any]] = {}
+        choices: dict[str, list[Any]] = {}
         with self._engine.connect() as c:
-            for name, value, dist in c.execute(q, {"name": study, "num": number}):
-                choices = json.loads(dist)["attributes"]["choices"]
-                params[name] = choices[int(value)]
-        return params
+            for i in range(0, len(numbers), 900):  # under SQLite's bound-variable limit
+                for number, name, value, dist in c.execute(q, {"name": study, "nums": numbers[i : i + 900]}):
+                    if dist not in choices:
+                        choices[dist] = json.loads(dist)["attributes"]["choices"]
+                    out.setdefault(int(number), {})[name] = choices[dist][int(value)]
+        return out
+
+    def version(self) -> tuple[Any, ...]:
+        """Counts that change whenever a study, trial, value or study attr is written (one cheap query)."""
+        q = sa.text(
+            "SELECT (SELECT COUNT(*) FROM studies), (SELECT COUNT(*) FROM trials), "
+            "(SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'), (SELECT COUNT(*) FROM trial_values), "
+            "(SELECT COUNT(*) FROM trial_user_attributes), (SELECT COUNT(*) FROM study_user_attributes), "
+            "(SELECT COALESCE(SUM(LENGTH(value_json)), 0) FROM study_user_attributes)"
+        )
+        with self._engine.connect() as c:
+            return tuple(int(v) for v in c.execute(q).one())
 
 
 def _read_only_url(url: str) -> str:
@@ -183,6 +200,8 @@ class StudyReader:
                     c.execute(sa.text("SELECT 1 FROM studies LIMIT 1"))
             except StorageError:
                 raise
+            except ImportError as exc:  # psycopg2 for postgresql:// URLs
+                raise StorageError(driver_missing(url)) from exc
             except Exception as exc:
                 raise StorageError(f"cannot read studies from {url!r}: {type(exc).__name__}: {exc}") from exc
             self.tables = SqlTables(engine)
@@ -211,6 +230,15 @@ class StudyReader:
         self._notices.append(f"{path}: {bad} line(s) that are not journal records were skipped")
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(copy)))
 
+    def version(self) -> tuple[Any, ...]:
+        """Changes whenever the storage is written (a journal grows; an RDB's counts move): the dashboard
+        polls it cheaply and re-reads the studies only when it moved."""
+        if self.journal:
+            st = Path(self.url).stat()
+            return (st.st_size, st.st_mtime_ns)
+        assert isinstance(self.tables, SqlTables)
+        return self.tables.version()
+
     @property
     def notices(self) -> list[str]:
         """What the last reading left out, and why (the dashboard shows these)."""
@@ -236,6 +264,10 @@ class StudyReader:
                 continue
             trials = self.trials(name) if counts.get(name) else pd.DataFrame()
             ok = trials[trials["feasible"]] if len(trials) else trials
+            if state == "live" and a.get("budget") and len(trials):
+                # a live study is done once it holds its budget of complete trials
+                done = int((trials["state"] == "COMPLETE").sum())
+                state = "finished" if done >= int(a["budget"]) else "live"
             rows.append(
                 {
                     "study": name,
@@ -284,10 +316,35 @@ class StudyReader:
         F = np.column_stack([-df["accuracy"].to_numpy(), df["latency"].to_numpy()])
         return df.iloc[non_dominated(F)].sort_values("latency")
 
+    def genes(self, study: str, numbers: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(numbers found, their gene rows) of the given trials, rebuilt from their params."""
+        codec = RecordCodec(space_from_attrs(self.study_attrs()[study]))
+        params = self.tables.trial_params(study, [int(n) for n in numbers])
+        found = [int(n) for n in numbers if int(n) in params]
+        rows = np.array([codec.genes(params[n]) for n in found], dtype=np.int64).reshape(len(found), -1)
+        return np.array(found, dtype=np.int64), rows
+
     def candidate(self, study: str, number: int) -> Candidate:
         """Rebuild a trial's candidate from its params."""
-        codec = RecordCodec(space_from_attrs(self.study_attrs()[study]))
-        params = self.tables.trial_params(study, number)
-        if not params:
+        found, rows = self.genes(study, [number])
+        if not len(found):
             raise StorageError(f"study '{study}' has no trial {number}")
-        return codec.space.to_candidates(codec.genes(params)[None])[0]
+        return get_space(self.study_attrs()[study]["space"]).to_candidates(rows)[0]
+
+    def features(self, study: str, limit: int = FEATURE_ROWS) -> pd.DataFrame:
+        """The trial table with readable features of each network (:meth:`SearchSpace.summary`) beside its
+        values: every complete trial up to ``limit``, above it the feasible front plus an even sample of the
+        rest (reading 125 params of 50,000 trials would take most of a minute)."""
+        df = self.trials(study)
+        done = df[df["state"] == "COMPLETE"]
+        numbers = done["number"].to_numpy()
+        if len(numbers) > limit:
+            keep = set(self.front(study)["number"].tolist())
+            rest = numbers[~np.isin(numbers, list(keep))]
+            keep |= set(rest[np.linspace(0, len(rest) - 1, max(limit - len(keep), 0)).astype(int)].tolist())
+            numbers = np.array(sorted(keep))
+        found, rows = self.genes(study, numbers.tolist())
+        space = get_space(self.study_attrs()[study]["space"])
+        feats = pd.DataFrame(space.summary(rows) if len(rows) else {}, index=found)
+        out = done.set_index("number").join(feats, how="inner").reset_index()
+        return out

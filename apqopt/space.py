@@ -547,6 +547,37 @@ class SearchSpace:
         return rng.integers(0, self.cardinalities, size=(n, self.n_genes), dtype=np.int64)
 
     # ------------------------------------------------------------------ layers
+    def summary(self, genes: np.ndarray) -> dict[str, np.ndarray]:
+        """A handful of readable features per row (depth, mean kernel and width, bits overall and per stage,
+        share of layers at the lowest weight bits), averaged over active blocks only: what importance and
+        parallel-coordinate views show instead of 125 raw genes, most of them dormant in any one network."""
+        genes = np.asarray(genes)
+        act = self.active(genes)
+        bg = self.block_genes(genes)
+        widths = np.zeros((self.n_blocks, max(len(m) for m in self.middle_choices)))
+        for b, choices in enumerate(self.middle_choices):
+            widths[b, : len(choices)] = np.asarray(choices) / max(choices)
+        bits = np.asarray(self.bits, dtype=np.float64)
+
+        def mean(values: np.ndarray, mask: np.ndarray = act) -> np.ndarray:
+            return np.where(mask, values, 0).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
+
+        w = bits[bg[..., [BLOCK_GENES.index("pw_w"), BLOCK_GENES.index("dw_w")]]].mean(axis=2)
+        a = bits[bg[..., [BLOCK_GENES.index("pw_a"), BLOCK_GENES.index("dw_a")]]].mean(axis=2)
+        low = (bg[..., [BLOCK_GENES.index("pw_w"), BLOCK_GENES.index("dw_w")]] == 0).mean(axis=2)
+        out = {
+            "depth": act.sum(axis=1).astype(np.float64),
+            "kernel": mean(np.asarray(self.kernels, dtype=np.float64)[bg[..., 0]]),
+            "width": mean(widths[np.arange(self.n_blocks)[None, :], bg[..., 1]]),
+            "w_bits": mean(w),
+            "a_bits": mean(a),
+            f"share_w{int(bits[0])}": mean(low),
+        }
+        for si in range(self.n_stages):
+            in_stage = act & (self.block_stage == si)[None, :]
+            out[f"s{si}_w_bits"] = np.where(in_stage.any(axis=1), mean(w, in_stage), np.nan)
+        return out
+
     def block_layers(self, b: int, kernel: int, middle: int, pw: tuple[int, int], dw: tuple[int, int]) -> list[Layer]:
         """The three convolutions of block b: expand, depthwise, project."""
         c_in, c_out, h, stride = self.block_io[b]

@@ -196,10 +196,15 @@ def open_storage(url: str | None = None, create: bool = True, **rdb_kw: Any) -> 
     except StorageError:
         raise
     except ImportError as exc:  # e.g. psycopg2 for postgresql:// URLs (Optuna: "Failed to import DB access module")
-        fix = "pip install 'apqopt[postgres]'" if url.startswith("postgresql") else "install its SQLAlchemy driver"
-        raise StorageError(f"cannot open storage {url!r}: its database driver is not installed; {fix}") from exc
+        raise StorageError(driver_missing(url)) from exc
     except Exception as exc:  # SQLAlchemy raises many kinds for bad URLs / unreachable servers
         raise StorageError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def driver_missing(url: str) -> str:
+    """The one line for a storage URL whose database driver is not installed, naming the extra."""
+    fix = "pip install 'apqopt[postgres]'" if url.startswith("postgresql") else "install its SQLAlchemy driver"
+    return f"cannot open storage {url!r}: its database driver is not installed; {fix}"
 
 
 def _check_journal(path: Path) -> None:

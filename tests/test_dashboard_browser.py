@@ -4,6 +4,8 @@ driven by Playwright through the DevTools protocol, waiting for the app's conten
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import shutil
 import subprocess
@@ -44,7 +46,7 @@ def compare_storage(url: str, tag: str, measured: bool) -> str:
     p = Problem.from_files("fmnist", latency=0.5)
     compare(
         p,
-        ["random", "evolution"],
+        ["optuna-random-raw", "evolution"],  # raw: infeasible draws are trials too, as Optuna records them
         [0, 1],
         80,
         storage=url,
@@ -85,10 +87,36 @@ def served(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-u
     proc.wait(timeout=30)
 
 
+def write_more(url: str, kind: str) -> float:
+    """Another study into a served storage, as another process would: a recorded run into the journal; a
+    live study worked to its budget plus someone's empty ``optuna.create_study`` into PostgreSQL. Returns
+    when the write ended."""
+    if kind == "journal":
+        from apqopt.search import make_searcher
+        from apqopt.search.problem import Problem
+        from apqopt.studies import record
+
+        p = Problem.from_files("fmnist", latency=0.5)
+        record(make_searcher("random", seed=5).run(p, 20), p, url, "late")
+    else:
+        import optuna
+
+        cmd = [sys.executable, "-m", "apqopt", "search", "--searcher", "optuna-random", "--live", "--budget", "12"]
+        res = subprocess.run(
+            [*cmd, "--storage", url, "--study", "late-live", "--quiet"], capture_output=True, text=True
+        )
+        assert res.returncode == 0, res.stderr
+        optuna.create_study(storage=url, study_name="theirs")
+    return time.time()
+
+
 @pytest.mark.slow
 def test_dashboard_in_headless_chromium(served: tuple[str, str, int, str], tmp_path: Path) -> None:
     """Every page, on storages of real runs (a journal file with measured candidates, and PostgreSQL),
-    with its content asserted; the server listens on 127.0.0.1 only. APQOPT_SCREENSHOTS=DIR keeps the
+    with its content asserted, driven as a user does: the trial table's CSV downloaded, a front point
+    clicked open in the inspector, the inspector's picker used, and a study written meanwhile seen within
+    15 s without a click (PostgreSQL: a live study and a foreign empty one). The server listens on
+    127.0.0.1 only. APQOPT_SCREENSHOTS=DIR keeps the
     screenshots (docs/ holds the current ones)."""
     from tests.test_dashboard import _listening
 
@@ -116,18 +144,79 @@ def test_dashboard_in_headless_chromium(served: tuple[str, str, int, str], tmp_p
         visit("Studies", ["By searcher"])
         values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
         assert values[:2] == ["4", "320"]  # four runs of 80 distinct networks, every one stored
-        assert f"storage: {url}" in page.locator('[data-testid="stSidebar"]').inner_text()
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        assert f"storage: {url}" in sidebar.inner_text() and "checked for changes" in sidebar.inner_text()
+
+        # the trial table of one study, filtered, and its CSV as a user downloads it
+        page.locator('[data-testid="stButtonGroup"]').get_by_text("Trials", exact=True).click()
+        page.get_by_text("complete trials shown").wait_for(timeout=60_000)
+        shown = page.get_by_text("complete trials shown").inner_text()
+        with page.expect_download(timeout=60_000) as dl:
+            page.get_by_text("download CSV").click()
+        rows = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text())))
+        assert len(rows) == int(shown.split()[0].replace(",", "")) == 80
+        assert {"number", "accuracy", "latency", "feasible", "depth", "w_bits", "share_w4"} <= set(rows[0])
+        page.wait_for_timeout(500)
+        shots.append("studies-trials.png")
+        page.screenshot(path=str(tmp_path / shots[-1]), full_page=True)
+
         visit("Compare searchers", ["Hypervolume vs evaluations", "Verdicts"])
         assert page.locator(".js-plotly-plot").count() >= 2  # fronts with all trials; HV bands
-        assert "latency limit 0.5 ms" in page.locator(".js-plotly-plot").first.inner_text()
+        chart = page.locator(".js-plotly-plot").first
+        assert "latency limit 0.5 ms" in chart.inner_text()
+        # infeasible trials have a visible legend icon (it was a blank 'x-thin' with no line)
+        icon = chart.evaluate(
+            """el => { for (const t of el.querySelectorAll('.legend .traces')) {
+                 if (t.textContent.startsWith('infeasible')) {
+                   const p = t.querySelector('.legendpoints path');
+                   return [p.getAttribute('d') || '', getComputedStyle(p).fill, t.textContent]; } }
+               return [...el.querySelectorAll('.legend .traces')].map(t => t.textContent); }"""
+        )
+        assert len(icon) == 3 and icon[0] and icon[1] == "rgb(68, 68, 68)", icon
+        # a click on a front point opens that candidate in the inspector
+        point = chart.locator(".scatterlayer .trace .points path").first
+        study, number = point.evaluate("el => el.closest('.trace').__data__[0].trace.customdata[el.__data__.i]")
+        point.scroll_into_view_if_needed()
+        box = point.bounding_box()
+        assert box is not None
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x, y)  # plotly picks the clicked point from the hover
+        page.wait_for_timeout(300)
+        page.mouse.click(x, y)
+        page.get_by_role("heading", name="Candidate inspector").wait_for(timeout=60_000)
+        page.get_by_text(f"trial {number} of '{study}'").wait_for(timeout=60_000)
+
         visit("Candidate inspector", ["Rebuild it", "feasible"])
         assert "Candidate.from_json" in page.locator('[data-testid="stCode"]').inner_text()
+        # the picker moves the trial shown (it was ignored once the hidden number box held a value)
+        picker = page.locator('[data-testid="stSelectbox"]').filter(has_text="candidate")
+        picker.click()
+        option = page.get_by_role("option").nth(1)
+        chosen = option.inner_text().split(":")[0]  # "trial N"
+        option.click()
+        page.get_by_text(f"{chosen} of '{study}'").wait_for(timeout=60_000)
         if kind == "journal":
             visit("Predictor", ["verified candidates (n)"])
-            assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == "8"
+            from apqopt.review import StudyReader
+
+            r = StudyReader(url)
+            n = sum(int(r.trials(name)["measured"].notna().sum()) for name in r.studies()["study"])
+            assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == str(n) and n >= 6
         else:
             visit("Predictor", ["No verified candidates yet"])
         visit("LUT explorer", ["layer shape"])
+
+        # live: a study written while the Studies page is open shows up without a click
+        page.locator('[data-testid="stSidebar"]').get_by_text("Studies", exact=True).click()
+        page.get_by_text("By searcher").wait_for(timeout=60_000)
+        written = write_more(url, kind)
+        page.locator('[data-testid="stMetricValue"]').first.filter(has_text="5").wait_for(timeout=15_000)
+        seen = time.time() - written
+        assert seen <= 15
+        if kind == "postgres":  # a finished live study and someone's empty optuna study, after a refresh
+            page.get_by_text("not written by apqopt left out: theirs").wait_for(timeout=15_000)
+            cells = page.locator('[data-testid="stDataFrame"]').first.locator("td").all_text_contents()
+            assert cells[cells.index("late-live") + 1] == "finished"  # the state column, after the name
         browser.close()
     for name in shots:
         png = (tmp_path / name).read_bytes()

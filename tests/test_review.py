@@ -32,6 +32,8 @@ def tables(reader: StudyReader) -> dict[str, object]:
         **{f"trials:{n}": reader.trials(n) for n in ("whole", "front")},
         **{f"front:{n}": reader.front(n).reset_index(drop=True) for n in ("whole", "front")},
         "candidate": reader.candidate("front", 2).to_json(),
+        "features:whole": reader.features("whole"),
+        "features:front": reader.features("front", limit=20),  # the front plus an even sample of the rest
     }
 
 
@@ -72,3 +74,31 @@ def test_both_adapters_agree_on_one_database(tmp_path: Path) -> None:
     api = StudyReader(url)
     api.tables = OptunaTables(open_storage(url))
     assert_same(tables(sql), tables(api))
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite", "postgres"])
+def test_version_moves_with_every_write_and_only_then(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """What the dashboard's watcher polls: a new study, a trial's completion and a study attr (what
+    `apqopt verify` writes) each move it; reading does not."""
+    if kind == "postgres":
+        from tests.servers import create_database
+
+        url = create_database(request.getfixturevalue("postgres_url"), "version")
+    else:
+        url = str(tmp_path / "v.log") if kind == "journal" else f"sqlite:///{tmp_path / 'v.db'}"
+    fill(url)
+    reader = StudyReader(url)
+    v0 = reader.version()
+    reader.studies(), reader.trials("whole"), reader.features("whole")
+    assert reader.version() == v0
+    study = optuna.load_study(study_name="whole", storage=open_storage(url))
+    trial = study.ask()
+    assert reader.version() != v0
+    v1 = reader.version()
+    study.tell(trial, [0.5, 0.3])
+    assert reader.version() != v1
+    v2 = reader.version()
+    study.set_user_attr("verified", {"3": {"measured_accuracy": 0.91}})  # same key, new value
+    assert reader.version() != v2

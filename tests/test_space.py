@@ -222,3 +222,28 @@ def test_invalid_values_always_raise_clear_error(name: str, seed: int, field: st
     bad = Block(**{**blk.__dict__, field: value})
     with pytest.raises(InvalidCandidateError, match=f"stage 0 block 0: {field}={value} is not allowed"):
         get_space(name).candidate(((bad, *cand.stages[0][1:]), *cand.stages[1:]))
+
+
+@pytest.mark.parametrize("name", ["fmnist", "apq-mbv2"])
+def test_summary_features_equal_a_loop_over_candidates(name: str) -> None:
+    """The vectorised summary (what the dashboard's trial table and importance show) against plain loops
+    over each candidate's active blocks."""
+    sp = get_space(name)
+    genes = sp.sample(50, 3)
+    got = sp.summary(genes)
+    low = min(sp.bits)
+    for i, cand in enumerate(sp.to_candidates(genes)):
+        blocks = [blk for _, blk in sp.active_blocks(cand)]
+        idx = [b for b, _ in sp.active_blocks(cand)]
+        assert got["depth"][i] == len(blocks)
+        assert got["kernel"][i] == pytest.approx(np.mean([b.kernel for b in blocks]))
+        widths = [blk.middle / max(sp.middle_choices[b]) for b, blk in zip(idx, blocks)]
+        assert got["width"][i] == pytest.approx(np.mean(widths))
+        assert got["w_bits"][i] == pytest.approx(np.mean([(b.pw_w + b.dw_w) / 2 for b in blocks]))
+        assert got["a_bits"][i] == pytest.approx(np.mean([(b.pw_a + b.dw_a) / 2 for b in blocks]))
+        assert got[f"share_w{low}"][i] == pytest.approx(
+            np.mean([(b.pw_w == low) + (b.dw_w == low) for b in blocks]) / 2
+        )
+        for s, stage in enumerate(cand.stages):
+            want = np.mean([(b.pw_w + b.dw_w) / 2 for b in stage]) if stage else np.nan
+            assert got[f"s{s}_w_bits"][i] == pytest.approx(want, nan_ok=True)
