@@ -24,7 +24,7 @@ import streamlit as st
 
 from apqopt.hardware.lut import LUT, LUTError, load_shipped
 from apqopt.record import quiet_optuna
-from apqopt.review import StudyReader
+from apqopt.review import StudyReader, front_of
 from apqopt.search.verdict import all_verdicts
 from apqopt.settings import default_storage
 from apqopt.shipped import tables_dir
@@ -41,6 +41,7 @@ DOMINATED = {"color": "#BBBBBB", "size": 4, "symbol": "circle"}
 INFEASIBLE = {"color": "#444444", "size": 6, "symbol": "x", "opacity": 0.6}
 OTHERS = "(studies not from a compare run)"
 INSPECT = "Candidate inspector"
+MAX_DRAWN = 5_000  # other trials drawn under the fronts at most, per kind (dominated, infeasible)
 
 
 def _arg(flag: str) -> str | None:
@@ -61,7 +62,7 @@ def reader(url: str) -> StudyReader:
 # written since, and the sidebar's watcher reruns the app when the version moves.
 @st.cache_data(show_spinner=False, max_entries=4)
 def studies(url: str, version: tuple[Any, ...]) -> pd.DataFrame:
-    return reader(url).studies()
+    return reader(url).studies(lambda name: trials(url, name, version))
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -76,7 +77,7 @@ def trials(url: str, study: str, version: tuple[Any, ...]) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def front(url: str, study: str, version: tuple[Any, ...]) -> pd.DataFrame:
-    return reader(url).front(study)
+    return front_of(trials(url, study, version))
 
 
 @st.cache_data(show_spinner="reading the trials' networks...", max_entries=8)
@@ -132,14 +133,17 @@ def front_figure(
     for feasible, label, marker in ((True, "dominated", DOMINATED), (False, "infeasible", INFEASIBLE)):
         part = rest[rest["feasible"] == feasible] if len(rest) else rest
         if len(part):
+            n = len(part)
+            if n > MAX_DRAWN:  # an even sample: 50,000 grey points cost seconds per render and show no more
+                part = part.iloc[np.linspace(0, n - 1, MAX_DRAWN).astype(int)]
             fig.add_trace(
                 go.Scattergl(
                     x=part["latency"],
                     y=part["accuracy"],
                     mode="markers",
                     marker=marker,
-                    name=f"{label} trials ({len(part):,})",
-                    customdata=[[s, int(n)] for s, n in zip(part["study"], part["number"])],
+                    name=f"{label} trials ({n:,}{f'; {MAX_DRAWN:,} drawn' if n > MAX_DRAWN else ''})",
+                    customdata=np.column_stack([part["study"].to_numpy(object), part["number"].to_numpy(object)]),
                     hovertemplate="%{customdata[0]} trial %{customdata[1]}<br>%{y:.4f} at %{x:.3f} ms<extra></extra>",
                 )
             )
@@ -330,7 +334,7 @@ def history(df: pd.DataFrame) -> None:
     st.plotly_chart(fig, width="stretch")
 
 
-IMPORTANCE_ROWS = 2_000  # trials fANOVA fits on at most (its forest costs grow with them)
+IMPORTANCE_ROWS = 300  # trials fANOVA fits on at most: its cost grows faster than linearly (3 s at 300)
 
 
 def importance(name: str, df: pd.DataFrame) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -139,21 +140,23 @@ class SqlTables:
         return df[TRIAL_COLUMNS]
 
     def trial_params(self, study: str, numbers: list[int]) -> dict[int, dict[str, Any]]:
-        """Params (choice values) of the given trials; a categorical param is stored as an index into
-        its distribution's choices, decoded once per distinct distribution."""
-        q = sa.text(
-            "SELECT t.number, p.param_name, p.param_value, p.distribution_json FROM trial_params p "
-            "JOIN trials t ON t.trial_id = p.trial_id JOIN studies s ON s.study_id = t.study_id "
+        """Params (choice values) of the given trials. A categorical param is stored as an index into its
+        distribution's choices: the distributions are read once per chunk, not once per row."""
+        where = (
+            "FROM trial_params p JOIN trials t ON t.trial_id = p.trial_id JOIN studies s ON s.study_id = t.study_id "
             "WHERE s.study_name = :name AND t.number IN :nums"
-        ).bindparams(sa.bindparam("nums", expanding=True))
+        )
+        nums = sa.bindparam("nums", expanding=True)
+        dists = sa.text(f"SELECT DISTINCT p.param_name, p.distribution_json {where}").bindparams(nums)
+        values = sa.text(f"SELECT t.number, p.param_name, p.param_value {where}").bindparams(nums)
         out: dict[int, dict[str, Any]] = {}
-        choices: dict[str, list[Any]] = {}
         with self._engine.connect() as c:
             for i in range(0, len(numbers), 900):  # under SQLite's bound-variable limit
-                for number, name, value, dist in c.execute(q, {"name": study, "nums": numbers[i : i + 900]}):
-                    if dist not in choices:
-                        choices[dist] = json.loads(dist)["attributes"]["choices"]
-                    out.setdefault(int(number), {})[name] = choices[dist][int(value)]
+                args = {"name": study, "nums": numbers[i : i + 900]}
+                # Optuna refuses a param whose choices change within a study, so one distribution per name
+                choices = {name: json.loads(dist)["attributes"]["choices"] for name, dist in c.execute(dists, args)}
+                for number, name, value in c.execute(values, args):
+                    out.setdefault(int(number), {})[name] = choices[name][int(value)]
         return out
 
     def version(self) -> tuple[Any, ...]:
@@ -166,6 +169,15 @@ class SqlTables:
         )
         with self._engine.connect() as c:
             return tuple(int(v) for v in c.execute(q).one())
+
+
+def front_of(trials: pd.DataFrame) -> pd.DataFrame:
+    """The feasible (accuracy, latency) front of a trial table, by latency."""
+    df = trials[(trials["state"] == "COMPLETE") & trials["feasible"]]
+    if not len(df):
+        return df
+    F = np.column_stack([-df["accuracy"].to_numpy(), df["latency"].to_numpy()])
+    return df.iloc[non_dominated(F)].sort_values("latency")
 
 
 def _read_only_url(url: str) -> str:
@@ -251,7 +263,10 @@ class StudyReader:
     def trial_counts(self) -> dict[str, int]:
         return self.tables.trial_counts()
 
-    def studies(self) -> pd.DataFrame:
+    def studies(self, trials: Callable[[str], pd.DataFrame] | None = None) -> pd.DataFrame:
+        """One row per apqopt study. ``trials``: where to get a study's trial table (default
+        :meth:`trials`; the dashboard passes its cached reader so the page does not read them twice)."""
+        trials_of = trials or self.trials
         attrs, counts = self.study_attrs(), self.trial_counts()
         # directions only decide empty studies (no attrs, no trials): read them only when there is one
         empty = any(not a and not counts.get(name) for name, a in attrs.items())
@@ -262,7 +277,7 @@ class StudyReader:
             if state == "foreign":
                 foreign.append(name)
                 continue
-            trials = self.trials(name) if counts.get(name) else pd.DataFrame()
+            trials = trials_of(name) if counts.get(name) else pd.DataFrame()
             ok = trials[trials["feasible"]] if len(trials) else trials
             if state == "live" and a.get("budget") and len(trials):
                 # a live study is done once it holds its budget of complete trials
@@ -304,17 +319,13 @@ class StudyReader:
         where the trial was verified."""
         df = self.tables.trial_rows(study)
         verified = self.study_attrs().get(study, {}).get("verified", {})
-        df["measured"] = df["number"].map(lambda n: verified.get(str(n), {}).get("measured_accuracy", np.nan))
-        df["stderr"] = df["number"].map(lambda n: verified.get(str(n), {}).get("stderr", np.nan))
+        for col, key in (("measured", "measured_accuracy"), ("stderr", "stderr")):
+            by_number = {int(n): v.get(key, np.nan) for n, v in verified.items()}
+            df[col] = df["number"].map(by_number).astype(float) if by_number else np.nan
         return df
 
     def front(self, study: str) -> pd.DataFrame:
-        df = self.trials(study)
-        df = df[(df["state"] == "COMPLETE") & df["feasible"]]
-        if not len(df):
-            return df
-        F = np.column_stack([-df["accuracy"].to_numpy(), df["latency"].to_numpy()])
-        return df.iloc[non_dominated(F)].sort_values("latency")
+        return front_of(self.trials(study))
 
     def genes(self, study: str, numbers: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(numbers found, their gene rows) of the given trials, rebuilt from their params."""

@@ -190,7 +190,7 @@ def test_a_study_added_while_the_app_runs_appears_on_the_next_run_and_nothing_is
 
     reads = []
     real = StudyReader.studies
-    monkeypatch.setattr(StudyReader, "studies", lambda self: reads.append(1) or real(self))
+    monkeypatch.setattr(StudyReader, "studies", lambda self, *a: reads.append(1) or real(self, *a))
     url = recorded_storage(tmp_path / "live.log")
     at = app(url, "Studies")
     assert len(at.dataframe[0].value) == 4 and len(reads) == 1

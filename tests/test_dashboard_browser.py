@@ -137,6 +137,7 @@ def test_dashboard_in_headless_chromium(served: tuple[str, str, int, str], tmp_p
             page.get_by_role("heading", name=name).wait_for(timeout=60_000)
             for text in expect:
                 page.get_by_text(text).first.wait_for(timeout=60_000)
+            page.get_by_role("heading", name=name).scroll_into_view_if_needed()  # the page's top, for the shot
             page.wait_for_timeout(1500)  # charts finish drawing
             shots.append(f"{name.split()[0].lower()}.png")
             page.screenshot(path=str(tmp_path / shots[-1]), full_page=True)
@@ -215,8 +216,15 @@ def test_dashboard_in_headless_chromium(served: tuple[str, str, int, str], tmp_p
         assert seen <= 15
         if kind == "postgres":  # a finished live study and someone's empty optuna study, after a refresh
             page.get_by_text("not written by apqopt left out: theirs").wait_for(timeout=15_000)
-            cells = page.locator('[data-testid="stDataFrame"]').first.locator("td").all_text_contents()
-            assert cells[cells.index("late-live") + 1] == "finished"  # the state column, after the name
+            table = page.locator('[data-testid="stDataFrame"]').first.locator("td")
+            deadline = time.time() + 15  # the notice is drawn before the table: the old table may still show
+            while True:
+                cells = table.all_text_contents()
+                state = cells[cells.index("late-live") + 1] if "late-live" in cells else None  # column after name
+                if state == "finished" or time.time() > deadline:
+                    break
+                page.wait_for_timeout(250)
+            assert state == "finished"
         browser.close()
     for name in shots:
         png = (tmp_path / name).read_bytes()
