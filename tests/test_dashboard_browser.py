@@ -4,6 +4,7 @@ driven by Playwright through the DevTools protocol, waiting for the app's conten
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,9 +70,16 @@ def served(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-u
         from tests.servers import create_database
 
         url = compare_storage(create_database(request.getfixturevalue("postgres_url"), "browser"), "browser", False)
+    with serve(url, tmp_path) as (base, port):
+        yield base, url, port, request.param
+
+
+@contextlib.contextmanager
+def serve(url: str, cwd: Path) -> Iterator[tuple[str, int]]:
+    """`apqopt dashboard --storage URL` on a free port, until the block ends: (base URL, port)."""
     port = free_port()
     cmd = [sys.executable, "-m", "apqopt.cli", "dashboard", "--storage", url, "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while True:
@@ -82,9 +91,11 @@ def served(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-u
                 proc.kill()
                 raise RuntimeError(f"dashboard did not start: {proc.stderr.read().decode()[-2000:]}") from None
             time.sleep(0.5)
-    yield base, url, port, request.param
-    proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        yield base, port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def write_more(url: str, kind: str) -> float:
@@ -189,6 +200,9 @@ def test_dashboard_in_headless_chromium(served: tuple[str, str, int, str], tmp_p
 
         visit("Candidate inspector", ["Rebuild it", "feasible"])
         assert "Candidate.from_json" in page.locator('[data-testid="stCode"]').inner_text()
+        card = float(page.locator('[data-testid="stMetricValue"]').nth(2).inner_text())  # latency (ms)
+        summed = page.get_by_text("The rows sum to").inner_text().split("sum to ")[1].split(" ms")[0]
+        assert abs(float(summed) - card) < 6e-4  # stem and classifier are rows too
         # the picker moves the trial shown (it was ignored once the hidden number box held a value)
         picker = page.locator('[data-testid="stSelectbox"]').filter(has_text="candidate")
         picker.click()
@@ -232,3 +246,31 @@ def test_dashboard_in_headless_chromium(served: tuple[str, str, int, str], tmp_p
     if (out := os.environ.get("APQOPT_SCREENSHOTS")) and kind == "journal":
         for name in shots:
             shutil.copy(tmp_path / name, Path(out) / name)
+
+
+@pytest.mark.slow
+def test_dashboard_on_a_live_only_storage_in_headless_chromium(tmp_path: Path) -> None:
+    """A SQLite file holding only a `search --live` study and someone's empty `optuna.create_study()`:
+    the Studies page (which crashed on it) shows the live study, finished, and leaves the other out."""
+    import optuna
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium not installed (bash scripts/setup-system.sh --test installs it)")
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    cmd = [sys.executable, "-m", "apqopt", "search", "--searcher", "optuna-random", "--live", "--budget", "12"]
+    res = subprocess.run([*cmd, "--storage", url, "--study", "l", "--quiet"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    optuna.create_study(storage=url, study_name="theirs")
+    with serve(url, tmp_path) as (base, _), playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(base)
+        page.get_by_text("By searcher").wait_for(timeout=60_000)
+        page.get_by_text("not written by apqopt left out: theirs").wait_for(timeout=15_000)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        table = page.locator('[data-testid="stDataFrame"]').first
+        table.locator("td", has_text="finished").wait_for(state="attached", timeout=60_000)
+        assert page.locator('[data-testid="stMetricValue"]').all_inner_texts()[:2] == ["1", "12"]
+        assert table.locator("td").all_text_contents()[:2] == ["l", "finished"]
+        browser.close()
