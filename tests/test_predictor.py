@@ -215,6 +215,45 @@ def test_scikit_learn_conventions() -> None:
     assert set(pred.report(X, y)) >= {"pairwise_accuracy", "kendall_tau"}
 
 
+def test_scikit_learn_sees_a_regressor_and_its_tools_work() -> None:
+    """Tags, scikit-learn's own estimator checks that apply to a model of fixed input width, check_is_fitted,
+    cross_val_score and GridSearchCV over the predictor's parameters (they failed on __sklearn_tags__)."""
+    import warnings
+
+    from sklearn.base import is_regressor
+    from sklearn.exceptions import NotFittedError
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+    from sklearn.utils import estimator_checks as checks
+    from sklearn.utils.validation import check_is_fitted
+
+    pred = AccuracyPredictor("fmnist", "branch", hidden=16, depth=2, max_epochs=5, patience=5)
+    assert is_regressor(pred) and pred.__sklearn_tags__().estimator_type == "regressor"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for check in (
+            checks.check_no_attributes_set_in_init,
+            checks.check_get_params_invariance,
+            checks.check_set_params,
+            checks.check_estimator_cloneable,
+            checks.check_estimator_repr,
+            checks.check_do_not_raise_errors_in_init_or_set_params,
+        ):
+            check("AccuracyPredictor", pred)
+        checks.check_parameters_default_constructible("AccuracyPredictor", pred)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(pred)
+    sp = get_space("fmnist")
+    genes = sp.sample(90, 1)
+    X = sp.encode(genes)
+    y = 0.80 + 0.01 * sp.summary(genes)["w_bits"]  # accuracy grows with weight bits
+    scores = cross_val_score(pred, X, y, cv=3)
+    assert scores.shape == (3,) and ((scores >= 0) & (scores <= 1)).all()
+    search = GridSearchCV(pred, {"hidden": [8, 16]}, cv=2).fit(X, y)
+    assert search.best_params_["hidden"] in (8, 16)
+    check_is_fitted(search.best_estimator_)
+    check_is_fitted(pred.fit(X, y))
+
+
 def test_train_cli_on_a_slice_of_the_shipped_data(tmp_path: Path) -> None:
     """`apqopt predictor train` end to end on the first records of the shipped (measured) datasets:
     predictors and report.json land in --out, and `predictor evaluate` reproduces the report."""

@@ -29,12 +29,15 @@ import inspect
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, RegressorMixin
 from torch import nn
 from tqdm import tqdm
 
@@ -127,12 +130,19 @@ class FitReport:
 RUN_ONLY = ("progress", "device")  # how one fit runs, not what the model is: not saved with it
 
 
-class AccuracyPredictor:
+class AccuracyPredictor(RegressorMixin, BaseEstimator):
     """Predicts accuracy (a fraction) from a space's one-hot encodings.
 
     ``variant="fp"`` reads only the architecture part (full-width input is accepted and sliced);
-    ``"branch"``/``"wide"`` read architecture and bits.
+    ``"branch"``/``"wide"`` read architecture and bits. A scikit-learn regressor (tags, ``clone``,
+    ``check_is_fitted``, ``cross_val_score``, ``GridSearchCV``); ``score`` is pairwise ranking accuracy.
     """
+
+    # fitted state: set by fit/load/transfer only (scikit-learn: __init__ sets nothing but its arguments);
+    # the class-level values are what an unfitted predictor reads, and metadata_ is read-only until written
+    model_: MLP | Ensemble | None = None
+    reports_: tuple[FitReport, ...] | list[FitReport] = ()
+    metadata_: Mapping[str, Any] = MappingProxyType({})
 
     def __init__(
         self,
@@ -159,9 +169,15 @@ class AccuracyPredictor:
         self.max_epochs, self.patience, self.val_fraction = max_epochs, patience, val_fraction
         self.members, self.seed, self.progress = members, seed, progress
         self.device = device  # where fit() trains (apqopt.devices); the fitted model lives on the CPU
-        self.model_: MLP | Ensemble | None = None
-        self.reports_: list[FitReport] = []
-        self.metadata_: dict[str, Any] = {}
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.model_ is not None
+
+    def _meta(self) -> dict[str, Any]:
+        """This predictor's own metadata, to write into (the class-level one is shared and read-only)."""
+        if "metadata_" not in vars(self):
+            self.metadata_ = {}
+        return self.metadata_  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -261,7 +277,7 @@ class AccuracyPredictor:
             self.reports_.append(self._fit_net(net.to(device), x, t, seed, d))
             net.cpu()  # searches predict on the CPU
         per_member = [{k: v for k, v in asdict(r).items() if k != "history"} for r in self.reports_]
-        self.metadata_["fit"] = {"n": len(t), "members": per_member}
+        self._meta()["fit"] = {"n": len(t), "members": per_member}
         return self
 
     def _fit_net(self, model: MLP, x: torch.Tensor, t: torch.Tensor, seed: int, desc: str) -> FitReport:
@@ -331,7 +347,7 @@ class AccuracyPredictor:
                     if "quantize_fc." in k:
                         dst[k].zero_()  # starts as the fp predictor exactly
             q.model_.load_state_dict(dst)
-        q.metadata_["transferred_from"] = fp.metadata_.get("fit", {})
+        q._meta()["transferred_from"] = fp.metadata_.get("fit", {})
         return q.fit(X, y, warm_start=True)
 
     # ------------------------------------------------------------------ inference
@@ -375,7 +391,7 @@ class AccuracyPredictor:
         spread = np.maximum(members.std(0, ddof=1), 1e-12)
         ratio = np.abs(y - members.mean(0)) / (norm.ppf(0.5 + coverage / 2) * spread)
         scale = float(np.quantile(ratio, coverage, method="higher"))
-        self.metadata_["calibration"] = {"std_scale": scale, "n": len(y), "coverage": coverage}
+        self._meta()["calibration"] = {"std_scale": scale, "n": len(y), "coverage": coverage}
         return self
 
     def predict_members(self, X: np.ndarray, batch: int = 65536) -> np.ndarray:
@@ -527,5 +543,5 @@ class AccuracyPredictor:
             )
         pred.model_ = pred._new_model()
         pred.model_.load_state_dict(sd)
-        pred.metadata_["source"] = "APQ checkpoint"
+        pred._meta()["source"] = "APQ checkpoint"
         return pred
