@@ -233,6 +233,10 @@ CASES = {
     ),
     # 10. no tracebacks, and words that say what is wrong
     "a folder given as a file": (lambda w: search(w, "--predictor", str(w / "sub")), "sub is a folder, not a file"),
+    "a data file given as the predictor": (
+        lambda w: search(w, "--predictor", str(w / "notes.csv")),
+        r"notes\.csv is a data file, not a predictor: train one with `apqopt predictor train`",
+    ),
     "APQ spec not a dict": (
         lambda w: ["lut", "price", "--apq-spec", "--space", "apq-mbv2", "[1, 2]"],
         "APQ spec must be a JSON object",

@@ -479,8 +479,14 @@ class AccuracyPredictor(RegressorMixin, BaseEstimator):
         """Load a saved predictor; ``space`` (if given) must match the one it was trained for."""
         path = Path(path)
         meta_path = Path(str(path) + ".json")
+        if path.suffix.lower() in (".csv", ".jsonl", ".json") and path.is_file():
+            raise PredictorError(
+                f"{path} is a data file, not a predictor: train one with `apqopt predictor train` (a predictor is "
+                "a .pt weights file with a .pt.json description beside it)"
+            )
         if not path.exists() or not meta_path.exists():
-            raise PredictorError(f"predictor files not found: {path} and {meta_path}")
+            missing = " and ".join(str(p) for p in (path, meta_path) if not p.exists())
+            raise PredictorError(f"predictor file(s) not found: {missing} (a .pt file and its .pt.json description)")
         from apqopt.fileio import read_text
 
         try:
