@@ -5,6 +5,7 @@ block parses with the real parser (the quick ones also run), the CLI reference i
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -48,10 +49,17 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.parametrize("page", [p for p in PAGES if blocks(p, "python")], ids=lambda p: p.name)
 def test_python_blocks_run(page: Path, sandbox: Path) -> None:
-    """A page's Python blocks, in order, in one fresh interpreter (later blocks may use earlier names)."""
-    code = "\n\n".join(blocks(page, "python"))
+    """Every Python block of a page runs on its own, as a reader who copies only that block would run it:
+    each in a fresh namespace (one interpreter per page, blocks in order, so files one writes are there)."""
+    runner = (
+        "import json, sys\n"
+        "for i, block in enumerate(json.loads(sys.argv[1])):\n"
+        "    exec(compile(block, f'{sys.argv[2]} python block {i + 1}', 'exec'), {'__name__': '__main__'})\n"
+    )
+    code = runner
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-c", code], cwd=sandbox, env=env, capture_output=True, text=True)
+    argv = [sys.executable, "-c", code, json.dumps(blocks(page, "python")), page.name]
+    res = subprocess.run(argv, cwd=sandbox, env=env, capture_output=True, text=True)
     assert res.returncode == 0, f"{page.name}:\n{res.stderr[-3000:]}"
 
 
