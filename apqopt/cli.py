@@ -757,7 +757,7 @@ def _trial_candidate(study_name: str, storage: str | None, number: int) -> Candi
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from apqopt.export import check_out, export_candidate, run_exported
+    from apqopt.export import META_KEY, check_out, export_candidate, read_metadata, run_exported
     from apqopt.supernet.data import accuracy_stderr, load_split
 
     if (args.candidate is None) == (args.study is None):
@@ -776,6 +776,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     path = export_candidate(net, cand, args.out, args.kind, args.seed, args.overwrite)
     print(f"written: {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    prep = read_metadata(path)["preprocessing"]
+    print(f"feed it: {prep['input']}" + (f"; mean {prep['mean']}, std {prep['std']}" if "mean" in prep else ""))
+    print(
+        f"it returns {len(prep['classes'])} logits (class i: classes[i]); the file's metadata '{META_KEY}' holds "
+        "this, the class names and the candidate (apqopt.export.read_metadata reads it)"
+    )
     if args.eval_images:
         split = load_split("val", net.data, net.space.name).subset(args.eval_images)
         acc = float((run_exported(path, split.images).argmax(1) == split.labels.numpy()).mean())

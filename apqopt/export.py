@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import json
 import logging
 import warnings
 from collections.abc import Iterator
@@ -122,12 +123,36 @@ def export_candidate(
     """Build the network ``measure`` measures for ``cand`` (``kind`` quant: quantized and fine-tuned with
     ``seed``; fp: full precision) and write it to ``path``. An existing file is kept unless ``overwrite``."""
     from apqopt.supernet.collect import CollectConfig, measured_network
-    from apqopt.supernet.data import load_split
+    from apqopt.supernet.data import load_split, preprocessing
 
     path = check_out(path, overwrite)
     net = measured_network(supernet, cand, CollectConfig(kind=kind, space=supernet.space.name), seed)  # type: ignore[arg-type]
     example = load_split("val", supernet.data, supernet.space.name).images[:2]
-    return export(net, path, example)
+    meta = {
+        "preprocessing": preprocessing(supernet.data, supernet.space.name),
+        "candidate": json.loads(cand.to_json()),  # architecture and bit policy
+        "kind": kind,
+        "space": supernet.space.name,
+    }
+    return export(net, path, example, meta)
+
+
+META_KEY = "apqopt"  # the key of the JSON an exported file carries (ONNX metadata_props; a .pt2 extra file)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """What :func:`export_candidate` wrote into a file: preprocessing (input shape, mean, std, classes),
+    the candidate (architecture and policy), kind and space; ``{}`` for a file without it."""
+    path = Path(path)
+    if path.suffix == ".pt2":
+        extra = {META_KEY: ""}
+        torch.export.load(str(path), extra_files=extra)
+        return json.loads(extra[META_KEY]) if extra[META_KEY] else {}
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    return json.loads(props[META_KEY]) if META_KEY in props else {}
 
 
 def run_exported(path: str | Path, images: torch.Tensor, batch: int = 500) -> np.ndarray:
@@ -163,9 +188,11 @@ def _exporter_quiet() -> Iterator[None]:
         noisy.setLevel(level)
 
 
-def export(net: nn.Module, path: str | Path, example: torch.Tensor) -> Path:
+def export(net: nn.Module, path: str | Path, example: torch.Tensor, metadata: dict[str, Any] | None = None) -> Path:
     """Write ``net`` (made deployable) to ``path``; the format follows the suffix (``.onnx`` or ``.pt2``).
-    ``example``: a batch of inputs of the right shape (any batch size works in the file)."""
+    ``example``: a batch of inputs of the right shape (any batch size works in the file). ``metadata`` goes
+    into the file as JSON (ONNX ``metadata_props``, a ``.pt2`` extra file) under ``META_KEY``."""
+    text = json.dumps(metadata or {}, sort_keys=True)
     path = check_out(path, overwrite=True)  # the format; whether to replace is the caller's decision
     model = deployable(net).cpu()  # a file is written from the CPU, wherever the network was measured
     example = example[:2].clone()  # saved with a .pt2 program: a view would carry its whole dataset
@@ -176,7 +203,7 @@ def export(net: nn.Module, path: str | Path, example: torch.Tensor) -> Path:
         if path.suffix == ".pt2":
             program = torch.export.export(model, (example,), dynamic_shapes=batch)
             with atomic_open(path) as fh:
-                torch.export.save(program, fh)
+                torch.export.save(program, fh, extra_files={META_KEY: text})
         else:
             try:
                 import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
@@ -194,7 +221,9 @@ def export(net: nn.Module, path: str | Path, example: torch.Tensor) -> Path:
                 dynamic_shapes=batch,
                 custom_translation_table={_quant8_op()._opoverload: _quant8_onnx},
             )
+            proto = program.model_proto
+            proto.metadata_props.add(key=META_KEY, value=text)
             with atomic_open(path) as fh:
-                fh.write(program.model_proto.SerializeToString())
+                fh.write(proto.SerializeToString())
     log.info("exported %s", path)
     return path

@@ -11,14 +11,14 @@ import torch
 
 from apqopt.cli import main
 from apqopt.supernet.collect import CollectConfig, measured_network
-from apqopt.supernet.data import accuracy_stderr, load_split
+from apqopt.supernet.data import MEAN, STD, accuracy_stderr, load_split
 from apqopt.supernet.evaluate import accuracy
 from apqopt.supernet.quant import FinetuneConfig, QuantConv2d
 
 onnx = pytest.importorskip("onnx", reason="ONNX export needs the export extra (pip install 'apqopt[export]')")
 ort = pytest.importorskip("onnxruntime", reason="the ONNX check needs onnxruntime (the export extra)")
 
-from apqopt.export import DeployedConv2d, deployable, export, run_exported  # noqa: E402
+from apqopt.export import DeployedConv2d, deployable, export, read_metadata, run_exported  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +59,10 @@ def test_deployable_computes_what_was_measured(quantized, val) -> None:  # type:
 
 
 def test_onnx_file_runs_in_onnxruntime_like_pytorch(quantized, val, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    path = export(quantized, tmp_path / "m.onnx", val.images)
+    path = export(quantized, tmp_path / "m.onnx", val.images, {"kind": "quant", "preprocessing": {"mean": [0.3]}})
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
+    assert read_metadata(path) == {"kind": "quant", "preprocessing": {"mean": [0.3]}}  # in metadata_props
     dep = deployable(quantized)
     eight = sum(isinstance(m, DeployedConv2d) and m.bits == 8 for m in dep.modules())
     ops = [n.op_type for n in model.graph.node]
@@ -107,6 +108,17 @@ def test_cli_exports_a_study_trial_and_refuses_bad_output(tmp_path: Path, capsys
     assert main(["export", *common, "--trial", "3", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"written: {out}" in printed and "run on 200 val images: accuracy" in printed
+    # the file says how to feed it, and what it is (the raw-pixel mistake gave 14% instead of 72%)
+    assert "feed it: grey (L) 28x28 (bilinear resize), pixels / 255, then (x - mean) / std" in printed
+    meta = read_metadata(out)
+    assert meta["preprocessing"]["mean"] == [MEAN] and meta["preprocessing"]["std"] == [STD]
+    assert meta["preprocessing"]["classes"][:2] == ["T-shirt/top", "Trouser"] and meta["kind"] == "fp"
+    from apqopt.review import StudyReader
+
+    assert meta["candidate"] == json.loads(StudyReader(url).candidate("s", 3).to_json())
+    raw = load_split("val", "fmnist", "fmnist").subset(200).images * STD + MEAN  # pixels / 255, as read
+    prepared = (raw - meta["preprocessing"]["mean"][0]) / meta["preprocessing"]["std"][0]
+    assert np.allclose(run_exported(out, prepared), run_exported(out, load_split("val").subset(200).images), atol=1e-4)
     assert main(["export", *common, "--trial", "3", "--out", str(out)]) == 2  # never replaced unasked
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert main(["export", *common, "--trial", "99", "--out", str(tmp_path / "u.pt2")]) == 2

@@ -59,5 +59,6 @@ def test_own_task_page_runs_end_to_end(tmp_path: Path, fmnist_available: None) -
     assert len(verified) >= 1 and all(0 <= v["measured_accuracy"] <= 1 for v in verified.values())
     # ... and a trial of it exported to ONNX, run by onnxruntime on the folder's images
     assert (tmp_path / "rgb32.onnx").stat().st_size > 0 and "run on 100 val images" in outputs["export --study"]
+    assert "feed it: RGB 32x32 (bilinear resize), pixels / 255, then (x - mean) / std" in outputs["export --study"]
     val = load_split("val", "imagefolder:" + str(tmp_path / "mydata"), str(tmp_path / name))
     assert val.images.shape[1:] == (3, 32, 32) and len(val) == 100

@@ -28,6 +28,7 @@ import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -156,6 +157,43 @@ def _load(name: str, data: str, space: str, channels: int, size: int, classes: i
 
 
 load_split.cache_clear = _load.cache_clear  # type: ignore[attr-defined]  # e.g. after APQOPT_FMNIST_DIR changes
+
+
+FMNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+
+def preprocessing(data: str, space: str) -> dict[str, Any]:
+    """How an image must be prepared for a network trained on ``data`` -- what an exported file carries so
+    a deployment feeds it what it was measured on: input shape, resize, pixel scale, per-channel mean and
+    std, and the class names (label i is ``classes[i]``)."""
+    from apqopt.space import get_space
+
+    sp = get_space(space)
+    shape = [sp.image_channels, sp.input_size, sp.input_size]
+    colour = "grey (L)" if sp.image_channels == 1 else "RGB"
+    if data == "fmnist":
+        mean, std, classes = [MEAN], [STD], list(FMNIST_CLASSES)
+    elif data.startswith("imagefolder:"):
+        root = Path(data.partition(":")[2])
+        folders = tuple(sorted(p.name for p in (root / "train").iterdir() if p.is_dir()))
+        m, sd = _folder_stats(root, folders, sp.image_channels, sp.input_size)
+        mean, std, classes = [float(v) for v in m], [float(v) for v in sd], list(folders)
+    else:  # a module:function source returns tensors already prepared by the user's own code
+        return {
+            "input_shape": shape,
+            "input": f"tensors as {data} returns them (its own preparation; apqopt applies none)",
+            "classes": [str(i) for i in range(sp.num_classes)],
+        }
+    return {
+        "input_shape": shape,
+        "input": f"{colour} {sp.input_size}x{sp.input_size} (bilinear resize), pixels / 255, then (x - mean) / std "
+        "per channel, NCHW float32",
+        "mean": mean,
+        "std": std,
+        "classes": classes,
+    }
 
 
 def _fmnist(name: str) -> Split:
