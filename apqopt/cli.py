@@ -131,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else None,
         overwrite=args.overwrite,
     )
-    paths = write_report(report, results, Path(args.out or reports_dir()) / tag)
+    paths = write_report(report, results, Path(args.out or reports_dir()) / tag, args.overwrite)
     print(report.markdown())
     print("   report: " + ", ".join(map(str, paths)))
     print(f"\ndone in {time.perf_counter() - t0:.0f} s")
@@ -666,7 +666,7 @@ def _settings_tag(prefix: str, args: argparse.Namespace) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from apqopt.search.compare import check_compare_args, compare, supernet_measurer, write_report
+    from apqopt.search.compare import check_compare_args, check_report_dir, compare, supernet_measurer, write_report
     from apqopt.supernet.train import load_supernet
 
     check_compare_args(args.searchers, args.seeds)
@@ -677,6 +677,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         weights = Path(args.supernet) if args.supernet else supernet_path(problem.space.name)
         measurer = supernet_measurer(load_supernet(weights), progress=not args.quiet)
     tag = args.tag or _settings_tag("compare", args)
+    out = args.out or compare_dir() / tag
+    runs = [(s, k) for s in args.searchers for k in args.seeds]
+    check_report_dir(out, problem.space.name, args.budget, problem.constraints, runs, args.overwrite)
     report, results = compare(
         problem,
         args.searchers,
@@ -692,7 +695,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         measurer=measurer,
         overwrite=args.overwrite,
     )
-    paths = write_report(report, results, args.out or compare_dir())
+    paths = write_report(report, results, out, args.overwrite)
     print(report.markdown())
     print("written: " + ", ".join(map(str, paths)))
     return 0
@@ -987,7 +990,8 @@ def _overwrite_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace studies of the same names (default: resume interrupted ones, refuse others)",
+        help="replace studies of the same names, and another run's report in the report folder (default: "
+        "resume interrupted ones, refuse others)",
     )
 
 
@@ -1206,7 +1210,11 @@ def add_compare_parser(sub: Sub) -> None:
         help="prefix of the recorded study names (default: compare- and a fingerprint of the settings, so the "
         "same command resumes its studies and another one records beside them)",
     )
-    co.add_argument("--out", help="folder for compare.md/.json and plots (default: $APQOPT_HOME/compare)")
+    co.add_argument(
+        "--out",
+        help="folder for compare.md/.json and plots (default: $APQOPT_HOME/compare/TAG); another comparison's "
+        "report there is kept unless --overwrite",
+    )
     co.add_argument(
         "--verify-top",
         type=integer(0),

@@ -318,8 +318,15 @@ def test_compare_records_in_the_default_storage_and_resumes(tmp_path: Path) -> N
     assert summary.n_trials == 30 and summary.study_name.startswith("compare-") and summary.user_attrs["budget"] == 30
     assert compare_cli("--budget", "30").returncode == 0  # the same command: read back, nothing new
     assert len(optuna.get_all_study_summaries(url)) == 1
+    # another comparison into the same report folder: refused before any work, the report kept ...
     other = compare_cli("--budget", "40")
+    assert other.returncode == 2 and "--out:" in other.stderr and "holds another comparison's report" in other.stderr
+    assert json.loads((tmp_path / "rep" / "compare.json").read_text())["budget"] == 30
+    assert len(optuna.get_all_study_summaries(url)) == 1
+    # ... unless asked; its studies record beside the first ones (another fingerprint, no collision)
+    other = compare_cli("--budget", "40", "--overwrite")
     assert other.returncode == 0, other.stderr
+    assert json.loads((tmp_path / "rep" / "compare.json").read_text())["budget"] == 40
     assert sorted(s.n_trials for s in optuna.get_all_study_summaries(url)) == [30, 40]
 
 

@@ -534,14 +534,54 @@ def check_compare_args(
         raise ConfigError("verify_top needs a measurer (e.g. supernet_measurer(load_supernet(path)))")
 
 
-def write_report(report: CompareReport, results: list[SearchResult], out_dir: str | Path) -> list[Path]:
-    """compare.md, compare.json, hv_curves.png and fronts.png in ``out_dir``."""
+REPORT_FILES = ("compare.md", "compare.json", "hv_curves.png", "fronts.png")
+
+
+def check_report_dir(
+    out_dir: str | Path,
+    space: str,
+    budget: int,
+    constraints: dict[str, float],
+    runs: list[tuple[str, int]],
+    overwrite: bool = False,
+) -> Path:
+    """The report folder, checked before any work: one holding another comparison's report (other space,
+    budget, limits, searchers or seeds), or files of the report's names that are not one, is kept unless
+    ``overwrite``; the same comparison run again (a rerun, a resume) may rewrite its own report."""
+    out = Path(out_dir)
+    if overwrite or not any((out / n).exists() for n in REPORT_FILES):
+        return out
+    try:
+        old = json.loads((out / "compare.json").read_text())
+        same = (
+            old["space"],
+            old["budget"],
+            old["constraints"],
+            sorted((r["searcher"], r["seed"]) for r in old["runs"]),
+        )
+        ok = same == (space, budget, dict(constraints), sorted((s, int(k)) for s, k in runs))
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"--out: {out} holds another comparison's report; pass --overwrite to replace it, or another --out"
+        )
+    return out
+
+
+def write_report(
+    report: CompareReport, results: list[SearchResult], out_dir: str | Path, overwrite: bool = False
+) -> list[Path]:
+    """compare.md, compare.json, hv_curves.png and fronts.png in ``out_dir``. A folder holding the report of
+    another comparison (or files of those names that are not a report) is kept unless ``overwrite``; the
+    same comparison run again rewrites its own report."""
     from matplotlib.figure import Figure  # no pyplot: the user's backend and global state stay untouched
 
     from apqopt.fileio import atomic_save, atomic_write
     from apqopt.studies import front_rows
 
-    out = Path(out_dir)
+    runs = [(r.searcher, r.seed) for r in report.runs]
+    out = check_report_dir(out_dir, report.space, report.budget, report.constraints, runs, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(
         out / "compare.md",
@@ -594,4 +634,4 @@ def write_report(report: CompareReport, results: list[SearchResult], out_dir: st
     ax.legend(fontsize=7)
     fig.tight_layout()
     atomic_save(out / "fronts.png", lambda fh: fig.savefig(fh, dpi=110, format="png"))
-    return [out / n for n in ("compare.md", "compare.json", "hv_curves.png", "fronts.png")]
+    return [out / n for n in REPORT_FILES]
