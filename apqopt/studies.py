@@ -175,6 +175,9 @@ def open_storage(url: str | None = None, create: bool = True, **rdb_kw: Any) -> 
         if not create and not target.path.exists():
             raise StorageError(f"no storage at {target.path} (nothing has been recorded there)")
         folder = target.path.parent  # Path("st.db").parent is the working folder itself
+        if create and not folder.exists() and not _is_own_folder(folder):
+            # a typo in a path must not leave folders behind: apqopt creates only its own home
+            raise StorageError(f"storage {url!r}: folder {folder} does not exist (create it first)")
         if create and (
             (target.path.exists() and not os.access(target.path, os.W_OK))
             or (folder.exists() and not os.access(folder, os.W_OK))
@@ -199,6 +202,16 @@ def open_storage(url: str | None = None, create: bool = True, **rdb_kw: Any) -> 
         raise StorageError(driver_missing(url)) from exc
     except Exception as exc:  # SQLAlchemy raises many kinds for bad URLs / unreachable servers
         raise StorageError(f"cannot open storage {url!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def _is_own_folder(folder: Path) -> bool:
+    """Whether ``folder`` is apqopt's home (``$APQOPT_HOME`` or ./studies) or inside it: the default storage's
+    place, which apqopt creates when first used."""
+    from apqopt.settings import home
+
+    own = home().resolve()
+    target = folder.resolve()
+    return target == own or own in target.parents
 
 
 def driver_missing(url: str) -> str:

@@ -26,7 +26,8 @@ SP = get_space("fmnist")
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+    """Every entry's content (folders as such: one created by a rejected command shows up too)."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir" for p in folder.iterdir()}
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +261,14 @@ CASES = {
     "missing table file": (lambda w: search(w, "--lut", str(w / "missing.csv")), r"missing\.csv"),
     "binary file as a table": (lambda w: search(w, "--lut", str(w / "binary.csv")), r"binary\.csv: not a text file"),
     "verify --top 0": (lambda w: ["verify", "--study", "s", "--top", "0"], "argument --top: must be >= 1"),
+    "a storage in a folder that does not exist (not created)": (
+        lambda w: search(w, "--storage", f"sqlite:///{w / 'typo' / 'deeper' / 'x.db'}"),
+        r"folder .*typo/deeper does not exist \(create it first\)",
+    ),
+    "a journal in a folder that does not exist (not created)": (
+        lambda w: search(w, "--storage", str(w / "typo2" / "x.log")),
+        r"folder .*typo2 does not exist",
+    ),
     "worker on a SQLite file that is not there (not created)": (
         lambda w: ["worker", "--study", "s", "--storage", f"sqlite:///{w / 'nothere.db'}", "--quiet"],
         r"nothere\.db",
