@@ -124,6 +124,16 @@ class RecordCodec:
         sp = self.space
         return {n: sp.gene_values(g)[int(row[g])] for g, n in enumerate(sp.gene_names())}
 
+    def active_params(self, row: np.ndarray) -> dict[str, Any]:
+        """Params of the genes that have an effect: the stage depths and the blocks they switch on. What a
+        recorded trial stores, so Optuna's importances and slice plots see only choices that mattered
+        (:meth:`genes` gives dormant blocks their canonical value back)."""
+        sp = self.space
+        names = sp.gene_names()
+        active = sp.active(np.asarray(row)[None])[0]
+        keep = [g for g in range(sp.n_genes) if g < sp.n_stages or active[(g - sp.n_stages) // len(BLOCK_GENES)]]
+        return {names[g]: sp.gene_values(g)[int(row[g])] for g in keep}
+
     def genes(self, params: Mapping[str, Any]) -> np.ndarray:
         """The gene row of a trial's params. Params of dormant blocks may be absent (define-by-run trials
         suggest only active blocks; they get the canonical value, 0); any other missing param is an error."""
@@ -180,7 +190,7 @@ class RecordCodec:
         """Trial fields of row i of an :class:`~apqopt.search.problem.Evaluation`."""
         g = {n: float(ev.cost(n)[i] - limit) for n, limit in self.constraints.items()}
         return TrialFields(
-            params=self.params(ev.genes[i]),
+            params=self.active_params(ev.genes[i]),
             values=[float(ev.accuracy[i]), *(float(ev.cost(o)[i]) for o in self.objectives)],
             user_attrs={
                 "latency_ms": float(ev.latency[i]),
@@ -222,7 +232,7 @@ class RecordCodec:
             datetime_start=now,
             datetime_complete=now,
             params=f.params,
-            distributions=dists,
+            distributions={name: dists[name] for name in f.params},
             user_attrs=f.user_attrs,
             system_attrs={CONSTRAINTS_LIST: list(f.constraints.values())} if f.constraints else {},
             intermediate_values={},
