@@ -254,8 +254,10 @@ def test_evolution_islands_record_side_by_side(postgres_url: str, predictor_file
 
 def test_every_writer_records_the_same_trial_fields(tmp_path: Path, predictor_file: str) -> None:
     """One candidate written by the three paths -- a recorded run (``studies.record``), a user's
-    ``study.optimize`` with apqopt's objective, and a live worker -- gives identical params, values,
-    user attrs and constraints (one key per limit), and the same directions and metric names."""
+    ``study.optimize`` with apqopt's objective, and a live worker -- gives identical values, user attrs and
+    constraints (one key per limit), the same directions and metric names, and the same choices: a recorded
+    run and the define-by-run objective store the active genes only; a live worker's fixed-length sampler
+    space adds the dormant blocks' genes and nothing else."""
     from apqopt.search import Run, SearchResult
     from apqopt.search.optuna_search import objective
     from apqopt.search.problem import Problem
@@ -272,7 +274,7 @@ def test_every_writer_records_the_same_trial_fields(tmp_path: Path, predictor_fi
 
     user = optuna.create_study(study_name="objective", storage=url, directions=["maximize", "minimize"])
     user.enqueue_trial(params)
-    user.optimize(objective(problem, active_only=False), n_trials=1)  # the fixed-length form, as recorded
+    user.optimize(objective(problem), n_trials=1)  # define-by-run: the active genes, as recorded
     by_objective = user.trials[0]
 
     live = create_live_study(spec(predictor_file, 1), url, "live")
@@ -284,7 +286,10 @@ def test_every_writer_records_the_same_trial_fields(tmp_path: Path, predictor_fi
         system = {k: v for k, v in t.system_attrs.items() if k.startswith("constraints")}
         return t.params, t.values, t.user_attrs, system
 
-    assert fields(recorded) == fields(by_objective) == fields(by_worker)
+    assert fields(recorded) == fields(by_objective)
+    assert fields(by_worker)[1:] == fields(recorded)[1:]
+    assert {k: v for k, v in by_worker.params.items() if k in params} == params
+    assert len(by_worker.params) == problem.space.n_genes > len(params)  # the rest: dormant blocks' genes
     for name in ("recorded", "live"):
         s = optuna.load_study(study_name=name, storage=url)
         assert s.directions == user.directions and s.metric_names == ["accuracy", "latency_ms"]
