@@ -165,6 +165,8 @@ def _read_candidate(text: str, apq: bool, space: str) -> Candidate:
             return from_apq_spec(get_space(space), json.loads(text))
         except json.JSONDecodeError as exc:
             raise InvalidCandidateError(f"APQ spec is not valid JSON: {exc}") from exc
+        except (RecursionError, ValueError) as exc:  # nested past the stack; an integer of over 4,300 digits
+            raise InvalidCandidateError(f"APQ spec is not usable JSON: {str(exc).splitlines()[0][:120]}") from None
     return Candidate.from_json(text)
 
 

@@ -58,23 +58,46 @@ def atomic_save(path: str | os.PathLike[str], save: Callable[[IO[bytes]], Any]) 
     return Path(path)
 
 
-def read_text(path: str | os.PathLike[str], what: str) -> str:
-    """A text file's content, or one error naming the file and what was expected of it (a folder, a
-    missing file and a binary file each get their own words instead of a codec or OS traceback)."""
+MAX_TEXT_BYTES = 64 << 20  # a description, table or candidate larger than this is not one
+
+
+def read_bytes(path: str | os.PathLike[str], what: str, limit: int = MAX_TEXT_BYTES) -> bytes:
+    """A regular file's bytes, checked before it is opened: a folder, a missing file, a FIFO or device (which
+    would block or never end: ``/dev/zero``) and a file over ``limit`` each get one error naming the file."""
+    import stat
+
     from apqopt.errors import ConfigError
 
     p = Path(path)
-    if p.is_dir():
-        raise ConfigError(f"{p} is a folder, not {what}")
-    if not p.exists():
-        raise ConfigError(f"{what} not found: {p}")
     try:
-        return p.read_text(encoding="utf-8")
+        st = p.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {p}") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read {what} ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{p} is a folder, not {what}")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{p} is not a regular file (a pipe or device), so not {what}")
+    if st.st_size > limit:
+        raise ConfigError(f"{p} is {st.st_size:,} bytes, too large for {what} (at most {limit:,})")
+    return p.read_bytes()
+
+
+def read_text(path: str | os.PathLike[str], what: str, limit: int = MAX_TEXT_BYTES) -> str:
+    """A text file's content, or one error naming the file and what was expected of it (a folder, a
+    missing file, a pipe or device, an oversized file and a binary file each get their own words instead
+    of a codec or OS traceback, or a hang)."""
+    from apqopt.errors import ConfigError
+
+    p = Path(path)
+    try:
+        return read_bytes(p, what, limit).decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{p} is not a text file, so not {what} (binary or corrupted?)") from None
 
 
-__all__ = ["atomic_open", "atomic_save", "atomic_write", "read_text"]
+__all__ = ["atomic_open", "atomic_save", "atomic_write", "read_bytes", "read_text"]
 
 
 def check_output(

@@ -163,6 +163,8 @@ class Candidate:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidCandidateError(f"candidate is not valid JSON: {exc}") from exc
+        except (RecursionError, ValueError) as exc:  # nested past the stack; an integer of over 4,300 digits
+            raise InvalidCandidateError(f"candidate is not usable JSON: {str(exc).splitlines()[0][:120]}") from None
         return cls.from_dict(data, space)
 
 
@@ -713,17 +715,22 @@ def is_space_file(text: str) -> bool:
 
 def read_space(path: str | Path) -> SearchSpace:
     """The space a TOML or JSON file describes; errors name the file and the key."""
+    from apqopt.errors import ConfigError
+    from apqopt.fileio import read_bytes
+
     path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise SpaceFileError(f"{path}: space file not found")
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SpaceFileError(f"{path}: space file not found") from None
-    except IsADirectoryError:
-        raise SpaceFileError(f"{path}: is a folder, not a space file") from None
+        raw = read_bytes(path, "a space file", limit=1 << 20)
+    except ConfigError as exc:
+        raise SpaceFileError(str(exc)) from None
     try:
         data = json.loads(raw) if path.suffix == ".json" else tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
         raise SpaceFileError(f"{path}: not a TOML/JSON space file ({str(e).splitlines()[0]})") from None
+    except (RecursionError, ValueError) as e:  # nesting deeper than Python's stack; a 4,300-digit number
+        raise SpaceFileError(f"{path}: not a space file ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
     if not isinstance(data, dict):
         raise SpaceFileError(f"{path}: a space file holds one table of keys")
     return space_from_dict(data, str(path))

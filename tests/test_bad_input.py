@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +71,8 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec["e"][0] = float("nan")
     (d / "nan_spec.json").write_text(json.dumps(spec))
     (d / "binary.csv").write_bytes(bytes(range(256)) * 4)
+    os.mkfifo(d / "pipe.toml")  # opened, it would block for ever
+    (d / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     meta = json.loads((d / "quant.pt.json").read_text())
     meta["params"]["colour"] = "red"
     shutil.copy(d / "quant.pt", d / "badmeta.pt")
@@ -261,6 +265,36 @@ CASES = {
     "missing table file": (lambda w: search(w, "--lut", str(w / "missing.csv")), r"missing\.csv"),
     "binary file as a table": (lambda w: search(w, "--lut", str(w / "binary.csv")), r"binary\.csv: not a text file"),
     "verify --top 0": (lambda w: ["verify", "--study", "s", "--top", "0"], "argument --top: must be >= 1"),
+    "a FIFO as a space file (no hang)": (
+        lambda w: ["space", "show", "--space", str(w / "pipe.toml")],
+        r"pipe\.toml is not a regular file \(a pipe or device\), so not a space file",
+    ),
+    "a device as a space file (no endless read)": (
+        lambda w: ["space", "show", "--space", "/dev/zero"],
+        r"/dev/zero is not a regular file",
+    ),
+    "a FIFO as a candidate file (no hang)": (
+        lambda w: ["lut", "price", "--space", "fmnist", str(w / "pipe.toml")],
+        r"pipe\.toml is not a regular file",
+    ),
+    "a space file nested past the stack": (
+        lambda w: ["space", "show", "--space", str(w / "deep.json")],
+        r"deep\.json: not a space file \(RecursionError",
+    ),
+    "an integer of 4,301 digits in a candidate": (
+        lambda w: [
+            "lut",
+            "price",
+            "--space",
+            "fmnist",
+            '{"space": "fmnist", "stages": [[{"kernel": 1' + "0" * 4300 + "}]]}",
+        ],
+        r"candidate is not usable JSON: Exceeds the limit \(4300 digits\)",
+    ),
+    "one objective twice": (
+        lambda w: [*search(w), "--objectives", "latency", "latency"],
+        r"objectives must be distinct, got \['latency', 'latency'\]",
+    ),
     "a storage in a folder that does not exist (not created)": (
         lambda w: search(w, "--storage", f"sqlite:///{w / 'typo' / 'deeper' / 'x.db'}"),
         r"folder .*typo/deeper does not exist \(create it first\)",
@@ -289,7 +323,18 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(
         pytest.skip("this filesystem has no immutable flag (chattr +i)")
     argv = make(ws)
     before = digest(ws)
-    assert main(argv) == 2
+
+    def hung(*_: object) -> None:
+        raise TimeoutError(f"{case}: no answer within 60 s (a hang)")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        code = main(argv)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("apqopt: error: ") and "Traceback" not in err
     assert err.count("\n") == 1, err  # one line

@@ -111,6 +111,8 @@ class Problem:
         for name in (*self.objectives, *self.constraints):
             if name not in COSTS:
                 raise ConfigError(f"unknown cost '{name}'; choose from {list(COSTS)}")
+        if len(set(self.objectives)) != len(self.objectives):  # one cost twice: a degenerate front
+            raise ConfigError(f"objectives must be distinct, got {list(self.objectives)}")
         for name, limit in self.constraints.items():
             if not isinstance(limit, int | float) or isinstance(limit, bool) or not np.isfinite(limit) or limit <= 0:
                 raise ConfigError(f"{name} limit must be a finite positive number, got {limit!r}")
