@@ -45,3 +45,12 @@ def postgres_url():  # type: ignore[no-untyped-def]
         pytest.skip(MISSING)
     with private_postgres() as url:
         yield url
+
+
+# The longest tests, started first: on two xdist workers they then overlap the many short ones instead of
+# running alone at the end (docs/own-task.md end to end, the asset build script, DDP).
+LONGEST = ("test_own_task.py::", "test_collect.py::test_build_script", "test_ddp.py::")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not any(name in item.nodeid for name in LONGEST))  # stable: the rest keep order

@@ -221,14 +221,20 @@ def test_inspector_opens_on_the_best_feasible_candidate_with_one_block_numbering
     assert "stage" in at.markdown[0].value and "k" in at.markdown[0].value  # the network at a glance
 
 
+def _journal_copy(storage: str, copy: Path) -> tuple[Path, object]:
+    """A copy of the module's journal storage to write into (the shared one stays as the other tests read it)."""
+    import optuna
+
+    copy.write_bytes(Path(storage).read_bytes())
+    return copy, optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(copy)))
+
+
 def test_predictor_page_shows_n_errors_and_the_diagonal(
     storage: str, tmp_path: Path, app: Callable[[str, str], AppTest]
 ) -> None:
     import optuna
 
-    copy = tmp_path / "verified.log"
-    copy.write_bytes(Path(storage).read_bytes())
-    store = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(copy)))
+    copy, store = _journal_copy(storage, tmp_path / "verified.log")
     study = optuna.load_study(study_name="random-s0", storage=store)
     verified = {
         str(t.number): {
@@ -390,9 +396,7 @@ def test_predictor_counts_a_network_once_and_the_inspector_shows_its_standard_er
     """The same network verified in two studies is one point (it was counted once per study)."""
     import optuna
 
-    copy = tmp_path / "twice.log"
-    copy.write_bytes(Path(storage).read_bytes())
-    store = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(copy)))
+    copy, store = _journal_copy(storage, tmp_path / "twice.log")
     src = optuna.load_study(study_name="random-s0", storage=store)
     twin = optuna.create_study(study_name="random-s0-again", storage=store, directions=src.directions)
     for key, value in src.user_attrs.items():

@@ -27,7 +27,7 @@ def blocks(lang: str) -> list[str]:
 
 @pytest.mark.slow
 def test_own_task_page_runs_end_to_end(tmp_path: Path, fmnist_available: None) -> None:
-    env = {**os.environ, "APQOPT_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "APQOPT_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}  # one core per xdist worker
     res = subprocess.run([sys.executable, "-c", "\n".join(blocks("python"))], cwd=tmp_path, env=env, text=True)
     assert res.returncode == 0
     (toml,) = blocks("toml")
