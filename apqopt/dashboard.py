@@ -82,7 +82,7 @@ def front(url: str, study: str, version: tuple[Any, ...]) -> pd.DataFrame:
 
 @st.cache_data(show_spinner="reading the trials' networks...", max_entries=8)
 def features(url: str, study: str, version: tuple[Any, ...]) -> pd.DataFrame:
-    return reader(url).features(study)
+    return reader(url).features(study, trials=trials(url, study, version))
 
 
 @st.fragment(run_every=POLL_S)
@@ -118,8 +118,10 @@ def _inspect(chart: str) -> None:
             return
 
 
-def _custom(study: str, numbers: pd.Series) -> list[list[Any]]:
-    return [[study, int(n)] for n in numbers]
+def _custom(studies: pd.Series | str, numbers: pd.Series) -> np.ndarray:
+    """(study, trial) per point: what a click hands the inspector."""
+    names = np.full(len(numbers), studies, dtype=object) if isinstance(studies, str) else studies.to_numpy(object)
+    return np.column_stack([names, numbers.to_numpy(object)])
 
 
 def front_figure(
@@ -143,7 +145,7 @@ def front_figure(
                     mode="markers",
                     marker=marker,
                     name=f"{label} trials ({n:,}{f'; {MAX_DRAWN:,} drawn' if n > MAX_DRAWN else ''})",
-                    customdata=np.column_stack([part["study"].to_numpy(object), part["number"].to_numpy(object)]),
+                    customdata=_custom(part["study"], part["number"]),
                     hovertemplate="%{customdata[0]} trial %{customdata[1]}<br>%{y:.4f} at %{x:.3f} ms<extra></extra>",
                 )
             )

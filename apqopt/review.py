@@ -24,7 +24,7 @@ from apqopt.errors import ApqoptError
 from apqopt.record import RecordCodec, space_from_attrs
 from apqopt.search.pareto import non_dominated
 from apqopt.settings import parse_storage
-from apqopt.space import Candidate, get_space
+from apqopt.space import Candidate
 from apqopt.studies import StorageError, driver_missing, study_state
 
 STUDY_COLUMNS = [
@@ -329,7 +329,9 @@ class StudyReader:
 
     def genes(self, study: str, numbers: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(numbers found, their gene rows) of the given trials, rebuilt from their params."""
-        codec = RecordCodec(space_from_attrs(self.study_attrs()[study]))
+        return self._genes(study, numbers, RecordCodec(space_from_attrs(self.study_attrs()[study])))
+
+    def _genes(self, study: str, numbers: list[int], codec: RecordCodec) -> tuple[np.ndarray, np.ndarray]:
         params = self.tables.trial_params(study, [int(n) for n in numbers])
         found = [int(n) for n in numbers if int(n) in params]
         rows = np.array([codec.genes(params[n]) for n in found], dtype=np.int64).reshape(len(found), -1)
@@ -337,25 +339,26 @@ class StudyReader:
 
     def candidate(self, study: str, number: int) -> Candidate:
         """Rebuild a trial's candidate from its params."""
-        found, rows = self.genes(study, [number])
+        codec = RecordCodec(space_from_attrs(self.study_attrs()[study]))
+        found, rows = self._genes(study, [number], codec)
         if not len(found):
             raise StorageError(f"study '{study}' has no trial {number}")
-        return get_space(self.study_attrs()[study]["space"]).to_candidates(rows)[0]
+        return codec.space.to_candidates(rows)[0]
 
-    def features(self, study: str, limit: int = FEATURE_ROWS) -> pd.DataFrame:
+    def features(self, study: str, limit: int = FEATURE_ROWS, trials: pd.DataFrame | None = None) -> pd.DataFrame:
         """The trial table with readable features of each network (:meth:`SearchSpace.summary`) beside its
         values: every complete trial up to ``limit``, above it the feasible front plus an even sample of the
-        rest (reading 125 params of 50,000 trials would take most of a minute)."""
-        df = self.trials(study)
+        rest (reading 125 params of 50,000 trials would take most of a minute). ``trials``: the study's
+        trial table when the caller has it (the dashboard's cached one), else it is read."""
+        df = self.trials(study) if trials is None else trials
         done = df[df["state"] == "COMPLETE"]
         numbers = done["number"].to_numpy()
         if len(numbers) > limit:
-            keep = set(self.front(study)["number"].tolist())
+            keep = set(front_of(df)["number"].tolist())
             rest = numbers[~np.isin(numbers, list(keep))]
             keep |= set(rest[np.linspace(0, len(rest) - 1, max(limit - len(keep), 0)).astype(int)].tolist())
             numbers = np.array(sorted(keep))
-        found, rows = self.genes(study, numbers.tolist())
-        space = get_space(self.study_attrs()[study]["space"])
-        feats = pd.DataFrame(space.summary(rows) if len(rows) else {}, index=found)
-        out = done.set_index("number").join(feats, how="inner").reset_index()
-        return out
+        codec = RecordCodec(space_from_attrs(self.study_attrs()[study]))
+        found, rows = self._genes(study, numbers.tolist(), codec)
+        feats = pd.DataFrame(codec.space.summary(rows) if len(rows) else {}, index=found)
+        return done.set_index("number").join(feats, how="inner").reset_index()
