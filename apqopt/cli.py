@@ -762,8 +762,8 @@ def _trial_candidate(study_name: str, storage: str | None, number: int) -> Candi
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from apqopt.export import META_KEY, check_out, export_candidate, read_metadata, run_exported
-    from apqopt.supernet.data import accuracy_stderr, load_split
+    from apqopt.export import META_KEY, check_out, export_candidate, run_exported
+    from apqopt.supernet.data import accuracy_stderr, load_split, preprocessing
 
     if (args.candidate is None) == (args.study is None):
         raise ConfigError("export: give a CANDIDATE or --study with --trial (one of the two)")
@@ -781,7 +781,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     path = export_candidate(net, cand, args.out, args.kind, args.seed, args.overwrite)
     print(f"written: {path} ({path.stat().st_size / 1e6:.2f} MB)")
-    prep = read_metadata(path)["preprocessing"]
+    prep = preprocessing(net.data, net.space.name)  # what export_candidate wrote into the file
     print(f"feed it: {prep['input']}" + (f"; mean {prep['mean']}, std {prep['std']}" if "mean" in prep else ""))
     print(
         f"it returns {len(prep['classes'])} logits (class i: classes[i]); the file's metadata '{META_KEY}' holds "
