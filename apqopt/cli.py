@@ -574,8 +574,21 @@ def _live_search(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from apqopt.search import make_searcher
-    from apqopt.studies import StorageError, check_study_name, open_storage, record, run_settings, settings_digest
+    from apqopt.studies import (
+        StorageError,
+        check_study_name,
+        continue_plan,
+        extend,
+        open_storage,
+        record,
+        run_settings,
+        settings_digest,
+    )
 
+    if args.extend and (args.live or args.overwrite):
+        raise ConfigError(
+            f"--continue extends a recorded run; it cannot go with {'--live' if args.live else '--overwrite'}"
+        )
     if args.live:
         return _live_search(args)
     problem = _problem(args)
@@ -587,20 +600,30 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
     store = open_storage(args.storage)  # a wrong URL, a read-only file or a taken name fail now, not after the search
     where = args.storage or default_storage()
-    if check_study_name(store, name, settings_digest(settings), args.overwrite, where) == "reuse":
-        raise StorageError(f"study '{name}' already exists in {where} (the same run); --overwrite to run it again")
+    if args.extend:
+        plan = continue_plan(store, name, settings, where)
+    elif check_study_name(store, name, settings_digest(settings), args.overwrite, where) == "reuse":
+        raise StorageError(
+            f"study '{name}' already exists in {where} (the same run); --overwrite to run it again, or "
+            "--continue with a larger --budget to extend it"
+        )
     res = searcher.run(problem, args.budget, progress=not args.quiet)
-    study = record(
-        res,
-        problem,
-        args.storage,
-        name,
-        predictor=_predictor_label(args),
-        settings=settings,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-    )
+    if args.extend and plan == "extend":
+        study, kept = extend(res, problem, args.storage, name, settings, _predictor_label(args), not args.quiet)
+    else:
+        study = record(
+            res,
+            problem,
+            args.storage,
+            name,
+            predictor=_predictor_label(args),
+            settings=settings,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
     summary = search_summary(res, problem, study.study_name, where, top=args.top)
+    if args.extend and plan == "extend":
+        summary["continued"] = {"kept": kept, "added": len(res.evaluated) - kept}
     print(json.dumps(summary, indent=2) if args.json else summary_table(summary))
     return 0 if summary["feasible"] else 1
 
@@ -655,6 +678,8 @@ def summary_table(s: dict[str, Any]) -> str:
                 f"  {k:>2}  {100 * b['predicted_accuracy']:7.2f}%  {b['latency_ms']:10.4f}  "
                 f"{b['energy_mJ']:9.4f}  {depths:<10}  {bits[:72]}"
             )
+    if "continued" in s:
+        lines.append(f"continued: {s['continued']['kept']:,} networks kept, {s['continued']['added']:,} added")
     lines.append(f"stored: study '{s['study']}' in {s['storage']} (--json for every candidate in full)")
     return "\n".join(lines)
 
@@ -1174,6 +1199,14 @@ def add_search_parser(sub: Sub) -> None:
     se.add_argument("--searcher", default="evolution", help="one of the searchers below")
     se.add_argument("--seed", type=integer(0), default=0, help="seed of the searcher")
     se.add_argument("--study", help="study name (default: searcher-space-seedN)")
+    se.add_argument(
+        "--continue",
+        dest="extend",
+        action="store_true",
+        help="extend the study this command recorded with a smaller --budget: its trials are kept and the "
+        "new ones added, as one run with the larger budget would record them (the search walks its seeded "
+        "path again; its first networks are checked against the study's)",
+    )
     se.add_argument("--live", action="store_true", help="write trials as they come; other workers may join")
     se.add_argument("--workers", type=integer(1, 256), default=1, help="local worker processes for --live")
     se.add_argument("--top", type=integer(1), default=5, help="front candidates shown at the end")

@@ -62,8 +62,10 @@ def study_state(attrs: dict[str, Any], n_trials: int = 0, directions: list[str] 
     or not apqopt's. A study with no attrs and no trials was cut right after its creation -- if it is
     shaped like apqopt's (accuracy maximised, then costs minimised; ``directions`` where known): an empty
     ``optuna.create_study()`` of someone else is foreign, not a run to redo."""
-    if RECORDED_ATTR in attrs:
-        return "complete"
+    if RECORDED_ATTR in attrs:  # whole, unless a continuation (a newer ``recording``) was cut short
+        writing = attrs.get(RECORDING_ATTR)
+        done = writing is None or writing.get("settings") == attrs[RECORDED_ATTR].get("settings")
+        return "complete" if done else "incomplete"
     if "live_spec" in attrs:
         return "live"
     if not attrs and not n_trials:
@@ -125,7 +127,8 @@ def existing_study(store: optuna.storages.BaseStorage, name: str) -> tuple[Study
     except KeyError:
         return None
     attrs = store.get_study_user_attrs(sid)
-    return study_state(attrs, store.get_n_trials(sid), [d.name for d in store.get_study_directions(sid)]), attrs
+    n_trials = 0 if attrs else store.get_n_trials(sid)  # only an attr-less study needs it (RDB reads every trial)
+    return study_state(attrs, n_trials, [d.name for d in store.get_study_directions(sid)]), attrs
 
 
 def check_study_name(
@@ -149,7 +152,7 @@ def check_study_name(
             )
     if overwrite:
         return "replace"
-    stored = (attrs.get(RECORDED_ATTR) or attrs.get(RECORDING_ATTR) or {}).get("settings")
+    stored = (attrs.get(RECORDING_ATTR) or attrs.get(RECORDED_ATTR) or {}).get("settings")  # the newest writer's
     if state == "incomplete" and stored in (None, digest):
         return "replace"
     if state == "complete" and stored == digest:
@@ -308,10 +311,38 @@ def record(
         raise StorageError(f"study '{name}' was just created by another process; choose another name") from None
     study.set_user_attr(RECORDING_ATTR, {"host": socket.gethostname(), "pid": os.getpid(), "settings": digest})
     ev = result.evaluated
-    if full_limit is None:
-        full_limit = FULL_LIMIT["journal" if isinstance(store, optuna.storages.JournalStorage) else "rdb"]
-    full = len(ev) <= full_limit
-    meta = codec.study_attrs(
+    full = len(ev) <= (_full_limit(store) if full_limit is None else full_limit)
+    meta = _run_attrs(codec, result, problem, predictor, full, attrs)
+    rows = np.arange(len(ev)) if full else front_rows(ev, problem.objectives)
+    if not full:
+        _store_history(store, study, ev)
+        meta["history"] = f"in the study ({HISTORY_ATTR}:*), {len(ev)} rows"
+    if verified_rows:
+        number = {int(r): n for n, r in enumerate(rows)}
+        meta["verified"] = {str(number[i]): v for i, v in verified_rows.items() if i in number}
+    for key, value in meta.items():
+        study.set_user_attr(key, value)
+    dists = codec.distributions()
+    add_trials(store, study, [codec.frozen_trial(ev, int(i), dists) for i in rows], progress=progress)
+    study.set_user_attr(RECORDED_ATTR, {"trials": len(rows), "settings": digest})  # last: the study is whole
+    return study
+
+
+def _full_limit(store: optuna.storages.BaseStorage) -> int:
+    return FULL_LIMIT["journal" if isinstance(store, optuna.storages.JournalStorage) else "rdb"]
+
+
+def _run_attrs(
+    codec: RecordCodec,
+    result: SearchResult,
+    problem: Problem,
+    predictor: str,
+    full: bool,
+    attrs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The user attrs of a recorded run: the study's common attrs and what this run spent."""
+    ev = result.evaluated
+    return codec.study_attrs(
         result.searcher,
         result.seed,
         result.budget,
@@ -326,19 +357,95 @@ def record(
         eval_s=round(result.eval_s, 3),
         **(attrs or {}),
     )
-    rows = np.arange(len(ev)) if full else front_rows(ev, problem.objectives)
+
+
+def continue_plan(
+    store: optuna.storages.BaseStorage, name: str, settings: dict[str, Any], where: str = ""
+) -> Literal["new", "replace", "extend"]:
+    """What ``search --continue`` does with ``name``: record it ``new`` (no study yet), ``replace`` an
+    interrupted recording of this very run, or ``extend`` a whole study of the same settings recorded
+    with a smaller budget. Anything else (other settings, a budget not larger, a live or foreign study)
+    is refused here, before any search work."""
+    where = where or "the storage"
+    digest = settings_digest(settings)
+    found = existing_study(store, name)
+    if found is None:
+        return "new"
+    state, attrs = found
+    if state == "incomplete":
+        return check_study_name(store, name, digest, False, where)  # "replace" or a refusal
+    if state != "complete":
+        raise StorageError(f"study '{name}' in {where} is not a recorded apqopt run; --continue extends only those")
+    old = attrs.get("budget")
+    stored = (attrs.get(RECORDED_ATTR) or {}).get("settings")
+    if not isinstance(old, int) or settings_digest({**settings, "budget": old}) != stored:
+        raise StorageError(
+            f"study '{name}' in {where} was recorded with other settings; --continue needs the command that "
+            "recorded it with a larger --budget"
+        )
+    if old >= settings["budget"]:
+        raise StorageError(f"study '{name}' already has --budget {old}; --continue needs a larger --budget")
+    return "extend"
+
+
+def extend(
+    result: SearchResult,
+    problem: Problem,
+    storage: str | None,
+    study_name: str,
+    settings: dict[str, Any],
+    predictor: str = "",
+    progress: bool = False,
+) -> tuple[optuna.Study, int]:
+    """Continue a whole recorded run (:func:`continue_plan` said ``extend``) with ``result``: the same
+    searcher and seed run again with a larger budget. Every searcher walks the same path whatever its
+    budget, so the study's networks are the first ones of ``result`` (checked: a study that is not, e.g.
+    recorded by another apqopt version, is refused and left as it was); the study keeps its trials and
+    gains the rest, and ends as a single run with the larger budget would have recorded it.
+
+    A kill while the new trials are written leaves the study marked interrupted (its ``recording``
+    names the new settings, its ``recorded`` the old), and the same command records it afresh. A study
+    that holds only its front (larger than :data:`FULL_LIMIT`) is recorded afresh under the same name.
+    Returns the study and how many networks it held before."""
+    store = open_storage(storage)
+    study = optuna.load_study(study_name=study_name, storage=store)
+    before = load_history(study)
+    ev = result.evaluated
+    n_old = len(before)
+    space = problem.space
+    same = (
+        len(ev) >= n_old
+        and np.array_equal(space.canonical(before.genes), space.canonical(ev.genes[:n_old]))
+        and np.allclose(before.accuracy, ev.accuracy[:n_old], rtol=1e-6, atol=1e-9)
+    )
+    if not same:
+        raise StorageError(
+            f"study '{study_name}': its networks are not the first ones of this run (recorded by another "
+            "apqopt version?); it is left as it was; --overwrite to record the run afresh"
+        )
+    digest = settings_digest(settings)
+    full = len(ev) <= _full_limit(store) and study.user_attrs.get("trials_hold") == "every evaluated candidate"
     if not full:
-        _store_history(store, study, ev)
-        meta["history"] = f"in the study ({HISTORY_ATTR}:*), {len(ev)} rows"
-    if verified_rows:
-        number = {int(r): n for n, r in enumerate(rows)}
-        meta["verified"] = {str(number[i]): v for i, v in verified_rows.items() if i in number}
+        return record(
+            result,
+            problem,
+            storage,
+            study_name,
+            predictor=predictor,
+            settings=settings,
+            overwrite=True,
+            progress=progress,
+        ), n_old
+    codec = RecordCodec.of(problem)
+    study.set_user_attr(RECORDING_ATTR, {"host": socket.gethostname(), "pid": os.getpid(), "settings": digest})
+    continued = [*study.user_attrs.get("continued", []), {"from_budget": study.user_attrs["budget"], "trials": n_old}]
+    meta = _run_attrs(codec, result, problem, predictor, True, {"continued": continued})
     for key, value in meta.items():
         study.set_user_attr(key, value)
     dists = codec.distributions()
-    add_trials(store, study, [codec.frozen_trial(ev, int(i), dists) for i in rows], progress=progress)
-    study.set_user_attr(RECORDED_ATTR, {"trials": len(rows), "settings": digest})  # last: the study is whole
-    return study
+    add_trials(store, study, [codec.frozen_trial(ev, i, dists) for i in range(n_old, len(ev))], progress=progress)
+    study.set_user_attr(RECORDED_ATTR, {"trials": len(ev), "settings": digest})  # last: whole again
+    return study, n_old
 
 
 def add_trials(

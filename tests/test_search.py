@@ -449,3 +449,24 @@ def test_pymoo_penalty_form_lets_decomposition_methods_run() -> None:
     assert len(pp.decode(np.round(res.X))) >= 1
     with pytest.raises(ValueError, match="inequality"):
         PymooProblem(p, constraints="soft")
+
+
+@pytest.mark.parametrize("name", sorted(SEARCHERS))
+def test_a_larger_budget_walks_the_same_path_first(name: str) -> None:
+    """What `search --continue` rests on: for every searcher, the networks a run with budget B evaluates
+    are the first ones of the same seed's run with a larger budget (no draw sized by the budget)."""
+    from apqopt.search.ilp import OperatorCosts
+
+    p, params, budgets = problem(limit=0.6), {"seed": 3}, (40, 110)
+    if name in ("haq", "ohq"):  # policy searchers: one architecture's bits
+        p = p.restricted_to(SP.uniform(kernel=5, middle=1))
+        if name == "ohq":
+            shape = OperatorCosts.from_lut(p.architecture, p.lut).latency.shape
+            params["sensitivity"] = np.random.default_rng(0).random(shape)
+        else:
+            params.update(warmup=5, updates_per_episode=2, hidden=32)
+            budgets = (15, 40)
+    small, large = (make_searcher(name, **params).run(p, b).evaluated for b in budgets)
+    assert len(small) == budgets[0] or name == "ohq"
+    np.testing.assert_array_equal(large.genes[: len(small)], small.genes)
+    np.testing.assert_allclose(large.accuracy[: len(small)], small.accuracy)

@@ -438,3 +438,85 @@ def test_written_files_follow_the_umask(tmp_path: Path) -> None:
         assert stat.S_IMODE(atomic_write(tmp_path / "s.md", "x").stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_search_continue_extends_a_study_as_one_larger_run(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`search --continue` with a larger --budget keeps a finished study's trials (same ids) and adds the
+    rest, ending equal to one run of the larger budget; refusals change nothing; a continuation cut
+    short is flagged interrupted and the same command records it whole."""
+    import apqopt.studies as studies
+    from apqopt.cli import main
+
+    url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else str(tmp_path / "s.log")
+    base = ["search", "--latency", "0.3", "--storage", url, "--quiet", "--threads", "1"]
+
+    def trials(name: str) -> list[optuna.trial.FrozenTrial]:
+        return optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
+
+    def same(a: list[optuna.trial.FrozenTrial], b: list[optuna.trial.FrozenTrial]) -> bool:
+        return [(t.params, t.values, t.user_attrs) for t in a] == [(t.params, t.values, t.user_attrs) for t in b]
+
+    name = "evolution-fmnist-seed0"
+    assert main([*base, "--budget", "100"]) == 0
+    first = trials(name)
+    assert main([*base, "--budget", "250", "--continue"]) == 0
+    assert "100 networks kept, 150 added" in capsys.readouterr().out
+    grown = trials(name)
+    assert [t._trial_id for t in grown[:100]] == [t._trial_id for t in first] and same(grown[:100], first)
+    assert main([*base, "--budget", "250", "--study", "fresh"]) == 0
+    assert len(grown) == 250 and same(grown, trials("fresh"))
+    attrs = optuna.load_study(study_name=name, storage=open_storage(url)).user_attrs
+    assert attrs["budget"] == 250 and attrs["evaluated"] == 250 and attrs["continued"][0]["from_budget"] == 100
+    summaries = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(open_storage(url))}
+    assert summaries == {name: 250, "fresh": 250}
+    if kind == "journal":  # the writes differ by storage kind; the decisions below do not
+        return
+
+    for refused, why in (
+        (["--budget", "250", "--continue"], "already has --budget 250"),
+        (["--budget", "300", "--continue", "--latency", "0.31"], "other settings"),
+        (["--budget", "300", "--continue", "--overwrite"], "cannot go with --overwrite"),
+        (["--budget", "300", "--continue", "--searcher", "random"], None),  # another study: a new one
+    ):
+        code = main([*base, *refused])
+        if why is None:
+            assert code == 0
+            continue
+        assert code == 2 and why in capsys.readouterr().err
+        assert optuna.load_study(study_name=name, storage=open_storage(url)).user_attrs == attrs  # untouched
+
+    # a continuation killed while writing: the study reads as interrupted; the same command makes it whole
+    real = studies.add_trials
+
+    def cut(store, study, part, **kw):  # type: ignore[no-untyped-def]
+        real(store, study, part[:100], **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(studies, "add_trials", cut)
+    with pytest.raises(KeyboardInterrupt):
+        main([*base, "--budget", "400", "--continue"])
+    monkeypatch.setattr(studies, "add_trials", real)
+    assert studies.existing_study(open_storage(url), name)[0] == "incomplete"  # type: ignore[index]
+    assert main([*base, "--budget", "400", "--continue"]) == 0
+    assert main([*base, "--budget", "400", "--study", "fresh400"]) == 0
+    assert studies.existing_study(open_storage(url), name)[0] == "complete"  # type: ignore[index]
+    assert same(trials(name), trials("fresh400"))
+
+
+def test_a_study_that_is_not_the_runs_path_is_not_extended(tmp_path: Path) -> None:
+    """`extend` checks that the study's networks are the new run's first ones (another seed's are not):
+    refused, and the study left as it was."""
+    from apqopt.studies import extend, run_settings
+
+    p, url = problem(limit=0.6), f"sqlite:///{tmp_path / 's.db'}"
+    res = make_searcher("evolution", seed=0).run(p, 100)
+    record(res, p, url, "s")
+    other = make_searcher("evolution", seed=1).run(p, 200)
+    with pytest.raises(StorageError, match="not the first ones of this run"):
+        extend(other, p, url, "s", run_settings(p, "evolution", other.params, 200))
+    study = optuna.load_study(study_name="s", storage=open_storage(url))
+    assert len(study.trials) == 100 and study.user_attrs["budget"] == 100
+    assert study.user_attrs["recording"]["settings"] == study.user_attrs["recorded"]["settings"]

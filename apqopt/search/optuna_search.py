@@ -110,7 +110,9 @@ class OptunaNSGA2(Searcher):
         study = self._study = self.make_study(problem)
         if self.feasible:
             rng = np.random.default_rng(self.seed)
-            start, _ = feasible_start(problem, min(self.batch, run.budget), rng, self.max_tries, run)
+            # a full batch whatever the budget (enqueued rows past it are never asked): a larger budget
+            # walks the same path first, so a study can be continued (``search --continue``)
+            start, _ = feasible_start(problem, self.batch, rng, self.max_tries, run)
             for row in start:
                 study.enqueue_trial(codec.params(row))
         redrawn = 0

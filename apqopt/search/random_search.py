@@ -20,8 +20,7 @@ class RandomSearch(Searcher):
     def _search(self, run: Run, progress: bool) -> dict[str, Any]:
         rng = np.random.default_rng(self.seed)
         problem = run.problem
-        while not run.done:
-            n = min(self.batch, run.remaining)
-            genes, _ = feasible_start(problem, n, rng, self.max_tries, run)
+        while not run.done:  # full batches always (the run takes what its budget allows): the draws do
+            genes, _ = feasible_start(problem, self.batch, rng, self.max_tries, run)  # not depend on the budget
             run.evaluate(genes)
         return {}
