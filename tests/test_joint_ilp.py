@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from apqopt.cli import main
 from apqopt.errors import ConfigError
 from apqopt.search import make_searcher
+from apqopt.search.base import Run
 from apqopt.search.ilp import OperatorCosts, solve
 from apqopt.search.problem import Problem
 from apqopt.search.sensitivity import SensitivityTable, design, measure_table
@@ -189,18 +190,30 @@ def test_shipped_table_holds_the_shipped_supernets_mqe(shipped_supernet) -> None
     assert all(abs(v - kl) > 0.05 * kl for i, v in enumerate(cell) if i != CHOICES.index((4, 4)))
 
 
-def test_fixed_bits_and_precisions_the_table_lacks_are_never_chosen() -> None:
-    """The ILP only picks what the problem allows: fixed bit genes keep their value, and a precision the
-    table has no entry for (allow_missing, e.g. a host that cannot run it) is left out."""
+def test_fixed_bits_and_precisions_the_table_lacks_are_never_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ILP only picks what the problem allows: fixed bit genes keep their value in what joint-ilp
+    proposes (not only after the run re-applies them: the ILP must plan its costs with them), and a
+    precision the table has no entry for (allow_missing, e.g. a host that cannot run it) is left out."""
     torch.set_num_threads(1)
     fixed = np.full(SP.n_genes, -1, dtype=np.int64)
     for b in range(SP.n_blocks):
-        fixed[SP.block_gene(b, "pw_w")] = fixed[SP.block_gene(b, "pw_a")] = SP.bits.index(8)
+        fixed[SP.block_gene(b, "pw_w")], fixed[SP.block_gene(b, "pw_a")] = SP.bits.index(4), SP.bits.index(8)
     p = Problem(SP, capacity, LUT, constraints={"latency": 0.6}, fixed=fixed)
+    proposed: list[np.ndarray] = []
+    evaluate = Run.evaluate
+
+    def spy(run: Run, genes: np.ndarray):  # type: ignore[no-untyped-def]
+        proposed.append(np.array(genes))
+        return evaluate(run, genes)
+
+    monkeypatch.setattr(Run, "evaluate", spy)
     ev = make_searcher("joint-ilp", seed=0, table=synthetic_table()).run(p, 100).evaluated
+    asked = np.concatenate(proposed)
+    asked_bits = SP.block_genes(asked)[:, :, 2:][SP.active(asked)]
+    assert (asked_bits[:, :2] == [SP.bits.index(4), SP.bits.index(8)]).all()
     act = SP.active(ev.genes)
     bits = SP.block_genes(ev.genes)[:, :, 2:]
-    assert ev.feasible.all() and (bits[act][:, :2] == SP.bits.index(8)).all()
+    assert ev.feasible.all() and (bits[act][:, :2] == [SP.bits.index(4), SP.bits.index(8)]).all()
     assert (bits[act][:, 2:] < SP.bits.index(8)).any()  # the depthwise bits are still the ILP's to lower
     no_w4 = dataclasses.replace(LUT, entries={k: v for k, v in LUT.entries.items() if k[7] != 4})
     p = Problem(SP, capacity, no_w4, constraints={"latency": 0.6}, allow_missing=True)

@@ -75,6 +75,12 @@ def test_clear_errors(name: str) -> None:
     bad[1, 0] = 7
     with pytest.raises(InvalidCandidateError, match="row 1, gene 'depth_0': index 7 out of range"):
         sp.validate_matrix(bad)
+    for col in (0, sp.block_gene(0, "kernel"), sp.n_genes - 1):  # the first value past each end, not only far ones
+        for edge in (sp.cardinalities[col], -1):
+            bad = sp.sample(2, 0)
+            bad[0, col] = edge
+            with pytest.raises(InvalidCandidateError, match=f"row 0, gene '{sp.gene_names()[col]}': index {edge} "):
+                sp.validate_matrix(bad)
     with pytest.raises(InvalidCandidateError, match="unknown space"):
         get_space("nope")
 

@@ -520,3 +520,28 @@ def test_a_study_that_is_not_the_runs_path_is_not_extended(tmp_path: Path) -> No
     study = optuna.load_study(study_name="s", storage=open_storage(url))
     assert len(study.trials) == 100 and study.user_attrs["budget"] == 100
     assert study.user_attrs["recording"]["settings"] == study.user_attrs["recorded"]["settings"]
+
+
+def test_a_recording_cut_inside_its_trials_reads_as_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `recorded` marker comes after the last trial: a record cut after some trials (deterministically,
+    not at a random kill moment) leaves a study every reader calls incomplete, and the same run replaces it."""
+    import apqopt.studies as studies
+
+    p, url = problem(limit=0.6), f"sqlite:///{tmp_path / 's.db'}"
+    res = make_searcher("random", seed=0).run(p, 60)
+    real = studies.add_trials
+
+    def cut(store, study, part, **kw):  # type: ignore[no-untyped-def]
+        real(store, study, part[:30], **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(studies, "add_trials", cut)
+    with pytest.raises(KeyboardInterrupt):
+        record(res, p, url, "s")
+    monkeypatch.setattr(studies, "add_trials", real)
+    assert studies.existing_study(open_storage(url), "s")[0] == "incomplete"  # type: ignore[index]
+    record(res, p, url, "s")  # the same run replaces it
+    assert studies.existing_study(open_storage(url), "s")[0] == "complete"  # type: ignore[index]
+    assert len(optuna.load_study(study_name="s", storage=open_storage(url)).trials) == 60
