@@ -86,6 +86,33 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
             return (Path.touch, (d / "pwned",))
 
     torch.save({"space": "fmnist", "model": Payload()}, d / "evil.pt")
+    # weights damaged in place: one flipped byte inside a tensor (torch.load checks no CRC), NaN weights
+    state = torch.load(d / "quant.pt", weights_only=True)
+    name = max(state, key=lambda k: state[k].numel())
+    raw = bytearray((d / "quant.pt").read_bytes())
+    at = bytes(raw).find(state[name].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()[:64]) + 40
+    raw[at] ^= 0x10
+    (d / "flipped.pt").write_bytes(bytes(raw))
+    shutil.copy(d / "quant.pt.json", d / "flipped.pt.json")
+    state[name][0] = float("nan")
+    torch.save(state, d / "nan.pt")
+    nan_meta = json.loads((d / "quant.pt.json").read_text())
+    del nan_meta["sha256"]  # as a file from before checksums: only finiteness can be checked
+    (d / "nan.pt.json").write_text(json.dumps(nan_meta))
+    from apqopt.shipped import supernet_path
+    from apqopt.supernet.train import _save
+
+    if supernet_path("fmnist").exists():
+        payload = torch.load(supernet_path("fmnist"), weights_only=True)
+        _save(d / "supernet.pt", payload)  # with its checksum
+        raw = bytearray((d / "supernet.pt").read_bytes())
+        big = max(payload["model"], key=lambda k: payload["model"][k].numel())
+        head = payload["model"][big].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()[:64]
+        at = bytes(raw).find(head) + 40
+        raw[at] ^= 0x10
+        (d / "supernet_flipped.pt").write_bytes(bytes(raw))
+        payload["model"][big].view(-1)[0] = float("inf")
+        torch.save(payload, d / "supernet_inf.pt")  # the old checksum no longer matters: inf is named first
     shutil.copy(d / "st.db", d / "imm.db")
     if subprocess.run(["chattr", "+i", str(d / "imm.db")], capture_output=True).returncode:
         (d / "imm.db").unlink()  # no immutable flag on this filesystem: that case skips
@@ -126,6 +153,22 @@ CASES = {
     "truncated table": (lambda w: search(w, "--lut", str(w / "trunc.csv")), r"trunc\.csv: no '# end: N rows' line"),
     "truncated predictor": (lambda w: search(w, "--predictor", str(w / "trunc.pt")), r"trunc\.pt.*(corrupt|truncat)"),
     "corrupted predictor": (lambda w: search(w, "--predictor", str(w / "junk.pt")), r"junk\.pt.*(corrupt|truncat)"),
+    "predictor with a flipped byte in a tensor": (
+        lambda w: search(w, "--predictor", str(w / "flipped.pt")),
+        r"flipped\.pt: its tensors do not match the checksum",
+    ),
+    "predictor with NaN weights": (
+        lambda w: search(w, "--predictor", str(w / "nan.pt")),
+        r"nan\.pt: tensor '.*' holds non-finite values",
+    ),
+    "supernet with a flipped byte in a tensor": (
+        lambda w: ["supernet", "eval", "largest", "--supernet", str(w / "supernet_flipped.pt")],
+        r"supernet_flipped\.pt: its tensors do not match the checksum",
+    ),
+    "supernet with an infinite weight": (
+        lambda w: ["supernet", "eval", "largest", "--supernet", str(w / "supernet_inf.pt")],
+        r"supernet_inf\.pt: tensor '.*' holds non-finite values",
+    ),
     "corrupted supernet": (
         lambda w: ["supernet", "eval", "largest", "--supernet", str(w / "junk.pt")],
         "not a readable apqopt supernet file",

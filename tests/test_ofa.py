@@ -186,6 +186,9 @@ def test_layout_errors_name_the_keys(reference_dir: Path, tmp_path: Path) -> Non
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match=r"junk\.pt: not a PyTorch checkpoint"):
         load_ofa_supernet(tmp_path / "junk.pt")
+    nan = dict(sd, **{"classifier.linear.bias": torch.full((1000,), float("nan"))})  # a network "measuring" chance
+    with pytest.raises(ConfigError, match=r"tensor 'classifier\.linear\.bias' holds non-finite values"):
+        load_ofa_supernet(nan)
 
 
 def test_supernet_eval_measures_apq_subnets_on_an_image_folder(reference_dir: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -135,6 +135,12 @@ def test_schedule_extends_finished_run(tmp_path: Path, fmnist_available: None) -
         train_supernet(TrainConfig(phases=changed, **small), tmp_path / "grown", progress=False)
     with pytest.raises(ValueError, match="other settings"):
         train_supernet(TrainConfig(phases=longer, **{**small, "seed": 1}), tmp_path / "grown", progress=False)
+    ckpt = tmp_path / "grown" / "checkpoint.pt"  # a checkpoint damaged since: never trained on
+    payload = torch.load(ckpt, weights_only=True)
+    next(v for v in payload["model"].values() if v.is_floating_point()).view(-1)[0] = float("nan")
+    torch.save(payload, ckpt)
+    with pytest.raises(ValueError, match="holds non-finite values"):
+        train_supernet(TrainConfig(phases=(*longer, longer[1]), **small), tmp_path / "grown", progress=False)
 
 
 def test_bad_weights_file(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ from apqopt import devices
 from apqopt.errors import ApqoptError, ConfigError, first_line
 from apqopt.predictor.metrics import ranking_report
 from apqopt.space import SearchSpace, adopt, carried, get_space
+from apqopt.weights import WeightsError, check_weights, tensor_digest
 
 Variant = Literal["fp", "branch", "wide"]
 
@@ -470,7 +471,9 @@ class AccuracyPredictor(RegressorMixin, BaseEstimator):
         }
         from apqopt.fileio import atomic_save, atomic_write
 
-        atomic_save(path, lambda fh: torch.save(self.model_.state_dict(), fh))  # type: ignore[union-attr]
+        state = self.model_.state_dict()  # type: ignore[union-attr]
+        meta["sha256"] = tensor_digest(state)  # checked on load: torch.load checks no CRC
+        atomic_save(path, lambda fh: torch.save(state, fh))
         atomic_write(str(path) + ".json", json.dumps(meta, indent=2) + "\n")
         return path
 
@@ -506,12 +509,23 @@ class AccuracyPredictor(RegressorMixin, BaseEstimator):
             raise PredictorError(f"{meta_path}: its 'params' do not describe a predictor: {exc}") from exc
         pred.model_ = pred._new_model()
         try:
-            pred.model_.load_state_dict(torch.load(path, weights_only=True))
+            state = torch.load(path, weights_only=True)
+            if not isinstance(state, dict):
+                raise TypeError(f"holds a {type(state).__name__}, not a state dict")
         except Exception as exc:  # torch raises many types for damaged files
             raise PredictorError(
                 f"{path} is not a readable predictor state dict (truncated or corrupted?): {first_line(exc)}"
             ) from exc
-        pred.metadata_ = {k: v for k, v in meta.items() if k not in ("params", "format", "input", "report")}
+        try:
+            check_weights(state, str(path), meta.get("sha256"))
+        except WeightsError as exc:
+            raise PredictorError(str(exc)) from None
+        try:
+            pred.model_.load_state_dict(state)
+        except Exception as exc:
+            raise PredictorError(f"{path} does not fit the predictor its description names: {first_line(exc)}") from exc
+        skip = ("params", "format", "input", "report", "sha256")
+        pred.metadata_ = {k: v for k, v in meta.items() if k not in skip}
         return pred
 
     @classmethod

@@ -28,6 +28,7 @@ from torch import nn
 from apqopt.errors import ConfigError
 from apqopt.space import Candidate, SearchSpace, get_space
 from apqopt.supernet.network import ConvBN, Subnet, Supernet
+from apqopt.weights import check_weights
 
 log = logging.getLogger(__name__)
 BN_EPS = 1e-3  # once-for-all's BN eps (PyTorch's default is 1e-5)
@@ -160,6 +161,7 @@ def load_ofa_supernet(
     state dict (``name``: how errors call a state dict, e.g. the file it was read from). Unknown, missing
     and misshapen keys are named in one :class:`ConfigError`."""
     state, where = _read(src, name)
+    check_weights(state, where)  # a foreign file carries no checksum of ours: finite values at least
     expected = layout(space)
     ranges = {k for k in state if k.endswith((".weight_range", ".activation_range"))}
     unknown = sorted(k for k in state if k not in expected and k not in ranges)

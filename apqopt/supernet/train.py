@@ -35,6 +35,7 @@ from apqopt.supernet import ddp
 from apqopt.supernet.data import Split, is_file_safe_data, load_split
 from apqopt.supernet.evaluate import evaluate_subnet
 from apqopt.supernet.network import Supernet
+from apqopt.weights import check_weights, tensor_digest
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,10 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def _save(path: Path, payload: dict[str, Any]) -> None:
+    """Publish a weights file atomically, with the checksum of its model's tensors (checked on load)."""
     from apqopt.fileio import atomic_save
 
+    payload = {**payload, "sha256": tensor_digest(payload["model"])}
     atomic_save(path, lambda fh: torch.save(payload, fh))
 
 
@@ -186,6 +189,7 @@ def _train_in(cfg: TrainConfig, out: Path, progress: bool, log: Any, group: ddp.
     settings = cfg.to_dict() | ({"processes": group.world} if group.world > 1 else {})
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=True, map_location="cpu")  # tensors and plain types: no code runs
+        check_weights(ck["model"], str(ckpt_path), ck.get("sha256"))
         _check_resumable(ckpt_path, ck["config"], settings)
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
@@ -329,6 +333,7 @@ def load_supernet(path: str | Path, data: str | None = None, device: str | None 
             ofa.data = data or ""
             return ofa.to(devices.resolve(device or "cpu"))
         adopt(payload, str(path))  # a user's own space travels inside its weights file
+        check_weights(payload["model"], str(path), payload.get("sha256"))
         recorded = payload.get("config", {}).get("data", "fmnist")
         net = Supernet(payload["space"], recorded if isinstance(recorded, str) else "")
         net.load_state_dict(payload["model"])
