@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,6 +114,28 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (d / "supernet_flipped.pt").write_bytes(bytes(raw))
         payload["model"][big].view(-1)[0] = float("inf")
         torch.save(payload, d / "supernet_inf.pt")  # the old checksum no longer matters: inf is named first
+    # image folders: a FIFO named like an image, a PNG that inflates past what an image may have
+    from PIL import Image
+
+    for name in ("fifo", "bomb"):
+        for split in ("train", "val", "test"):
+            (d / name / split / "shirt").mkdir(parents=True)
+            Image.new("L", (28, 28), 128).save(d / name / split / "shirt" / "a.png")
+    os.mkfifo(d / "fifo" / "train" / "shirt" / "b.png")
+    Image.new("L", (7000, 7000)).save(d / "bomb" / "test" / "shirt" / "big.png")  # 49 Mpixel, ~50 kB on disk
+    # data functions that misbehave (given with --data, as a user must)
+    (d / "baddata.py").write_text(
+        "import torch\n"
+        "def _ok(n): return torch.zeros(n, 1, 28, 28), torch.zeros(n, dtype=torch.int64)\n"
+        "def _all(x): return (x, x, x)\n"
+        "def raises(): raise RuntimeError('disk not mounted')\n"
+        "def empty(): return _all(_ok(0))\n"
+        "def mismatch(): return _all((_ok(8)[0], _ok(5)[1]))\n"
+        "def nan(): return _all((torch.full((8, 1, 28, 28), float('nan')), _ok(8)[1]))\n"
+        "def negative(): return _all((_ok(8)[0], _ok(8)[1] - 1))\n"
+        "def wrong(): return 'train', 'val', 'test'\n"
+        "notfunc = 3.14\n"
+    )
     shutil.copy(d / "st.db", d / "imm.db")
     if subprocess.run(["chattr", "+i", str(d / "imm.db")], capture_output=True).returncode:
         (d / "imm.db").unlink()  # no immutable flag on this filesystem: that case skips
@@ -121,8 +144,28 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module", autouse=True)
 def _mutable_again(ws: Path) -> Iterator[None]:
+    sys.path.append(str(ws))  # baddata.py importable, as a user's module beside the command is
     yield
+    sys.path.remove(str(ws))
     subprocess.run(["chattr", "-i", str(ws / "imm.db")], capture_output=True)
+
+
+def measure_on(data: str) -> list[str]:
+    return ["supernet", "eval", "largest", "--data", data]
+
+
+DATA_CASES = {
+    "image folder with a FIFO named *.png (a hang)": ("imagefolder:{w}/fifo", r"b\.png: not a regular file"),
+    "image folder with a decompression bomb": ("imagefolder:{w}/bomb", r"big\.png: 7000x7000 pixels, more than"),
+    "data function that raises": ("baddata:raises", r"raises\(\) raised RuntimeError: disk not mounted"),
+    "data function with an empty split": ("baddata:empty", "split is empty"),
+    "data function with more images than labels": ("baddata:mismatch", "has 8 images but labels of shape"),
+    "data function with NaN images": ("baddata:nan", "images hold non-finite values"),
+    "data function with negative labels": ("baddata:negative", "has label -1; labels are 0..9"),
+    "data function returning the wrong type": ("baddata:wrong", "the test split must be a Dataset"),
+    "data source that is not a function": ("baddata:notfunc", "notfunc is a float, not a function"),
+    "data source that needs arguments": ("json:loads", r"loads\(\) raised TypeError"),
+}
 
 
 def search(ws: Path, *extra: str) -> list[str]:
@@ -355,6 +398,12 @@ CASES = {
         r"torn\.log:2: not a journal record \(damaged journal\); nothing was written",
     ),
 }
+CASES.update(
+    {
+        name: ((lambda w, data=data: measure_on(data.format(w=w))), pattern)
+        for name, (data, pattern) in DATA_CASES.items()
+    }
+)
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -25,6 +25,7 @@ import gzip
 import importlib
 import os
 import struct
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -43,6 +44,10 @@ FILES = {
 INSTALL_HINT = "apt-get install -y dataset-fashion-mnist"
 MEAN, STD = 0.2860, 0.3530
 VAL_SIZE = 10_000
+# what one file of an image folder may be: a 40-megapixel photo fits; a PNG that inflates to gigabytes
+# (a decompression bomb) or a file of hundreds of megabytes does not
+MAX_IMAGE_PIXELS = 40_000_000
+MAX_IMAGE_BYTES = 64 * 2**20
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
@@ -153,6 +158,8 @@ def _load(name: str, data: str, space: str, channels: int, size: int, classes: i
         split = _from_function(data, name, channels, size)
     if len(split) and int(split.labels.max()) >= classes:
         raise ConfigError(f"{data}: labels go up to {int(split.labels.max())}, space '{space}' has {classes} classes")
+    if len(split) and int(split.labels.min()) < 0:
+        raise ConfigError(f"{data}: the {name} split has label {int(split.labels.min())}; labels are 0..{classes - 1}")
     return split
 
 
@@ -242,14 +249,32 @@ def _read_folder(
             else []
         )
         for f in files:
+            if not f.is_file():  # a FIFO or device named *.png would block or read for ever
+                raise DatasetError(f"{f}: not a regular file")
+            if f.stat().st_size > MAX_IMAGE_BYTES:
+                raise DatasetError(
+                    f"{f}: {f.stat().st_size:,} bytes, more than an image here may hold ({MAX_IMAGE_BYTES:,})"
+                )
             try:
-                with Image.open(f) as im:
-                    im = im.convert("L" if channels == 1 else "RGB")
-                    if im.size != (size, size):
-                        im = im.resize((size, size), Image.Resampling.BILINEAR)
-                    arr = np.asarray(im, dtype=np.float32) / 255.0
-            except (UnidentifiedImageError, OSError) as exc:
-                raise DatasetError(f"{f}: not a readable image ({exc})") from None
+                with warnings.catch_warnings():  # restored on exit: the user's filters stay theirs
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(f) as im:
+                        if im.width * im.height > MAX_IMAGE_PIXELS:
+                            raise DatasetError(
+                                f"{f}: {im.width}x{im.height} pixels, more than an image here may have "
+                                f"({MAX_IMAGE_PIXELS:,}); a decompression bomb?"
+                            )
+                        im = im.convert("L" if channels == 1 else "RGB")
+                        if im.size != (size, size):
+                            im = im.resize((size, size), Image.Resampling.BILINEAR)
+                        arr = np.asarray(im, dtype=np.float32) / 255.0
+            except (
+                UnidentifiedImageError,
+                OSError,
+                Image.DecompressionBombError,
+                Image.DecompressionBombWarning,
+            ) as exc:
+                raise DatasetError(f"{f}: not a readable image ({first_line(exc)})") from None
             images.append(arr[None] if channels == 1 else arr.transpose(2, 0, 1))
             labels.append(label)
     if not images:
@@ -269,7 +294,12 @@ def _from_function(data: str, name: str, channels: int, size: int) -> Split:
         fn = getattr(importlib.import_module(module), func)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"data {data}: cannot import {func} from {module} ({exc})") from None
-    parts = fn()
+    if not callable(fn):
+        raise ConfigError(f"data {data}: {func} is a {type(fn).__name__}, not a function returning the splits")
+    try:
+        parts = fn()
+    except Exception as exc:  # the user's own code: whatever it raises is their data's error, in one line
+        raise ConfigError(f"data {data}: {func}() raised {type(exc).__name__}: {first_line(exc)}") from None
     if not isinstance(parts, list | tuple) or len(parts) not in (2, 3):
         raise ConfigError(f"data {data}: must return (train, val) or (train, val, test), got {type(parts).__name__}")
     index = ("train", "val", "test").index(name)
@@ -292,8 +322,18 @@ def _from_function(data: str, name: str, channels: int, size: int) -> Split:
         raise ConfigError(
             f"data {data}: {name} images have shape {tuple(images.shape[1:])}, the space wants {(channels, size, size)}"
         )
-    images = images.float().contiguous(memory_format=torch.channels_last)
-    return Split(images, labels.long())
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ConfigError(
+            f"data {data}: the {name} split has {len(images)} images but labels of shape {tuple(labels.shape)}"
+        )
+    if not len(labels):
+        raise ConfigError(f"data {data}: the {name} split is empty")
+    if labels.is_floating_point() and not torch.equal(labels, labels.round()):
+        raise ConfigError(f"data {data}: the {name} split's labels are not whole numbers")
+    images = images.float()
+    if not torch.isfinite(images).all():
+        raise ConfigError(f"data {data}: the {name} split's images hold non-finite values (NaN or infinity)")
+    return Split(images.contiguous(memory_format=torch.channels_last), labels.long())
 
 
 def accuracy_stderr(acc: float, n: int) -> float:
