@@ -136,6 +136,26 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "def wrong(): return 'train', 'val', 'test'\n"
         "notfunc = 3.14\n"
     )
+    # datasets and predictor descriptions with values no real one has
+    header = json.dumps({"type": "header", "kind": "quant", "config": {"kind": "quant", "space": "fmnist", "seed": 0}})
+    good = {"index": 0, "genes": SP.sample(1, 0)[0].tolist(), "accuracy": 0.8, "stderr": 0.005, "seconds": 1}
+    for name, change in {
+        "ds_nan": {"accuracy": float("nan")},
+        "ds_short": {"genes": good["genes"][:-3]},
+        "ds_range": {"genes": [99] * SP.n_genes},
+        "ds_dup": {"index": 0},
+    }.items():
+        rows = [header, json.dumps(good), json.dumps({**good, "index": 1, **change})]
+        (d / f"{name}.jsonl").write_text("\n".join(rows) + "\n")
+    (d / "ds_header.jsonl").write_text(header + "\n")
+    for name, hidden in (("huge", 10**12), ("text", "wide")):
+        meta = json.loads((d / "quant.pt.json").read_text())
+        meta["params"]["hidden"] = hidden
+        shutil.copy(d / "quant.pt", d / f"{name}.pt")
+        (d / f"{name}.pt.json").write_text(json.dumps(meta))
+    (d / "bf_name.json").write_text('{"name": ["a"]}')
+    (d / "bf_clock.json").write_text('{"clock_mhz": 1e-300}')
+    (d / "bf_array.json").write_text('{"rows": 100000, "cols": 100000}')
     shutil.copy(d / "st.db", d / "imm.db")
     if subprocess.run(["chattr", "+i", str(d / "imm.db")], capture_output=True).returncode:
         (d / "imm.db").unlink()  # no immutable flag on this filesystem: that case skips
@@ -152,6 +172,45 @@ def _mutable_again(ws: Path) -> Iterator[None]:
 
 def measure_on(data: str) -> list[str]:
     return ["supernet", "eval", "largest", "--data", data]
+
+
+def lut_build(config: Path) -> list[str]:
+    return ["lut", "build", "--space", "fmnist", "--config", str(config), "--out", str(config.with_suffix(".csv"))]
+
+
+CHECKED_CASES = {
+    "dataset with a NaN accuracy": (lambda w: ["dataset", str(w / "ds_nan.jsonl")], r"ds_nan\.jsonl:3: accuracy nan"),
+    "dataset with short gene rows": (
+        lambda w: ["predictor", "evaluate", "--predictor", str(w / "quant.pt"), "--data", str(w / "ds_short.jsonl")],
+        r"ds_short\.jsonl:3: genes must be a list of 125",
+    ),
+    "dataset with out-of-range genes": (
+        lambda w: ["dataset", str(w / "ds_range.jsonl")],
+        r"ds_range\.jsonl:3: .*index 99 out of range",
+    ),
+    "dataset with a duplicate index": (
+        lambda w: ["dataset", str(w / "ds_dup.jsonl")],
+        r"ds_dup\.jsonl:3: index 0 again \(first on line 2\)",
+    ),
+    "dataset with a header only": (lambda w: ["dataset", str(w / "ds_header.jsonl")], "no records yet"),
+    "predictor whose hidden size is huge": (
+        lambda w: search(w, "--predictor", str(w / "huge.pt")),
+        r"hidden must be a whole number in 1\.\.16,384, got 1000000000000",
+    ),
+    "predictor whose hidden size is a text": (
+        lambda w: search(w, "--predictor", str(w / "text.pt")),
+        r"hidden must be a whole number in 1\.\.16,384, got 'wide'",
+    ),
+    "BitFusion config with a list as name": (lambda w: lut_build(w / "bf_name.json"), "name must be a text"),
+    "BitFusion config with a 1e-300 MHz clock": (
+        lambda w: lut_build(w / "bf_clock.json"),
+        r"clock_mhz = 1e-300 is outside what an accelerator has",
+    ),
+    "BitFusion config with a 100000x100000 array": (
+        lambda w: lut_build(w / "bf_array.json"),
+        r"rows = 100000 is outside what an accelerator has",
+    ),
+}
 
 
 DATA_CASES = {
@@ -398,6 +457,7 @@ CASES = {
         r"torn\.log:2: not a journal record \(damaged journal\); nothing was written",
     ),
 }
+CASES.update(CHECKED_CASES)
 CASES.update(
     {
         name: ((lambda w, data=data: measure_on(data.format(w=w))), pattern)

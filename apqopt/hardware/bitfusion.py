@@ -64,6 +64,23 @@ _DEPS = np.array(
 _ORDERS = np.array(list(permutations(range(5))), dtype=np.int64)  # 120 x 5, outermost first
 
 
+# What a real accelerator can be (simulating outside these gives numbers no chip has, or never ends:
+# a 100000 x 100000 array, a 1e-300 MHz clock). Energies (pJ) default to (0, 1e6].
+PHYSICAL: dict[str, tuple[float, float]] = {
+    "rows": (1, 4096),
+    "cols": (1, 4096),
+    "pmax": (1, 32),
+    "pmin": (1, 32),
+    "clock_mhz": (1, 100_000),
+    "dram_bits_per_cycle": (1, 65_536),
+    "wbuf_kib": (1, 2**20),
+    "ibuf_kib": (1, 2**20),
+    "obuf_kib": (1, 2**20),
+    "psum_bits": (1, 128),
+    "batch": (1, 4096),
+}
+
+
 @dataclass(frozen=True)
 class BitFusionConfig:
     """One BitFusion instance. Defaults are the authors' ``bf_e_conf.ini`` (the config APQ's table uses).
@@ -94,6 +111,8 @@ class BitFusionConfig:
     mode: Mode = "apq"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not 0 < len(self.name) <= 100:
+            raise ConfigError(f"BitFusionConfig.name must be a text of 1 to 100 characters, got {self.name!r}")
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name in ("name", "mode"):
@@ -103,6 +122,11 @@ class BitFusionConfig:
             if isinstance(v, bool) or not isinstance(v, kind) or not math.isfinite(v) or v <= 0:
                 what = "a positive integer" if integral else "a positive finite number"
                 raise ConfigError(f"BitFusionConfig.{f.name} must be {what}, got {v!r}")
+            lo, hi = PHYSICAL.get(f.name, (0, 1e6))
+            if not lo <= v <= hi:
+                raise ConfigError(
+                    f"BitFusionConfig.{f.name} = {v!r} is outside what an accelerator has ({lo:g}..{hi:g})"
+                )
         if self.mode not in MODES:
             raise ConfigError(f"BitFusionConfig.mode must be one of {list(MODES)}, got {self.mode!r}")
         if self.pmax % self.pmin:

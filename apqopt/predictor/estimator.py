@@ -128,6 +128,8 @@ class FitReport:
     history: list[float] = field(default_factory=list)
 
 
+# the sizes that shape the network, bounded so that a file cannot ask for more memory than any machine has
+SIZE_LIMITS = {"hidden": 16_384, "depth": 64, "members": 256}
 RUN_ONLY = ("progress", "device")  # how one fit runs, not what the model is: not saved with it
 
 
@@ -189,8 +191,10 @@ class AccuracyPredictor(RegressorMixin, BaseEstimator):
         """The search space, after checking the parameters that shape the network."""
         if self.variant not in ("fp", "branch", "wide"):
             raise PredictorError(f"variant must be 'fp', 'branch' or 'wide', got {self.variant!r}")
-        if isinstance(self.members, bool) or not (isinstance(self.members, int) and self.members >= 1):
-            raise PredictorError(f"members must be a positive integer, got {self.members!r}")
+        for name, hi in SIZE_LIMITS.items():  # a file's "hidden": 10**12 asked for 480 TB, "wide" a traceback
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or not 1 <= v <= hi:
+                raise PredictorError(f"{name} must be a whole number in 1..{hi:,}, got {v!r}")
         return get_space(self.space)
 
     def _input(self, X: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -127,6 +127,8 @@ def _records(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], i
     *lines, torn = raw.split(b"\n")
     header: dict[str, Any] | None = None
     recs: list[dict[str, Any]] = []
+    seen: dict[int, int] = {}  # index -> line
+    space: SearchSpace | None = None
     good = 0
     for no, line in enumerate(lines, 1):
         good += len(line) + 1
@@ -146,10 +148,50 @@ def _records(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], i
                 f"{path}:{no}: corrupt record (not a JSON object with index, genes and accuracy); "
                 "repair or remove that line -- nothing was changed"
             )
+        if space is None:
+            space = _header_space(header, path)
+        problem = _record_problem(obj, space)
+        if problem is None and obj["index"] in seen:
+            problem = f"index {obj['index']} again (first on line {seen[obj['index']]})"
+        if problem:
+            raise DatasetFileError(f"{path}:{no}: {problem}; repair or remove that line -- nothing was changed")
+        seen[obj["index"]] = no
         recs.append(obj)
     if header is None and torn[: len(_HEADER_START)] != _HEADER_START[: len(torn)]:
         raise DatasetFileError(f"{path}:1: not an apqopt dataset (its first line is no dataset header)")
     return header, recs, good
+
+
+def _header_space(header: dict[str, Any], path: Path) -> SearchSpace:
+    """The space a dataset's records are genes of (a user's own space travels in the header)."""
+    adopt(header, str(path))
+    name = header["config"].get("space")
+    if not isinstance(name, str):
+        raise DatasetFileError(f"{path}:1: the header names no space")
+    return get_space(name)
+
+
+def _record_problem(rec: dict[str, Any], space: SearchSpace) -> str | None:
+    """What is wrong with one record, in words, or None: an index below 0, genes that are not the
+    space's (count, whole numbers, in range), an accuracy outside 0..1 or not finite, a negative or
+    non-finite stderr or time. A predictor trained on such a record learns nonsense without a word."""
+    if isinstance(rec["index"], bool) or rec["index"] < 0:
+        return f"index {rec['index']!r} is not a whole number >= 0"
+    genes = rec["genes"]
+    if not isinstance(genes, list) or len(genes) != space.n_genes:
+        got = f"{len(genes)} genes" if isinstance(genes, list) else type(genes).__name__
+        return f"genes must be a list of {space.n_genes} (space '{space.name}'), got {got}"
+    if not all(isinstance(g, int) and not isinstance(g, bool) for g in genes):
+        return "genes must be whole numbers"
+    try:
+        space.validate_matrix(np.array(genes, dtype=np.int64)[None])
+    except (ApqoptError, OverflowError) as exc:
+        return str(exc).replace("row 0, ", "")
+    for key, hi in (("accuracy", 1.0), ("stderr", 1.0), ("seconds", float("inf"))):
+        v = rec.get(key, 0.0)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= hi:  # NaN fails it too
+            return f"{key} {v!r} is not a number in 0..{hi:g}"
+    return None
 
 
 def resumed_records(path: Path, config: dict[str, Any], other: str) -> tuple[bool, list[dict[str, Any]], int]:
@@ -305,6 +347,8 @@ def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     header, per_file = _load_files(Path(path))
     recs = _merge(per_file)
+    if not recs:
+        raise DatasetFileError(f"{path}: no records yet (a header only)")
     acc = 100 * np.array([r["accuracy"] for r in recs])
     secs = np.array([r["seconds"] for r in recs])
     out: dict[str, Any] = {
