@@ -736,6 +736,9 @@ def read_space(path: str | Path) -> SearchSpace:
     return space_from_dict(data, str(path))
 
 
+MAX_SIZE = 65_536  # the largest count a space file may give (classes, channels, pixels, depths, ...)
+
+
 def space_from_dict(data: dict[str, Any], where: str = "space") -> SearchSpace:
     """Check every key of a space description and build the space."""
 
@@ -754,6 +757,8 @@ def space_from_dict(data: dict[str, Any], where: str = "space") -> SearchSpace:
     def pos_int(key: str, v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise fail(key, f"must be a positive integer, got {v!r}")
+        if v > MAX_SIZE:  # channels, classes, pixels: 10**10 classes asked a supernet for 10 TB
+            raise fail(key, f"must be at most {MAX_SIZE:,}, got {v:,}")
         return v
 
     def int_list(key: str, v: Any) -> tuple[int, ...]:

@@ -156,6 +156,12 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "bf_name.json").write_text('{"name": ["a"]}')
     (d / "bf_clock.json").write_text('{"clock_mhz": 1e-300}')
     (d / "bf_array.json").write_text('{"rows": 100000, "cols": 100000}')
+    body = [line for line in lines if line.startswith("layer,")]
+    zero = "".join(lines).replace("".join(body), "".join(row.rsplit(",", 2)[0] + ",0,0.001\n" for row in body))
+    (d / "zero.csv").write_text(zero)
+    (d / "huge.csv").write_text("".join(lines).replace(body[0], body[0].rsplit(",", 2)[0] + ",1e308,0.001\n"))
+    space_text = (Path(__file__).resolve().parents[1] / "apqopt" / "assets" / "spaces" / "fmnist.toml").read_text()
+    (d / "classes.toml").write_text(space_text.replace("num_classes = 10", "num_classes = 10000000000"))
     shutil.copy(d / "st.db", d / "imm.db")
     if subprocess.run(["chattr", "+i", str(d / "imm.db")], capture_output=True).returncode:
         (d / "imm.db").unlink()  # no immutable flag on this filesystem: that case skips
@@ -200,6 +206,15 @@ CHECKED_CASES = {
     "predictor whose hidden size is a text": (
         lambda w: search(w, "--predictor", str(w / "text.pt")),
         r"hidden must be a whole number in 1\.\.16,384, got 'wide'",
+    ),
+    "table whose every latency is 0": (lambda w: search(w, "--lut", str(w / "zero.csv")), "every layer's latency is 0"),
+    "table with a 1e308 ms latency": (
+        lambda w: search(w, "--lut", str(w / "huge.csv")),
+        r"huge\.csv: line \d+: cost must be a number in 0\.\.1e\+06",
+    ),
+    "space file with 10**10 classes (supernet train)": (
+        lambda w: ["supernet", "train", "--space", str(w / "classes.toml"), "--out", str(w / "sn")],
+        r"num_classes: must be at most 65,536",
     ),
     "BitFusion config with a list as name": (lambda w: lut_build(w / "bf_name.json"), "name must be a text"),
     "BitFusion config with a 1e-300 MHz clock": (

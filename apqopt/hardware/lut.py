@@ -324,7 +324,7 @@ class LUT:
         missing = {"head", "tail"} - set(seen)
         if missing:
             raise LUTFormatError(f"{source}: no {' or '.join(sorted(missing))} row (file truncated?)")
-        return lut
+        return _measured(lut, source)
 
     # ------------------------------------------------------------------ APQ JSON
     def to_apq_json(self) -> str:
@@ -361,7 +361,7 @@ class LUT:
             if not m:
                 raise LUTFormatError(f"{source}: key {name!r} is not '(C_in, C_out, H_in, k, s, pad, groups)-WxAy'")
             lut.entries[tuple(int(g) for g in m.groups())] = cost  # type: ignore[index]
-        return lut
+        return _measured(lut, source)
 
     # ------------------------------------------------------------------ files
     @classmethod
@@ -379,11 +379,22 @@ class LUT:
         return cls.from_csv(text, source=str(path))
 
 
+MAX_COST = 1e6  # ms or mJ for one layer (over a quarter of an hour): beyond, a unit or a file is wrong
+
+
 def _finite(value: Any) -> float:
     x = float(value)
-    if not math.isfinite(x) or x < 0:
-        raise ValueError(f"cost must be a finite non-negative number, got {value!r}")
+    if not math.isfinite(x) or not 0 <= x <= MAX_COST:
+        raise ValueError(f"cost must be a number in 0..{MAX_COST:g} (ms or mJ per layer), got {value!r}")
     return x
+
+
+def _measured(lut: LUT, source: str) -> LUT:
+    """A table whose every layer takes no time prices every network at its head and tail: limits and
+    fronts would mean nothing, and a search recorded on it would look fine."""
+    if lut.entries and not any(lat > 0 for lat, _ in lut.entries.values()):
+        raise LUTFormatError(f"{source}: every layer's latency is 0: not a measured table")
+    return lut
 
 
 def apq_key(shape: Iterable[int], w_bits: int, a_bits: int) -> str:
