@@ -141,7 +141,7 @@ def test_csv_roundtrip_and_apq_roundtrip(tmp_path: Path) -> None:
         ),
         (lambda t: t + "\n\n", None),  # a trailing blank line is not a truncation
         (lambda t: t.replace("\nlayer,16,", "\nlayer,sixteen,", 1), "invalid literal"),
-        (lambda t: t.replace("\nhead,,,,,,,,,,", "\nhead,,,,,,,,,,-", 1), "finite non-negative"),
+        (lambda t: t.replace("\nhead,,,,,,,,,,", "\nhead,,,,,,,,,,-", 1), "cost must be a number in 0"),
         (lambda t: "", "empty file"),
     ],
 )
