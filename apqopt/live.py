@@ -410,16 +410,16 @@ def _work(
         raise StorageError(f"no study '{study_name}' in {storage or default_storage()}") from None
     rdb = open_rdb(storage, spec, create=False)
     study = optuna.load_study(study_name=study_name, storage=rdb)
+    evaluate = _evaluator(spec, allowed)  # files refused here, before the worker counts as joined
+    if spec.kind == "measure":
+        from apqopt.supernet.train import weights_identity
+
+        _pin_supernet(study, rdb, weights_identity(_supernet_file(spec, allowed)))
     me = _claim_worker(study, rdb)
     if spec.kind == "search":
         from apqopt.search.optuna_search import SAMPLERS
 
         study.sampler = SAMPLERS[spec.sampler](spec.seed * 1_000 + me, spec.population)
-    if spec.kind == "measure":
-        from apqopt.supernet.train import weights_identity
-
-        _pin_supernet(study, rdb, weights_identity(_supernet_file(spec, allowed)))
-    evaluate = _evaluator(spec, allowed)
     sid = study._study_id
     told = 0
     bar = tqdm(total=spec.budget, desc=f"worker {me} {study_name}", disable=not progress)

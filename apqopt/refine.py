@@ -129,12 +129,15 @@ def refine(
     if supernet.space.name != space.name:
         raise ConfigError(f"refine: the supernet is for space '{supernet.space.name}', not '{space.name}'")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"refine: --out {out} is a file; refine writes a folder (its rounds and report)")
     start = Path(predictor) if predictor else predictor_path(space.name)
     label = str(start) if predictor else f"shipped {space.name} quant.pt"  # a shipped file moves with the package
     base = Path(base_data) if base_data else asset_dir(space.name) / "quant.jsonl"
     if not start.exists():
         raise ConfigError(f"refine: no predictor at {start}")
+    store = open_storage(storage)  # a storage that cannot be used fails before anything is written
+    out.mkdir(parents=True, exist_ok=True)
     measure_cfg = CollectConfig(
         kind="quant", space=space.name, eval_images=cfg.eval_images, finetune=FinetuneConfig(steps=cfg.finetune_steps)
     )
@@ -149,7 +152,6 @@ def refine(
     recs = _read(data_path, header)
     split = load_split(measure_cfg.split, supernet.data, space.name).subset(cfg.eval_images)
     X_base, y_base = _xy(dataset_arrays(base), space)
-    store = open_storage(storage)
     rounds: list[dict[str, Any]] = []
     current = start
     for r in range(1, cfg.rounds + 1):

@@ -212,6 +212,14 @@ CHECKED_CASES = {
         lambda w: search(w, "--lut", str(w / "huge.csv")),
         r"huge\.csv: line \d+: cost must be a number in 0\.\.1e\+06",
     ),
+    "refine --out naming an existing file": (
+        lambda w: ["refine", "--out", str(w / "notes.csv"), "--rounds", "1", "--budget", "10"],
+        r"--out .*notes\.csv is a file",
+    ),
+    "refine onto an unusable storage (nothing written first)": (
+        lambda w: ["refine", "--out", str(w / "rf"), "--storage", f"sqlite:///{w}/no/such/r.db", "--budget", "10"],
+        r"folder .*no/such does not exist",
+    ),
     "space file with 10**10 classes (supernet train)": (
         lambda w: ["supernet", "train", "--space", str(w / "classes.toml"), "--out", str(w / "sn")],
         r"num_classes: must be at most 65,536",

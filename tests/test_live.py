@@ -147,7 +147,9 @@ def test_worker_loads_only_from_allowed_folders(tmp_path: Path, predictor_file: 
         work(url, "a", progress=False, allow_dirs=[str(tmp_path / "elsewhere")])
     study = optuna.load_study(study_name="a", storage=url)
     assert all(t.state != TrialState.COMPLETE for t in study.get_trials())
+    assert workers_joined(study) == 0  # a refused worker never joined
     assert work(url, "a", progress=False, allow_dirs=[str(Path(predictor_file).parent)]).complete == 4
+    assert workers_joined(study) == 1
 
 
 def test_live_search_via_cli_and_bad_requests(tmp_path: Path, predictor_file: str) -> None:
