@@ -337,8 +337,9 @@ class SearchSpace:
 
     # ------------------------------------------------------------------ validation
     def allowed_error(self, what: str, where: str, value: Any, allowed: Sequence[Any]) -> InvalidCandidateError:
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}... ({len(repr(value)):,} characters)"
         return InvalidCandidateError(
-            f"space '{self.name}': {where}: {what}={value!r} is not allowed; allowed values: {list(allowed)}"
+            f"space '{self.name}': {where}: {what}={shown} is not allowed; allowed values: {list(allowed)}"
         )
 
     def candidate(self, stages: Iterable[Iterable[Block]]) -> Candidate:

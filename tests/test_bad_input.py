@@ -265,6 +265,14 @@ def bad_candidate(ws: Path) -> list[str]:
 
 CASES = {
     "invalid candidate": (bad_candidate, r"stage 1 block \d+: kernel=9 is not allowed; allowed values: \[3, 5, 7\]"),
+    "candidate with a 4,300-digit kernel (a short line)": (
+        lambda w: [
+            "lut",
+            "price",
+            json.dumps(SP.uniform().to_dict()).replace('"kernel": 7', '"kernel": ' + "9" * 4300, 1),
+        ],
+        r"^apqopt: error: .{0,100}kernel=9{20}\.\.\. \(4,300 characters\) is not allowed; allowed values: \[3, 5, 7\]$",
+    ),
     "invalid params (unknown searcher)": (lambda w: search(w, "--searcher", "annealing"), "unknown searcher"),
     "table without an entry (search)": (
         lambda w: search(w, "--lut", str(w / "cut.csv")),
