@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from apqopt import cli_types
-from apqopt.cli_types import MAX_BUDGET, file_path, integer, number
+from apqopt.cli_types import MAX_BUDGET, MAX_ROWS, file_path, integer, number
 from apqopt.errors import ApqoptError, ConfigError
 from apqopt.fileio import atomic_write, check_output
 from apqopt.hardware.bitfusion import MODES, BitFusion
@@ -1024,7 +1024,7 @@ def _overwrite_arg(p: argparse.ArgumentParser) -> None:
 
 def add_run_parser(sub: Sub) -> None:
     run = _parser(sub, "run", "main job: tables, searchers head to head on fmnist, verification")
-    run.add_argument("--samples", type=integer(1), default=100_000, help="random candidates priced per space")
+    run.add_argument("--samples", type=integer(1, MAX_ROWS), default=100_000, help="random candidates priced per space")
     run.add_argument("--seed", type=integer(0), default=0, help="seed of the random candidates priced per space")
     run.add_argument("--latency", type=number(0), default=0.5, help="latency limit (ms, shipped BitFusion table)")
     run.add_argument("--budget", type=integer(1, MAX_BUDGET), default=1000, help="evaluated candidates per run")
@@ -1054,7 +1054,7 @@ def add_space_parser(sub: Sub) -> None:
     show.set_defaults(func=cmd_space_show)
     sample = _parser(space, "sample", "print random candidates as JSON lines")
     _space_arg(sample)
-    sample.add_argument("--n", type=integer(1), default=5, help="candidates to draw")
+    sample.add_argument("--n", type=integer(1, MAX_ROWS), default=5, help="candidates to draw")
     sample.add_argument("--seed", type=integer(0), default=0, help="seed of the draw")
     sample.add_argument("--apq", action="store_true", help="print APQ's spec dicts instead of apqopt JSON")
     sample.set_defaults(func=cmd_space_sample)
@@ -1099,7 +1099,7 @@ def add_collect_parser(sub: Sub) -> None:
     col = _parser(sub, "collect", "measure random subnets into an accuracy dataset (resumable)")
     col.add_argument("kind", choices=["fp", "quant"], help="fp: full precision; quant: policy + short QAT")
     _space_arg(col)
-    col.add_argument("--n", type=integer(1), required=True, help="dataset size (indices 0..n-1)")
+    col.add_argument("--n", type=integer(1, MAX_BUDGET), required=True, help="dataset size (indices 0..n-1)")
     col.add_argument("--out", type=file_path, help="JSON-lines dataset file (appended; rerun to resume)")
     col.add_argument("--seed", type=integer(0), default=0, help="which candidates (a held-out set uses another seed)")
     _data_arg(col)

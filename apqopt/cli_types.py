@@ -13,9 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 MAX_BUDGET = 10_000_000  # distinct networks per run: beyond this a run does not end in a working day
+MAX_ROWS = 1_000_000  # gene rows held at once (sampled, priced): 1M x 125 genes is 1 GB
+MAX_INT = 2**31 - 1  # any other count or seed: seeds are mixed into larger ones, which must stay in 64 bits
 
 
-def integer(lo: int = 0, hi: int | None = None) -> Callable[[str], int]:
+def integer(lo: int = 0, hi: int | None = MAX_INT) -> Callable[[str], int]:
     """An integer in [lo, hi]; '3.5', '1e3', 'nan' and 'true' are refused, not rounded."""
 
     def parse(text: str) -> int:
@@ -24,7 +26,8 @@ def integer(lo: int = 0, hi: int | None = None) -> Callable[[str], int]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
         if v < lo or (hi is not None and v > hi):
-            raise argparse.ArgumentTypeError(f"must be {_range(lo, hi)}, got {v}")
+            limits = _range(lo, hi) if v < lo or hi != MAX_INT else f"<= {hi} (2**31 - 1)"
+            raise argparse.ArgumentTypeError(f"must be {limits}, got {v}")
         return v
 
     parse.__name__ = "integer"
@@ -96,7 +99,7 @@ def device(text: str) -> str:
 
 
 def _range(lo: int, hi: int | None) -> str:
-    return f">= {lo}" if hi is None else f"between {lo} and {hi}"
+    return f">= {lo}" if hi in (None, MAX_INT) else f"between {lo} and {hi}"
 
 
-__all__ = ["MAX_BUDGET", "data", "device", "file_path", "integer", "number", "space"]
+__all__ = ["MAX_BUDGET", "MAX_INT", "MAX_ROWS", "data", "device", "file_path", "integer", "number", "space"]

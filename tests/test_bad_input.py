@@ -212,6 +212,18 @@ CHECKED_CASES = {
         lambda w: search(w, "--lut", str(w / "huge.csv")),
         r"huge\.csv: line \d+: cost must be a number in 0\.\.1e\+06",
     ),
+    "collect --n 2**63 (a list of every index filled the memory)": (
+        lambda w: ["collect", "quant", "--n", str(2**63 - 1), "--out", str(w / "q.jsonl")],
+        r"argument --n: must be between 1 and 10000000",
+    ),
+    "space sample --n 2**63": (
+        lambda w: ["space", "sample", "--n", str(2**63 - 1)],
+        r"argument --n: must be between 1 and 1000000",
+    ),
+    "a seed past 32 bits": (
+        lambda w: search(w, "--seed", str(2**63 - 1)),
+        r"argument --seed: must be <= 2147483647 \(2\*\*31 - 1\), got 9223372036854775807",
+    ),
     "refine --out naming an existing file": (
         lambda w: ["refine", "--out", str(w / "notes.csv"), "--rounds", "1", "--budget", "10"],
         r"--out .*notes\.csv is a file",
@@ -372,7 +384,7 @@ CASES = {
     "duplicate seeds": (lambda w: ["compare", "--seeds", "0", "0", *search(w)[3:]], "seeds must be distinct"),
     "negative seed": (lambda w: search(w, "--seed", "-1"), "argument --seed: must be >= 0, got -1"),
     "run --verify -1": (lambda w: ["run", "--verify", "-1"], "argument --verify: must be >= 0"),
-    "run --samples 0": (lambda w: ["run", "--samples", "0"], "argument --samples: must be >= 1"),
+    "run --samples 0": (lambda w: ["run", "--samples", "0"], "argument --samples: must be between 1 and 1000000, got 0"),
     "immutable database": (
         lambda w: search(w, "--storage", f"sqlite:///{w / 'imm.db'}", "--study", "new"),
         r"imm\.db \(or its folder\) is not writable",
