@@ -833,6 +833,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
         seed=args.seed,
         eval_images=args.eval_images,
         finetune_steps=args.finetune_steps,
+        pick=args.pick,
     )
     weights = _supernet_path(args, args.space)
     net = _measured_supernet(args, weights)
@@ -1308,6 +1309,13 @@ def add_refine_parser(sub: Sub) -> None:
     rf.add_argument("--budget", type=integer(1, MAX_BUDGET), default=1000, help="distinct networks per search")
     rf.add_argument("--rounds", type=integer(1, 100), default=3, help="search-measure-learn rounds")
     rf.add_argument("--per-round", type=integer(1, 1000), default=8, help="networks measured per round")
+    rf.add_argument(
+        "--pick",
+        choices=["uncertainty", "spread"],
+        default="uncertainty",
+        help="which front networks to measure: per stretch of the front, the one the predictor ensemble is least "
+        "sure of; or evenly by latency (a single-network predictor always picks evenly)",
+    )
     rf.add_argument("--seed", type=integer(0), default=0, help="base seed (round R searches with seed + R)")
     rf.add_argument("--eval-images", type=integer(1, 10_000), default=5000, help="val images per measurement")
     rf.add_argument("--finetune-steps", type=integer(1, 100_000), default=40, help="of each quantized measurement")

@@ -54,8 +54,11 @@ class RefineConfig:
     epochs: int = 200  # fine-tune epochs at most (early stopping as in any fit)
     lr: float = 3e-4
     finetune_steps: int = 40  # of each quantized measurement (the datasets' 40; fewer only for smoke tests)
+    pick: str = "uncertainty"  # along the front: where the ensemble is least sure ("spread": evenly by latency)
 
     def __post_init__(self) -> None:
+        if self.pick not in PICKS:
+            raise ConfigError(f"refine: pick must be one of {list(PICKS)}, got {self.pick!r}")
         for name in ("budget", "rounds", "per_round", "eval_images", "repeat", "epochs", "finetune_steps"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ConfigError(f"refine: {name} must be a positive integer, got {getattr(self, name)!r}")
@@ -63,9 +66,17 @@ class RefineConfig:
             raise ConfigError(f"refine: latency must be > 0, got {self.latency!r}")
 
 
-def _pick(ev: Any, objectives: tuple[str, ...], known: set[bytes], k: int, space: Any) -> np.ndarray:
-    """Up to k rows of a search's front not measured before, spread evenly by latency; when the front
-    holds fewer, the most accurate feasible rows after it."""
+PICKS = ("uncertainty", "spread")
+
+
+def _pick(
+    ev: Any, objectives: tuple[str, ...], known: set[bytes], k: int, space: Any, std: np.ndarray | None = None
+) -> np.ndarray:
+    """Up to k rows of a search's front not measured before. Without ``std``: spread evenly by latency.
+    With ``std`` (the predictor's calibrated spread per row of ``ev``): the front, by latency, cut into k
+    runs of neighbours, and from each the row the predictor is least sure of -- a measurement teaches
+    most where the predictor is unsure, and every part of the front still gets one. When the front holds
+    fewer than k, the most accurate feasible rows after it."""
     from apqopt.studies import front_rows
 
     def new(rows: np.ndarray) -> list[int]:
@@ -73,13 +84,26 @@ def _pick(ev: Any, objectives: tuple[str, ...], known: set[bytes], k: int, space
 
     front = new(front_rows(ev, objectives))
     front.sort(key=lambda r: float(ev.latency[r]))
-    if len(front) > k:
+    if len(front) > k and std is not None:
+        front = [int(run[np.argmax(std[run])]) for run in np.array_split(np.array(front), k)]
+    elif len(front) > k:
         front = [front[i] for i in np.linspace(0, len(front) - 1, k).round().astype(int)]
     if len(front) < k:
         order = np.argsort(-np.where(ev.feasible, ev.accuracy, -np.inf))
         rest = [r for r in new(order[ev.feasible[order]]) if r not in front]
         front += rest[: k - len(front)]
     return np.array(front[:k], dtype=np.int64)
+
+
+def _spread(predictor: Path, genes: np.ndarray, space: str) -> np.ndarray | None:
+    """The predictor's calibrated spread on each row, or None for a single network (no spread: picks fall
+    back to evenly by latency)."""
+    from apqopt.predictor import AccuracyPredictor
+
+    pred = AccuracyPredictor.load(predictor, space=space)
+    if pred.members < 2:
+        return None
+    return np.asarray(pred.predict_genes(genes, return_std=True)[1])
 
 
 def _key(space: Any, genes: np.ndarray) -> bytes:
@@ -170,7 +194,8 @@ def refine(
         if check_study_name(store, name, settings_digest(settings), False, storage or "") != "reuse":
             record(res, problem, storage, name, predictor=used, settings=settings, overwrite=True)
         earlier = {_key(space, np.array(x["genes"])) for x in recs if x["round"] < r}
-        rows = _pick(res.evaluated, problem.objectives, earlier, cfg.per_round, space)
+        std = _spread(current, res.evaluated.genes, space.name) if cfg.pick == "uncertainty" else None
+        rows = _pick(res.evaluated, problem.objectives, earlier, cfg.per_round, space, std)
         if len(rows) == 0:
             raise ConfigError(f"refine round {r}: the search found no feasible network that is not measured yet")
         mine = {x["index"]: x for x in recs if x["round"] == r}
@@ -212,6 +237,7 @@ def refine(
         report = {
             "round": r,
             "study": name,
+            "picked_by": "uncertainty" if std is not None else "spread",
             "predictor_before": label if r == 1 else f"round-{r - 1}/predictor.pt",  # paths relative to OUT
             "predictor": f"round-{r}/predictor.pt",
             "measured": len(new),

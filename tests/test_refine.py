@@ -37,6 +37,8 @@ def test_refine_rounds_resume_without_remeasuring(tmp_path: Path, shipped_supern
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "round 2: 2 networks measured" in done.stdout
+    rounds = json.loads((out / "report.json").read_text())["rounds"]
+    assert [r["picked_by"] for r in rounds] == ["uncertainty", "uncertainty"]  # the shipped ensemble's spread
 
     lines = _lines(out / "refine.jsonl")
     assert lines[: len(before)] == before  # what was measured before the kill is kept, byte for byte
@@ -58,3 +60,26 @@ def test_refine_rounds_resume_without_remeasuring(tmp_path: Path, shipped_supern
     assert again.returncode == 0 and _lines(out / "refine.jsonl") == lines
     other = subprocess.run([*cmd, "--latency", "0.4"], env=env, capture_output=True, text=True, timeout=600)
     assert other.returncode == 2 and "refine.jsonl was written by a refinement with other settings" in other.stderr
+
+
+def test_picks_go_where_the_ensemble_is_least_sure_along_the_whole_front() -> None:
+    """`--pick uncertainty`: the front (by latency) in k stretches, from each the row of largest spread;
+    without a spread, evenly by latency (both ends included)."""
+    import numpy as np
+
+    from apqopt.refine import _pick
+    from apqopt.search.problem import Evaluation
+    from apqopt.space import get_space
+
+    space = get_space("fmnist")
+    n = 12
+    genes = space.sample(n, np.random.default_rng(0))
+    lat = np.linspace(0.1, 0.5, n)
+    ev = Evaluation(genes, np.linspace(0.7, 0.9, n), lat, lat, np.zeros(n))  # every row on the front
+    std = np.full(n, 0.01)
+    std[[1, 4, 10]] = [0.05, 0.04, 0.03]  # one unsure row in each stretch of four
+    picked = _pick(ev, ("latency",), set(), 3, space, std)
+    assert sorted(picked.tolist()) == [1, 4, 10]
+    assert _pick(ev, ("latency",), set(), 3, space).tolist() == [0, 6, 11]  # spread: evenly, ends included
+    known = {space.canonical(genes[1:2])[0].tobytes()}  # measured before: never again
+    assert 1 not in _pick(ev, ("latency",), known, 3, space, std).tolist()
