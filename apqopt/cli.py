@@ -637,6 +637,7 @@ def search_summary(res: Any, problem: Any, study: str, storage: str, top: int = 
     rows = front_rows(ev, problem.objectives)
     rows = rows[np.argsort(-ev.accuracy[rows])][:top]
     cands = problem.space.to_candidates(ev.genes[rows]) if len(rows) else []
+    outside = problem.outside_data(ev.genes[rows]) if len(rows) else np.zeros(0, dtype=bool)
     return {
         "study": study,
         "storage": storage,
@@ -650,9 +651,10 @@ def search_summary(res: Any, problem: Any, study: str, storage: str, top: int = 
                 "predicted_accuracy": round(float(ev.accuracy[i]), 5),
                 "latency_ms": round(float(ev.latency[i]), 4),
                 "energy_mJ": round(float(ev.energy[i]), 4),
+                "outside_predictor_data": bool(out),
                 "candidate": c.to_dict(),
             }
-            for i, c in zip(rows, cands)
+            for i, c, out in zip(rows, cands, outside)
         ],
     }
 
@@ -674,10 +676,13 @@ def summary_table(s: dict[str, Any]) -> str:
             stages = b["candidate"]["stages"]
             depths = "/".join(str(len(st)) for st in stages)
             bits = " ".join(f"{blk['pw_w']}/{blk['pw_a']}" for st in stages for blk in st)
+            mark = "!" if b.get("outside_predictor_data") else " "
             lines.append(
-                f"  {k:>2}  {100 * b['predicted_accuracy']:7.2f}%  {b['latency_ms']:10.4f}  "
+                f"  {k:>2}  {100 * b['predicted_accuracy']:7.2f}%{mark} {b['latency_ms']:10.4f}  "
                 f"{b['energy_mJ']:9.4f}  {depths:<10}  {bits[:72]}"
             )
+        if any(b.get("outside_predictor_data") for b in s["best"]):
+            lines.append("  ! outside the networks the predictor was fitted on: its accuracy is an extrapolation")
     if "continued" in s:
         lines.append(f"continued: {s['continued']['kept']:,} networks kept, {s['continued']['added']:,} added")
     lines.append(f"stored: study '{s['study']}' in {s['storage']} (--json for every candidate in full)")

@@ -35,7 +35,7 @@ from apqopt.errors import ApqoptError
 from apqopt.record import RecordCodec, quiet_optuna, space_from_attrs
 from apqopt.search.base import SearchResult
 from apqopt.search.pareto import non_dominated
-from apqopt.search.problem import Evaluation, Problem
+from apqopt.search.problem import OUTSIDE_MARGIN, Evaluation, Problem
 from apqopt.settings import parse_storage
 
 # Largest run recorded trial by trial, per storage kind: a 125-param trial costs ~1-2 ms to write in
@@ -314,6 +314,7 @@ def record(
     full = len(ev) <= (_full_limit(store) if full_limit is None else full_limit)
     meta = _run_attrs(codec, result, problem, predictor, full, attrs)
     rows = np.arange(len(ev)) if full else front_rows(ev, problem.objectives)
+    meta["outside_predictor_data"] = _outside(problem, ev.genes[rows])
     if not full:
         _store_history(store, study, ev)
         meta["history"] = f"in the study ({HISTORY_ATTR}:*), {len(ev)} rows"
@@ -357,6 +358,12 @@ def _run_attrs(
         eval_s=round(result.eval_s, 3),
         **(attrs or {}),
     )
+
+
+def _outside(problem: Problem, genes: np.ndarray) -> dict[str, Any]:
+    """The trial numbers (rows of ``genes``, in order) whose prediction is an extrapolation beyond the
+    predictor's training data (:meth:`Problem.outside_data`), and the margin that decided it."""
+    return {"margin": OUTSIDE_MARGIN, "trials": np.flatnonzero(problem.outside_data(genes)).tolist()}
 
 
 def continue_plan(
@@ -440,6 +447,7 @@ def extend(
     study.set_user_attr(RECORDING_ATTR, {"host": socket.gethostname(), "pid": os.getpid(), "settings": digest})
     continued = [*study.user_attrs.get("continued", []), {"from_budget": study.user_attrs["budget"], "trials": n_old}]
     meta = _run_attrs(codec, result, problem, predictor, True, {"continued": continued})
+    meta["outside_predictor_data"] = _outside(problem, ev.genes)
     for key, value in meta.items():
         study.set_user_attr(key, value)
     dists = codec.distributions()

@@ -338,3 +338,33 @@ def test_fit_warns_when_measured_accuracies_have_no_spread() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         AccuracyPredictor("fmnist", "wide", max_epochs=2).fit(X, np.linspace(0.8, 0.9, 40))
+
+
+def test_a_predictor_knows_where_it_extrapolates(tmp_path: Path) -> None:
+    """fit records the range its training networks span (summary features); extrapolation is 0 inside it
+    and grows outside it; the range survives save/load. On the shipped predictor the cheapest network (all
+    4-bit activations) is flagged and none of the 200 held-out networks is."""
+    from apqopt.search.problem import Problem
+    from apqopt.shipped import asset_dir
+    from apqopt.supernet.collect import dataset_arrays
+
+    sp = get_space("fmnist")
+    rng = np.random.default_rng(0)
+    genes = sp.sample(300, rng)
+    bg = sp.block_genes(genes)
+    bg[..., 2:] = np.maximum(bg[..., 2:], 1)  # trained on 6- and 8-bit policies only
+    X = sp.encode(genes, bits=True)
+    pred = AccuracyPredictor("fmnist", "branch", hidden=16, depth=1, max_epochs=2).fit(X, rng.random(300))
+    assert pred.extrapolation(genes).max() == 0
+    low = genes.copy()
+    sp.block_genes(low)[..., 2:] = 0  # every layer at 4 bits: far below anything seen
+    assert (pred.extrapolation(low) > 0.25).all()
+    pred.save(tmp_path / "p.pt")
+    again = AccuracyPredictor.load(tmp_path / "p.pt")
+    np.testing.assert_allclose(again.extrapolation(low), pred.extrapolation(low))
+
+    problem = Problem.from_files("fmnist")
+    cheapest = np.zeros((1, sp.n_genes), dtype=np.int64)
+    assert problem.outside_data(cheapest).all()
+    _, held, _ = dataset_arrays(asset_dir("fmnist") / "quant_heldout.jsonl")
+    assert not problem.outside_data(held).any()

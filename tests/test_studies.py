@@ -13,6 +13,7 @@ from apqopt.record import RecordCodec
 from apqopt.search import make_searcher
 from apqopt.search.compare import CompareReport, MeasureOnce, compare, write_report
 from apqopt.search.pareto import budget_picks, non_dominated
+from apqopt.space import get_space
 from apqopt.studies import StorageError, load_history, open_storage, record
 from tests.helpers import problem
 
@@ -545,3 +546,28 @@ def test_a_recording_cut_inside_its_trials_reads_as_interrupted(
     record(res, p, url, "s")  # the same run replaces it
     assert studies.existing_study(open_storage(url), "s")[0] == "complete"  # type: ignore[index]
     assert len(optuna.load_study(study_name="s", storage=open_storage(url)).trials) == 60
+
+
+def test_extrapolated_predictions_are_marked_in_the_study_and_the_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recorded run names the trials whose prediction lies outside the predictor's training data (a study
+    attr Optuna's users can read), and `search` marks them '!' in its summary."""
+    from apqopt.cli import main
+    from apqopt.record import RecordCodec
+    from apqopt.search.problem import Problem
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    args = ["search", "--latency", "0.2", "--budget", "2000", "--storage", url, "--quiet", "--top", "8"]
+    assert main([*args, "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)["best"]
+    study = optuna.load_study(study_name="evolution-fmnist-seed0", storage=open_storage(url))
+    marked = study.user_attrs["outside_predictor_data"]
+    assert marked["margin"] == 0.25 and marked["trials"]
+    codec = RecordCodec(get_space("fmnist"))
+    genes = np.stack([codec.genes(t.params) for t in study.get_trials()])
+    flagged = Problem.from_files("fmnist").outside_data(genes)
+    assert np.flatnonzero(flagged).tolist() == marked["trials"]
+    assert any(b["outside_predictor_data"] for b in best)
+    assert main([*args, "--study", "again"]) == 0
+    assert "! outside the networks the predictor was fitted on" in capsys.readouterr().out
