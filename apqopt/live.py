@@ -50,6 +50,7 @@ from optuna.trial import TrialState
 from tqdm import tqdm
 
 from apqopt.errors import ConfigError
+from apqopt.optuna_adapter import heartbeat_missing, storage_of, study_id, trial_id
 from apqopt.record import RecordCodec, quiet_optuna
 from apqopt.settings import allowed_dirs, default_storage, inside_allowed, parse_storage
 from apqopt.studies import StorageError, open_storage
@@ -269,28 +270,20 @@ def fail_stale(study: optuna.Study, rdb: RDBStorage, grace_s: float) -> None:
     optuna.storages.fail_stale_trials(study)
     now = datetime.now()  # Optuna stamps datetime_start with the local clock
     beatless = [
-        t._trial_id
+        trial_id(t)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if t.datetime_start is not None
         and (now - t.datetime_start).total_seconds() > grace_s
-        and _heartbeat_missing(rdb, t._trial_id)
+        and heartbeat_missing(rdb, trial_id(t))
     ]
     callback = rdb.get_heartbeat_stale_trial_callback()
-    for trial_id in beatless:
+    for tid in beatless:
         try:
-            failed = rdb.set_trial_state_values(trial_id, state=TrialState.FAIL)
+            failed = rdb.set_trial_state_values(tid, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:  # another worker got there first
             continue
         if failed and callback is not None:
-            callback(study, copy.deepcopy(rdb.get_trial(trial_id)))
-
-
-def _heartbeat_missing(rdb: RDBStorage, trial_id: int) -> bool:
-    with rdb.engine.connect() as conn:
-        row = conn.execute(
-            sqlalchemy.text("SELECT 1 FROM trial_heartbeats WHERE trial_id = :t"), {"t": trial_id}
-        ).first()
-    return row is None
+            callback(study, copy.deepcopy(rdb.get_trial(tid)))
 
 
 @dataclass
@@ -308,15 +301,15 @@ def _count(storage: RDBStorage, study_id: int, *states: TrialState) -> int:
 def _claim_worker(study: optuna.Study, storage: RDBStorage) -> int:
     """A worker number unique in the study (seeds each worker's sampler differently)."""
     with study_lock(storage, study.study_name):
-        sys_attrs = storage.get_study_system_attrs(study._study_id)
+        sys_attrs = storage.get_study_system_attrs(study_id(study))
         n = int(sys_attrs.get("apqopt:workers", 0))
-        storage.set_study_system_attr(study._study_id, "apqopt:workers", n + 1)
+        storage.set_study_system_attr(study_id(study), "apqopt:workers", n + 1)
     return n
 
 
 def workers_joined(study: optuna.Study) -> int:
     """How many workers have taken part in the study so far."""
-    return int(study._storage.get_study_system_attrs(study._study_id).get("apqopt:workers", 0))
+    return int(storage_of(study).get_study_system_attrs(study_id(study)).get("apqopt:workers", 0))
 
 
 def _study_file(path: str, allowed: list[Path]) -> str | None:
@@ -334,9 +327,9 @@ def _pin_supernet(study: optuna.Study, storage: RDBStorage, identity: str) -> No
     """The first measuring worker records its weights' identity; a worker holding other weights (another
     package version, a retrained file at the same path) is refused before it measures anything."""
     with study_lock(storage, study.study_name):
-        stored = storage.get_study_system_attrs(study._study_id).get("apqopt:supernet")
+        stored = storage.get_study_system_attrs(study_id(study)).get("apqopt:supernet")
         if stored is None:
-            storage.set_study_system_attr(study._study_id, "apqopt:supernet", identity)
+            storage.set_study_system_attr(study_id(study), "apqopt:supernet", identity)
         elif stored != identity:
             raise StorageError(
                 f"study '{study.study_name}' is measured on supernet weights {stored}, this worker has "
@@ -420,7 +413,7 @@ def _work(
         from apqopt.search.optuna_search import SAMPLERS
 
         study.sampler = SAMPLERS[spec.sampler](spec.seed * 1_000 + me, spec.population)
-    sid = study._study_id
+    sid = study_id(study)
     told = 0
     bar = tqdm(total=spec.budget, desc=f"worker {me} {study_name}", disable=not progress)
     while max_trials is None or told < max_trials:
@@ -431,13 +424,13 @@ def _work(
             active = _count(rdb, sid, TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
             if waiting or (spec.kind == "search" and active < spec.budget):
                 trial = study.ask()
-                rdb.record_heartbeat(trial._trial_id)
+                rdb.record_heartbeat(trial_id(trial))
         if trial is None:
             if _count(rdb, sid, TrialState.RUNNING) == 0:
                 break  # nothing waiting, nothing running: the study is done
             time.sleep(poll_s)  # others still evaluating (or stale, soon re-enqueued)
             continue
-        with _beating(rdb, trial._trial_id, spec.heartbeat_s):
+        with _beating(rdb, trial_id(trial), spec.heartbeat_s):
             try:
                 values = evaluate(trial)
             except Exception as exc:

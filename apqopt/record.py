@@ -30,6 +30,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 
 from apqopt.hardware.lut import UNITS
+from apqopt.optuna_adapter import trial_id
 from apqopt.space import BLOCK_GENES, SearchSpace, adopt, carried, get_space
 
 CONSTRAINTS_PREFIX = "constraints:"  # Optuna 5 keeps each named constraint as a system attr with this prefix
@@ -207,7 +208,7 @@ class RecordCodec:
         for name, value in f.constraints.items():
             trial.set_constraint(name, value)  # one key per constraint: 'constraints:<name>' (Optuna 5)
         if f.constraints:  # and the list form that optuna-dashboard and samplers' constraints_func read
-            trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_LIST, list(f.constraints.values()))
+            trial.storage.set_trial_system_attr(trial_id(trial), CONSTRAINTS_LIST, list(f.constraints.values()))
         for key, value in f.user_attrs.items():
             trial.set_user_attr(key, value)
         return f.values

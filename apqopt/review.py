@@ -21,6 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from apqopt.errors import ApqoptError
+from apqopt.optuna_adapter import SqlTables
 from apqopt.record import RecordCodec, space_from_attrs
 from apqopt.search.pareto import non_dominated
 from apqopt.settings import parse_storage
@@ -78,97 +79,6 @@ class OptunaTables:
     def trial_params(self, study: str, numbers: list[int]) -> dict[int, dict[str, Any]]:
         trials = optuna.load_study(study_name=study, storage=self._storage).get_trials(deepcopy=False)
         return {n: dict(trials[n].params) for n in numbers if 0 <= n < len(trials) and trials[n].params}
-
-
-class SqlTables:
-    """The same tables with plain queries on Optuna's RDB schema, on a read-only connection."""
-
-    def __init__(self, engine: sa.Engine) -> None:
-        self._engine = engine
-
-    def study_attrs(self) -> dict[str, dict[str, Any]]:
-        q = sa.text(
-            "SELECT s.study_name, a.key, a.value_json FROM studies s "
-            "LEFT JOIN study_user_attributes a ON a.study_id = s.study_id"
-        )
-        out: dict[str, dict[str, Any]] = {}
-        with self._engine.connect() as c:
-            for name, key, value in c.execute(q):
-                attrs = out.setdefault(name, {})
-                if key is not None:
-                    attrs[key] = json.loads(value)
-        return out
-
-    def trial_counts(self) -> dict[str, int]:
-        q = sa.text(
-            "SELECT s.study_name, COUNT(t.trial_id) FROM studies s "
-            "LEFT JOIN trials t ON t.study_id = s.study_id GROUP BY s.study_name"
-        )
-        with self._engine.connect() as c:
-            return {n: int(k) for n, k in c.execute(q)}
-
-    def study_directions(self) -> dict[str, list[str]]:
-        q = sa.text(
-            "SELECT s.study_name, d.direction FROM studies s "
-            "JOIN study_directions d ON d.study_id = s.study_id ORDER BY s.study_id, d.objective"
-        )
-        out: dict[str, list[str]] = {}
-        with self._engine.connect() as c:
-            for name, direction in c.execute(q):
-                out.setdefault(name, []).append(str(direction).rsplit(".", 1)[-1])
-        return out
-
-    def trial_rows(self, study: str) -> pd.DataFrame:
-        q = sa.text(
-            "SELECT t.number, t.state, v.value AS accuracy, "
-            "MAX(CASE WHEN a.key='latency_ms' THEN a.value_json END) AS latency, "
-            "MAX(CASE WHEN a.key='energy_mJ' THEN a.value_json END) AS energy, "
-            "MAX(CASE WHEN a.key='feasible' THEN a.value_json END) AS feasible "
-            "FROM trials t JOIN studies s ON s.study_id = t.study_id "
-            "LEFT JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
-            "LEFT JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
-            "WHERE s.study_name = :name GROUP BY t.trial_id, t.number, t.state, v.value ORDER BY t.number"
-        )
-        with self._engine.connect() as c:
-            df = pd.read_sql(q, c, params={"name": study})
-        df["number"] = df["number"].astype(int)
-        df["accuracy"] = pd.to_numeric(df["accuracy"])
-        df["latency"] = pd.to_numeric(df["latency"])
-        df["energy"] = pd.to_numeric(df["energy"])
-        df["feasible"] = df["feasible"].map(lambda v: v == "true")
-        df["state"] = df["state"].astype(str).str.replace("TrialState.", "", regex=False)
-        return df[TRIAL_COLUMNS]
-
-    def trial_params(self, study: str, numbers: list[int]) -> dict[int, dict[str, Any]]:
-        """Params (choice values) of the given trials. A categorical param is stored as an index into its
-        distribution's choices: the distributions are read once per chunk, not once per row."""
-        where = (
-            "FROM trial_params p JOIN trials t ON t.trial_id = p.trial_id JOIN studies s ON s.study_id = t.study_id "
-            "WHERE s.study_name = :name AND t.number IN :nums"
-        )
-        nums = sa.bindparam("nums", expanding=True)
-        dists = sa.text(f"SELECT DISTINCT p.param_name, p.distribution_json {where}").bindparams(nums)
-        values = sa.text(f"SELECT t.number, p.param_name, p.param_value {where}").bindparams(nums)
-        out: dict[int, dict[str, Any]] = {}
-        with self._engine.connect() as c:
-            for i in range(0, len(numbers), 900):  # under SQLite's bound-variable limit
-                args = {"name": study, "nums": numbers[i : i + 900]}
-                # Optuna refuses a param whose choices change within a study, so one distribution per name
-                choices = {name: json.loads(dist)["attributes"]["choices"] for name, dist in c.execute(dists, args)}
-                for number, name, value in c.execute(values, args):
-                    out.setdefault(int(number), {})[name] = choices[name][int(value)]
-        return out
-
-    def version(self) -> tuple[Any, ...]:
-        """Counts that change whenever a study, trial, value or study attr is written (one cheap query)."""
-        q = sa.text(
-            "SELECT (SELECT COUNT(*) FROM studies), (SELECT COUNT(*) FROM trials), "
-            "(SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'), (SELECT COUNT(*) FROM trial_values), "
-            "(SELECT COUNT(*) FROM trial_user_attributes), (SELECT COUNT(*) FROM study_user_attributes), "
-            "(SELECT COALESCE(SUM(LENGTH(value_json)), 0) FROM study_user_attributes)"
-        )
-        with self._engine.connect() as c:
-            return tuple(int(v) for v in c.execute(q).one())
 
 
 def front_of(trials: pd.DataFrame) -> pd.DataFrame:

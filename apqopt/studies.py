@@ -32,6 +32,7 @@ import optuna
 from tqdm import tqdm
 
 from apqopt.errors import ApqoptError
+from apqopt.optuna_adapter import insert_trials, storage_of, study_id
 from apqopt.record import RecordCodec, quiet_optuna, space_from_attrs
 from apqopt.search.base import SearchResult
 from apqopt.search.pareto import non_dominated
@@ -471,68 +472,12 @@ def add_trials(
     for k in range(0, len(trials), chunk):
         part = trials[k : k + chunk]
         if isinstance(store, optuna.storages.RDBStorage):
-            _insert_trials(store, study._study_id, part)
+            insert_trials(store, study_id(study), part)
         else:
             with quiet_optuna():
                 study.add_trials(part)
         bar.update(len(part))
     bar.close()
-
-
-def _insert_trials(store: optuna.storages.RDBStorage, study_id: int, trials: list[optuna.trial.FrozenTrial]) -> None:
-    """One transaction: the rows Optuna's ``_create_new_trial`` writes for each template trial."""
-    from optuna.distributions import distribution_to_json
-    from optuna.storages._rdb import models
-
-    session = store.scoped_session()
-    try:
-        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-        first = session.query(models.TrialModel).filter(models.TrialModel.study_id == study_id).count()
-        rows = []
-        for n, t in enumerate(trials):
-            row = models.TrialModel(
-                study_id=study_id,
-                number=first + n,
-                state=t.state,
-                datetime_start=t.datetime_start,
-                datetime_complete=t.datetime_complete,
-            )
-            rows.append(row)
-        session.add_all(rows)
-        session.flush()  # trial ids
-        dist_json: dict[int, str] = {}
-        values, params, user, system = [], [], [], []
-        for row, t in zip(rows, trials):
-            tid = row.trial_id
-            for objective, value in enumerate(t.values or []):
-                stored, kind = models.TrialValueModel.value_to_stored_repr(value)
-                values.append({"trial_id": tid, "objective": objective, "value": stored, "value_type": kind})
-            for name, value in t.params.items():
-                dist = t.distributions[name]
-                params.append(
-                    {
-                        "trial_id": tid,
-                        "param_name": name,
-                        "param_value": dist.to_internal_repr(value),
-                        "distribution_json": dist_json.setdefault(id(dist), distribution_to_json(dist)),
-                    }
-                )
-            user += [{"trial_id": tid, "key": k, "value_json": json.dumps(v)} for k, v in t.user_attrs.items()]
-            system += [{"trial_id": tid, "key": k, "value_json": json.dumps(v)} for k, v in t.system_attrs.items()]
-        for model, batch in (
-            (models.TrialValueModel, values),
-            (models.TrialParamModel, params),
-            (models.TrialUserAttributeModel, user),
-            (models.TrialSystemAttributeModel, system),
-        ):
-            if batch:
-                session.execute(model.__table__.insert(), batch)  # Core: one executemany per table
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def _store_history(store: optuna.storages.BaseStorage, study: optuna.Study, ev: Evaluation) -> None:
@@ -550,7 +495,7 @@ def _store_history(store: optuna.storages.BaseStorage, study: optuna.Study, ev: 
 
 def load_history(study: optuna.Study) -> Evaluation:
     """Every evaluated candidate of a recorded run (from the history kept in the study, or its trials)."""
-    system = study._storage.get_study_system_attrs(study._study_id)
+    system = storage_of(study).get_study_system_attrs(study_id(study))
     head = system.get(HISTORY_ATTR)
     if head is not None:
         parts = [system.get(f"{HISTORY_ATTR}:{k}") for k in range(int(head["chunks"]))]
