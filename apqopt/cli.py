@@ -97,7 +97,7 @@ def _price_summary(name: str, samples: int, seed: int) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """The main job on the embedded defaults: shipped tables -> searchers compared head to head on the
     shipped predictor (fmnist), recorded as Optuna studies, each run's front measured on the supernet."""
-    from apqopt.search.compare import check_compare_args, compare, supernet_measurer, write_report
+    from apqopt.compare import check_compare_args, compare, supernet_measurer, write_report
     from apqopt.search.problem import Problem
     from apqopt.studies import open_storage
     from apqopt.supernet.train import load_supernet
@@ -698,7 +698,7 @@ def _settings_tag(prefix: str, args: argparse.Namespace) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from apqopt.search.compare import check_compare_args, check_report_dir, compare, supernet_measurer, write_report
+    from apqopt.compare import check_compare_args, check_report_dir, compare, supernet_measurer, write_report
     from apqopt.supernet.train import load_supernet
 
     check_compare_args(args.searchers, args.seeds)
@@ -864,9 +864,9 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
-    from apqopt.search.sensitivity import measure_table
     from apqopt.settings import mqe_cache_dir
     from apqopt.shipped import sensitivity_path
+    from apqopt.supernet.mqe import measure_table
     from apqopt.supernet.train import weights_identity
 
     weights = _supernet_path(args, args.space)

@@ -24,12 +24,12 @@ from apqopt import get_space
 from apqopt.hardware.lut import load_shipped
 from apqopt.predictor import AccuracyPredictor
 from apqopt.search import make_searcher
-from apqopt.search.mqe import mqe_sensitivity, synthetic_inputs
 from apqopt.search.problem import Problem
 from apqopt.settings import mqe_cache_dir
 from apqopt.shipped import predictor_path, supernet_path
 from apqopt.supernet.collect import CollectConfig, measure
 from apqopt.supernet.evaluate import bn_slice, reestimate_bn
+from apqopt.supernet.mqe import mqe_sensitivity, synthetic_inputs
 from apqopt.supernet.train import load_supernet
 
 METHODS = ("haq", "ohq", "evolution", "pymoo-nsga2")

@@ -21,7 +21,7 @@ from scipy import stats
 
 from apqopt.predictor import AccuracyPredictor
 from apqopt.predictor.metrics import pairwise_accuracy
-from apqopt.search.sensitivity import SensitivityTable
+from apqopt.sensitivity import SensitivityTable
 from apqopt.shipped import asset_dir, predictor_path, sensitivity_path
 from apqopt.supernet.collect import dataset_arrays
 

@@ -41,13 +41,13 @@ from apqopt.hardware.lut import load_shipped
 from apqopt.predictor import AccuracyPredictor
 from apqopt.search import make_searcher
 from apqopt.search.ilp import OperatorCosts, solve
-from apqopt.search.mqe import calibration_inputs, supernet_mqe
 from apqopt.search.problem import InfeasibleError, Problem
 from apqopt.settings import mqe_cache_dir
 from apqopt.shipped import predictor_path, supernet_path
 from apqopt.space import Candidate
 from apqopt.supernet.collect import CollectConfig, measure
 from apqopt.supernet.data import accuracy_stderr
+from apqopt.supernet.mqe import calibration_inputs, supernet_mqe
 from apqopt.supernet.train import load_supernet
 
 ROWS = RESULTS / "table2.rows.jsonl"

@@ -154,3 +154,29 @@ def test_every_import_is_a_declared_dependency() -> None:
         k: v for k, v in imported.items() if k not in declared and k not in extras.get(extra_of.get(v, ""), set())
     }
     assert missing == {}
+
+
+APPLICATIONS = {
+    "apqopt.studies",
+    "apqopt.verify",
+    "apqopt.compare",
+    "apqopt.refine",
+    "apqopt.live",
+    "apqopt.review",
+    "apqopt.dashboard",
+    "apqopt.cli",
+    "apqopt.export",
+}
+
+
+def test_searchers_know_no_application_and_only_ohq_a_network() -> None:
+    """search/ is the library of searchers over a Problem: nothing in it imports the applications built on
+    it (studies, verification, compare, refine, live, review, dashboard, CLI, export), and the one arrow
+    into the supernet is OHQ's, which measures its own network's sensitivities when run without them."""
+    graph = import_graph()
+    search = {m for m in graph if m == "apqopt.search" or m.startswith("apqopt.search.")}
+    assert "apqopt.search.ohq" in search and "apqopt.compare" in graph  # compare sits beside refine/live
+    up = sorted((m, d) for m in search for d in graph[m] if d in APPLICATIONS)
+    assert not up, up
+    nets = {m for m in search for d in graph[m] if d.startswith("apqopt.supernet")}
+    assert nets == {"apqopt.search.ohq"}, nets

@@ -148,7 +148,7 @@ def test_dashboard_command_binds_localhost_and_stops_with_its_parent(storage: st
 
 
 def _compare_storage(path: Path, tag: str, searchers: list[str]) -> str:
-    from apqopt.search.compare import compare
+    from apqopt.compare import compare
     from tests.helpers import problem
 
     url = str(path)

@@ -35,7 +35,7 @@ FLAGS = [
 def compare_storage(url: str, tag: str, measured: bool) -> str:
     """A storage holding a real compare run (two searchers, two seeds); with ``measured``, two candidates
     per run measured on the shipped supernet (full precision on 500 images: quick, and real)."""
-    from apqopt.search.compare import compare, supernet_measurer
+    from apqopt.compare import compare, supernet_measurer
     from apqopt.search.problem import Problem
     from apqopt.shipped import supernet_path
     from apqopt.supernet.collect import CollectConfig

@@ -18,9 +18,10 @@ from apqopt.search import make_searcher
 from apqopt.search.base import Run
 from apqopt.search.ilp import OperatorCosts, solve
 from apqopt.search.problem import Problem
-from apqopt.search.sensitivity import SensitivityTable, design, measure_table
+from apqopt.sensitivity import SensitivityTable, design
 from apqopt.shipped import sensitivity_path
 from apqopt.space import Block, space_from_dict, space_to_dict
+from apqopt.supernet.mqe import measure_table
 from tests.helpers import LUT, SP, capacity, problem
 
 CHOICES = tuple((w, a) for w in SP.bits for a in SP.bits)
@@ -128,8 +129,8 @@ def test_sensitivity_command_never_overwrites_the_shipped_table_unasked(
 def test_table_is_each_design_networks_mqe(fmnist_available: None, tmp_path: Path) -> None:
     """measure_table puts every operator's MQE value of each design network in its block's cell (on a small
     space of 4 blocks, so the whole design runs in seconds)."""
-    from apqopt.search.mqe import mqe_sensitivity, synthetic_inputs
     from apqopt.supernet.evaluate import bn_slice, reestimate_bn
+    from apqopt.supernet.mqe import mqe_sensitivity, synthetic_inputs
     from apqopt.supernet.network import Supernet
 
     d = space_to_dict(SP)
@@ -165,8 +166,8 @@ def test_table_is_each_design_networks_mqe(fmnist_available: None, tmp_path: Pat
 def test_shipped_table_holds_the_shipped_supernets_mqe(shipped_supernet) -> None:  # type: ignore[no-untyped-def]
     """One cell of the shipped table, re-measured from scratch: quantize one operator of the design network
     that measured it and take the KL divergence of the output (what its meta says it is)."""
-    from apqopt.search.mqe import synthetic_inputs
     from apqopt.supernet.evaluate import bn_slice, reestimate_bn
+    from apqopt.supernet.mqe import synthetic_inputs
     from apqopt.supernet.quant import quantize
 
     table = SensitivityTable.load(sensitivity_path("fmnist"), space="fmnist")

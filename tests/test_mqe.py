@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from apqopt import get_space
-from apqopt.search.mqe import mqe_sensitivity, synthetic_inputs
 from apqopt.supernet.evaluate import reestimate_bn
+from apqopt.supernet.mqe import mqe_sensitivity, synthetic_inputs
 from apqopt.supernet.network import Supernet
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import optuna
 import pytest
 
+from apqopt.compare import CompareReport, MeasureOnce, compare, write_report
 from apqopt.record import RecordCodec
 from apqopt.search import make_searcher
-from apqopt.search.compare import CompareReport, MeasureOnce, compare, write_report
 from apqopt.search.pareto import budget_picks, non_dominated
 from apqopt.space import get_space
 from apqopt.studies import StorageError, load_history, open_storage, record
@@ -288,7 +288,7 @@ def test_compare_scores_measured_fronts(tmp_path: Path, shipped_supernet: object
     """With verify_top, each run's front candidates are measured on the supernet (fp here, 500 images, to
     keep the test short); measured HV, best measured accuracy with its SE, and the verdicts on measured HV
     reach the report, and the measurements are stored in each study beside the predictions."""
-    from apqopt.search.compare import supernet_measurer
+    from apqopt.compare import supernet_measurer
     from apqopt.search.problem import Problem
     from apqopt.supernet.collect import CollectConfig
 

@@ -6,7 +6,7 @@ evolution (:class:`~apqopt.search.evolution.Evolution`, same parents, mutation, 
 start and distinct-network rule); before a drawn row is checked and evaluated, its bits are replaced
 by the policy of least total sensitivity that meets the problem's limits, solved exactly by the
 multiple-choice ILP (:func:`apqopt.search.ilp.solve`). Per-operator sensitivities come from the
-supernet-wide table (:mod:`apqopt.search.sensitivity`), a lookup for any architecture.
+supernet-wide table (:mod:`apqopt.sensitivity`), a lookup for any architecture.
 
 What the budget counts, under the rules every searcher follows: one evaluation per distinct network
 the predictor scores, as for the others. Not counted, as for OHQ's MQE: the sensitivity table
@@ -31,7 +31,7 @@ from apqopt.search.base import Run
 from apqopt.search.evolution import Evolution
 from apqopt.search.ilp import OperatorCosts, solve
 from apqopt.search.problem import InfeasibleError, Problem
-from apqopt.search.sensitivity import SensitivityTable
+from apqopt.sensitivity import SensitivityTable
 from apqopt.shipped import sensitivity_path
 from apqopt.space import BIT_FIELDS, SearchSpace
 

@@ -1,7 +1,7 @@
 """OHQ (Huang et al., 2023) as a searcher: per-operator sensitivity + an exact integer program per budget.
 
 For the problem's fixed architecture, sensitivities come from Mask-Guided Quantization Estimation
-(``apqopt.search.mqe``) on the supernet's subnet -- data-free (synthetic inputs, OHQ's default) or on
+(``apqopt.supernet.mqe``) on the supernet's subnet -- data-free (synthetic inputs, OHQ's default) or on
 real images -- or are passed in. Then, for budgets swept evenly from the cheapest to the dearest
 policy (capped by the problem's own constraints), the integer program picks the policy of least total
 sensitivity; each distinct policy is evaluated once, so OHQ spends far fewer evaluations than the
@@ -50,7 +50,7 @@ class OHQ(Searcher):
     def _sensitivity(self, problem: Problem) -> np.ndarray:
         if self.sensitivity is not None:
             return np.asarray(self.sensitivity, dtype=float)
-        from apqopt.search.mqe import calibration_inputs, supernet_mqe
+        from apqopt.supernet.mqe import calibration_inputs, supernet_mqe
         from apqopt.supernet.train import load_supernet
 
         weights = Path(self.supernet) if self.supernet else supernet_path(problem.space.name)

@@ -26,10 +26,23 @@ from pymoo.indicators.hv import HV
 from tqdm import tqdm
 
 from apqopt.errors import ConfigError
+from apqopt.fileio import atomic_save, atomic_write
+from apqopt.search import make_searcher
 from apqopt.search.base import SearchResult
 from apqopt.search.pareto import budget_picks
 from apqopt.search.problem import Evaluation, Problem
 from apqopt.search.verdict import Verdict, all_verdicts
+from apqopt.studies import (
+    check_study_name,
+    front_rows,
+    load_history,
+    open_storage,
+    record,
+    run_settings,
+    settings_digest,
+    study_state,
+)
+from apqopt.verify import verify
 
 log = logging.getLogger(__name__)
 CURVE_POINTS = 20
@@ -242,7 +255,6 @@ class CompareReport:
         """A report rebuilt from the studies that ``compare`` recorded under ``tags`` (later tags win where a
         searcher and seed ran under several, e.g. a part run again): everything a run scores is kept in
         its study (hypervolume curve, reference point, budgets, measured candidates)."""
-        from apqopt.studies import open_storage, study_state
 
         store = open_storage(storage, create=False)
         picked: dict[tuple[str, int], optuna.Study] = {}
@@ -285,7 +297,6 @@ class CompareReport:
 def run_from_study(study: optuna.Study, budgets: list[float]) -> tuple[RunSummary, SearchResult]:
     """A compare run read back from its recorded study: its scores (kept in the study's attrs) and its
     result with the full history, as if it had just run."""
-    from apqopt.studies import load_history
 
     a = study.user_attrs
     ev = load_history(study)
@@ -381,7 +392,6 @@ def measured_best_under(
 def supernet_measurer(supernet: Any, cfg: Any = None, progress: bool = False) -> Any:
     """Measured accuracy and standard error of gene rows: by default quantized under their own policy,
     the fixed fine-tune, val accuracy (``apqopt.verify.verify``; ``cfg``: a ``CollectConfig``)."""
-    from apqopt.verify import verify
 
     def measure(genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ver = verify(supernet, genes, np.zeros(len(genes)), cfg, progress=progress)
@@ -414,8 +424,6 @@ def compare(
     Resumable: with a ``storage``, a run already recorded there whole with the same settings is read
     back instead of run again, and an interrupted one is replaced; a study of that name holding
     anything else is refused before any search work (``overwrite=True`` replaces it)."""
-    from apqopt.search import make_searcher
-    from apqopt.studies import check_study_name, open_storage, record, run_settings, settings_digest
 
     check_compare_args(searchers, seeds, verify_top, measurer, searcher_params)
     searcher_params = searcher_params or {}
@@ -520,7 +528,6 @@ def check_compare_args(
     searcher_params: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Everything about a comparison that can be wrong, checked before any work (the CLI calls it first)."""
-    from apqopt.search import make_searcher
 
     if not searchers or len(set(searchers)) != len(searchers):
         raise ConfigError(f"searchers must be distinct names, got {searchers}")
@@ -576,9 +583,6 @@ def write_report(
     another comparison (or files of those names that are not a report) is kept unless ``overwrite``; the
     same comparison run again rewrites its own report."""
     from matplotlib.figure import Figure  # no pyplot: the user's backend and global state stay untouched
-
-    from apqopt.fileio import atomic_save, atomic_write
-    from apqopt.studies import front_rows
 
     runs = [(r.searcher, r.seed) for r in report.runs]
     out = check_report_dir(out_dir, report.space, report.budget, report.constraints, runs, overwrite)

@@ -1,13 +1,13 @@
 """A supernet-wide sensitivity table: OHQ's MQE generalised from one network to every block choice.
 
 Why: OHQ measures, for one fixed network, how much quantizing each operator alone hurts (KL divergence
-of the output, :mod:`apqopt.search.mqe`). A joint search meets thousands of architectures, too many
+of the output, :mod:`apqopt.supernet.mqe`). A joint search meets thousands of architectures, too many
 to measure each. This table holds one value per (block position, kernel, middle width, operator,
 (W, A) bits), measured once on the supernet, so any architecture's per-operator sensitivities are a
 lookup -- what the multiple-choice ILP (:mod:`apqopt.search.ilp`) needs per architecture.
 
-How it is measured (:func:`measure_table`): every block position's cells (kernel x width) are covered
-by a Latin design of full-depth architectures -- architecture j gives block b cell ``perm_b[j]``, a
+How it is measured (:func:`apqopt.supernet.mqe.measure_table`): every block position's cells (kernel x
+width) are covered by a Latin design of full-depth architectures -- architecture j gives block b cell ``perm_b[j]``, a
 random permutation per block, so every cell is measured once per replicate, each time among random
 neighbours -- and each architecture gets a plain MQE pass (synthetic inputs by default, as OHQ). The
 approximation, said plainly: a block's sensitivity is taken as independent of its neighbours and of
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from apqopt.errors import ConfigError
 from apqopt.fileio import atomic_write, read_text
@@ -78,14 +77,14 @@ class SensitivityTable:
             raise ConfigError(f"{path}: a table of space '{doc['space']}', not '{get_space(space).name}'")
         sp = get_space(doc["space"])
         shape = tuple(doc["shape"])
-        want = _shape(sp, len(doc["choices"]))
+        want = table_shape(sp, len(doc["choices"]))
         if shape != want or len(doc["values"]) != int(np.prod(shape)):
             raise ConfigError(f"{path}: shape {list(shape)} does not fit space '{sp.name}' (expected {list(want)})")
         values = np.array([np.nan if v is None else v for v in doc["values"]], dtype=float).reshape(shape)
         return cls(sp.name, values, tuple(tuple(c) for c in doc["choices"]), doc.get("meta", {}))
 
 
-def _shape(sp: SearchSpace, n_choices: int) -> tuple[int, ...]:
+def table_shape(sp: SearchSpace, n_choices: int) -> tuple[int, ...]:
     widest = max(len(m) for m in sp.middle_choices)
     return (sp.n_blocks, len(sp.kernels), widest, len(OPERATORS), n_choices)
 
@@ -110,42 +109,4 @@ def design(sp: SearchSpace, replicates: int, seed: int) -> list[Candidate]:
     return out
 
 
-def measure_table(
-    supernet: Any,
-    replicates: int = 1,
-    images: int = 64,
-    data: str = "synthetic",
-    seed: int = 0,
-    cache_dir: str | Path | None = None,
-    progress: bool = False,
-    choices: tuple[tuple[int, int], ...] | None = None,
-) -> SensitivityTable:
-    """Measure the table on a loaded supernet (:func:`apqopt.supernet.train.load_supernet`).
-
-    Cost: ``replicates`` x (cells per block) MQE passes of a full-depth network -- for fmnist, 9 passes
-    of 360 single-operator quantizations each. Each pass is cached in ``cache_dir`` (resumable).
-    ``choices``: the (W, A) pairs (default every pair of the space's bits, what ``joint-ilp`` needs)."""
-    from apqopt.search.mqe import calibration_inputs, supernet_mqe
-
-    sp = supernet.space
-    if data not in ("synthetic", "real"):
-        raise ConfigError(f"data must be 'synthetic' or 'real', got {data!r}")
-    x = calibration_inputs(supernet, data, images, seed)
-    choices = choices or tuple((w, a) for w in sp.bits for a in sp.bits)
-    total = np.zeros(_shape(sp, len(choices)))
-    count = np.zeros(total.shape[:3])
-    archs = design(sp, replicates, seed)
-    for cand in tqdm(archs, desc="sensitivity table", disable=not progress):
-        sens = supernet_mqe(supernet, cand, x, choices, cache_dir=cache_dir)
-        for i, (b, blk) in enumerate(sp.active_blocks(cand)):
-            k, m = sp.kernels.index(blk.kernel), sp.middle_choices[b].index(blk.middle)
-            total[b, k, m] += sens[2 * i : 2 * i + 2]
-            count[b, k, m] += 1
-    with np.errstate(invalid="ignore"):
-        values = total / count[..., None, None]
-    values[count == 0] = np.nan
-    meta = {"replicates": replicates, "images": images, "data": data, "seed": seed, "networks": len(archs)}
-    return SensitivityTable(sp.name, values, choices, meta)
-
-
-__all__ = ["OPERATORS", "SensitivityTable", "design", "measure_table"]
+__all__ = ["OPERATORS", "SensitivityTable", "design", "table_shape"]
