@@ -134,7 +134,7 @@ def test_ensemble_averages_distinct_members(tmp_path: Path) -> None:
     fp = AccuracyPredictor("fmnist", "fp", members=3, max_epochs=2).fit(enc, y)
     with pytest.raises(PredictorError, match="keeps the fp predictor's 3 member"):
         AccuracyPredictor.transfer(fp, enc, y, members=2)
-    with pytest.raises(PredictorError, match="members must be a positive integer"):
+    with pytest.raises(PredictorError, match=r"members must be a whole number in 1\.\.256"):
         AccuracyPredictor("fmnist", "fp", members=0).fit(enc, y)
 
 
