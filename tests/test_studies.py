@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -441,6 +443,24 @@ def test_written_files_follow_the_umask(tmp_path: Path) -> None:
         os.umask(old)
 
 
+@contextlib.contextmanager
+def killed_after(monkeypatch: pytest.MonkeyPatch, n: int) -> Iterator[None]:
+    """Inside: writing trials stops after the first ``n`` as if the process died there (deterministic,
+    where a real kill's moment may miss the window); the writer is whole again after."""
+    import apqopt.studies as studies
+
+    real = studies.add_trials
+
+    def cut(store, study, part, **kw):  # type: ignore[no-untyped-def]
+        real(store, study, part[:n], **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(studies, "add_trials", cut)
+    with pytest.raises(KeyboardInterrupt):
+        yield
+    monkeypatch.setattr(studies, "add_trials", real)
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_search_continue_extends_a_study_as_one_larger_run(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -490,16 +510,8 @@ def test_search_continue_extends_a_study_as_one_larger_run(
         assert optuna.load_study(study_name=name, storage=open_storage(url)).user_attrs == attrs  # untouched
 
     # a continuation killed while writing: the study reads as interrupted; the same command makes it whole
-    real = studies.add_trials
-
-    def cut(store, study, part, **kw):  # type: ignore[no-untyped-def]
-        real(store, study, part[:100], **kw)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(studies, "add_trials", cut)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after(monkeypatch, 100):
         main([*base, "--budget", "400", "--continue"])
-    monkeypatch.setattr(studies, "add_trials", real)
     assert studies.existing_study(open_storage(url), name)[0] == "incomplete"  # type: ignore[index]
     assert main([*base, "--budget", "400", "--continue"]) == 0
     assert main([*base, "--budget", "400", "--study", "fresh400"]) == 0
@@ -532,16 +544,8 @@ def test_a_recording_cut_inside_its_trials_reads_as_interrupted(
 
     p, url = problem(limit=0.6), f"sqlite:///{tmp_path / 's.db'}"
     res = make_searcher("random", seed=0).run(p, 60)
-    real = studies.add_trials
-
-    def cut(store, study, part, **kw):  # type: ignore[no-untyped-def]
-        real(store, study, part[:30], **kw)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(studies, "add_trials", cut)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after(monkeypatch, 30):
         record(res, p, url, "s")
-    monkeypatch.setattr(studies, "add_trials", real)
     assert studies.existing_study(open_storage(url), "s")[0] == "incomplete"  # type: ignore[index]
     record(res, p, url, "s")  # the same run replaces it
     assert studies.existing_study(open_storage(url), "s")[0] == "complete"  # type: ignore[index]
