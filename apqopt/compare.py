@@ -7,7 +7,8 @@ budget counts predictor evaluations of *distinct networks* (``Run``).
 Yardsticks: hypervolume of the feasible (latency, -accuracy) front against one fixed reference point
 shared by all searchers; the best accuracy under several latency budgets; evaluations needed to reach
 95% of the best hypervolume any run reached; wall time. Predicted scores rank; with ``verify_top=K``
-the K candidates spread along each run's front are measured on the supernet, and *measured* scores
+the best predicted candidate under each of K cost budgets along each run's front (``budget_picks``) is
+measured on the supernet, and *measured* scores
 (hypervolume, best accuracy under each budget with its standard error) decide, with a paired
 verdict per pair of searchers over the seeds (:mod:`apqopt.search.verdict`).
 """
