@@ -333,6 +333,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     weights = _supernet_path(args, args.space)
     if args.storage and args.data:
         raise ConfigError("collect: --data is for --out datasets; a live study measures on the supernet's own data")
+    if args.storage and args.draw != "uniform":
+        raise ConfigError("collect: --draw is for --out datasets; a live study draws uniformly")
     if args.storage:  # a live measure study: enqueue the candidates, work on them beside other workers
         from apqopt.live import LiveSpec, create_live_study, enqueue
 
@@ -360,6 +362,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         seed=args.seed,
         eval_images=args.eval_images,
         supernet=_identity(weights, net, args),
+        draw=args.draw,
     )
     t0 = time.time()
     path = collect(cfg, net, args.out, args.n, _parse_shard(args.shard), progress=not args.quiet)
@@ -1108,6 +1111,13 @@ def add_collect_parser(sub: Sub) -> None:
     col.add_argument("--n", type=integer(1, MAX_BUDGET), required=True, help="dataset size (indices 0..n-1)")
     col.add_argument("--out", type=file_path, help="JSON-lines dataset file (appended; rerun to resume)")
     col.add_argument("--seed", type=integer(0), default=0, help="which candidates (a held-out set uses another seed)")
+    col.add_argument(
+        "--draw",
+        choices=["uniform", "cost"],
+        default="uniform",
+        help="uniform over the space, or cost: spread evenly from the cheapest network to the dearest, the "
+        "corners first (smallest/largest architecture at the lowest/highest bits); --out datasets only",
+    )
     _data_arg(col)
     _device_arg(col)
     col.add_argument("--shard", default="0/1", help="k/n: this process measures indices i with i %% n == k")

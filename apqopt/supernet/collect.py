@@ -56,10 +56,13 @@ class CollectConfig:
     bn_images: int = 2000
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     supernet: str = ""  # weights_identity() of the supernet: records of other weights never mix
+    draw: str = "uniform"  # "cost": candidates spread evenly from the cheapest network to the dearest
 
     def __post_init__(self) -> None:
         from apqopt.supernet.data import split_size
 
+        if self.draw not in DRAWS:
+            raise ConfigError(f"draw must be one of {list(DRAWS)}, got {self.draw!r}")
         if self.kind not in ("fp", "quant"):
             raise ConfigError(f"kind must be 'fp' or 'quant', got {self.kind!r}")
         for name in ("seed", "eval_images", "bn_images"):
@@ -75,11 +78,54 @@ class CollectConfig:
         d = asdict(self)
         if self.kind == "fp":
             d.pop("finetune")
+        if self.draw == "uniform":  # absent: the datasets written before draws existed keep their settings
+            d.pop("draw")
         return d
+
+
+DRAWS = ("uniform", "cost")
+# the first candidates of a cost-stratified dataset: the corners a uniform draw almost never reaches
+# (level 0: smallest architecture, every layer at the lowest bits; 1: largest, highest bits), then
+# the smallest architecture at the highest bits and the largest at the lowest
+CORNERS = ((0.0, 0.0), (1.0, 1.0), (0.0, 1.0), (1.0, 0.0))
+
+
+def _level(index: int) -> float:
+    """The index-th point of the van der Corput sequence in base 2: any prefix spreads evenly over [0, 1)."""
+    x, f = 0.0, 0.5
+    while index:
+        x += f * (index & 1)
+        index >>= 1
+        f /= 2
+    return x
+
+
+def cost_stratified_genes(space: SearchSpace, seed: int, index: int) -> np.ndarray:
+    """The index-th candidate of a cost-stratified draw. Why: a uniform draw puts almost every network in
+    the middle of the cost range (the cheapest fmnist network's features lie outside all 800 of the shipped
+    training set), and searches go to the ends. Each candidate gets a level t (the corners first, then a
+    low-discrepancy sequence over [0, 1)), separately for the architecture and the bits; every gene, whose
+    choices run from cheap to dear, is drawn near t of its range (t x (choices - 1), +- one choice)."""
+    rng = np.random.default_rng([seed, 2_000_003, index])
+    if index < len(CORNERS):
+        t_arch, t_bits = CORNERS[index]
+        jitter = 0.0
+    else:
+        t_arch, t_bits = _level(index - len(CORNERS) + 1), _level(3 * (index - len(CORNERS)) + 2)
+        jitter = 1.0
+    card = space.cardinalities
+    bits = np.zeros(space.n_genes, dtype=bool)
+    bits[[space.block_gene(b, f) for b in range(space.n_blocks) for f in BIT_FIELDS]] = True
+    t = np.where(bits, t_bits, t_arch)
+    centre = t * (card - 1)
+    genes = np.rint(centre + rng.uniform(-jitter, jitter, space.n_genes))
+    return np.clip(genes, 0, card - 1).astype(np.int64)
 
 
 def candidate_genes(space: SearchSpace, cfg: CollectConfig, index: int) -> np.ndarray:
     """The index-th candidate of a dataset (a pure function of seed and index)."""
+    if cfg.draw == "cost":
+        return space.canonical(cost_stratified_genes(space, cfg.seed, index)[None])[0]
     genes = space.sample(1, np.random.default_rng([cfg.seed, index]))[0]
     if cfg.kind == "quant" and (index // GROUP) % 2 == 1:
         shared = space.sample(1, np.random.default_rng([cfg.seed, 1_000_003, index // GROUP]))[0]
