@@ -104,14 +104,15 @@ def cost_stratified_genes(space: SearchSpace, seed: int, index: int) -> np.ndarr
     """The index-th candidate of a cost-stratified draw. Why: a uniform draw puts almost every network in
     the middle of the cost range (the cheapest fmnist network's features lie outside all 800 of the shipped
     training set), and searches go to the ends. Each candidate gets a level t (the corners first, then a
-    low-discrepancy sequence over [0, 1)), separately for the architecture and the bits; every gene, whose
-    choices run from cheap to dear, is drawn near t of its range (t x (choices - 1), +- one choice)."""
+    low-discrepancy sequence over [0, 1) for the architecture, the bits' level within 0.25 of it); every
+    gene, whose choices run from cheap to dear, is drawn near t of its range (t x (choices - 1), +- one)."""
     rng = np.random.default_rng([seed, 2_000_003, index])
     if index < len(CORNERS):
         t_arch, t_bits = CORNERS[index]
         jitter = 0.0
-    else:
-        t_arch, t_bits = _level(index - len(CORNERS) + 1), _level(3 * (index - len(CORNERS)) + 2)
+    else:  # one level for the whole network (so cost follows it), the bits' a little off the architecture's
+        t_arch = _level(index - len(CORNERS) + 1)
+        t_bits = float(np.clip(t_arch + rng.uniform(-0.25, 0.25), 0.0, 1.0))
         jitter = 1.0
     card = space.cardinalities
     bits = np.zeros(space.n_genes, dtype=bool)
