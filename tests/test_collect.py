@@ -167,3 +167,24 @@ def test_build_script_rebuilds_and_resumes(tmp_path: Path, fmnist_available: Non
     assert {p.name: p.read_bytes() for p in out.glob("*.jsonl*")} == before
     assert "supernet\t" not in (out / "build-times.tsv").read_text()  # SUPERNET given: no training
     assert "done:" in res.stdout
+
+
+def test_a_cost_draw_reaches_the_ends_a_uniform_draw_misses() -> None:
+    """`collect --draw cost`: the corners first (index 0 is the cheapest network of the space: smallest
+    architecture, lowest bits; index 1 the dearest), then candidates spread over the whole cost range, where
+    a uniform draw stays in the middle; deterministic; uniform datasets keep their stored settings."""
+    from apqopt.search.problem import Problem
+
+    sp, p = get_space("fmnist"), Problem.from_files("fmnist")
+    cost, uniform = CollectConfig(kind="quant", draw="cost"), CollectConfig(kind="quant")
+    g = np.stack([candidate_genes(sp, cost, i) for i in range(64)])
+    gu = np.stack([candidate_genes(sp, uniform, i) for i in range(64)])
+    lat, lat_u = p.cost(g)[0], p.cost(gu)[0]
+    cheapest = p.cost(np.zeros((1, sp.n_genes), dtype=np.int64))[0][0]
+    dearest = p.cost(sp.canonical((sp.cardinalities - 1)[None]))[0][0]
+    assert lat[0] == cheapest and lat[1] == dearest
+    bins = np.histogram(lat, np.linspace(cheapest, dearest, 5))[0]
+    assert (bins[:3] >= 10).all() and bins[3] >= 1, bins  # even in level: the dearest quarter is thin (cost grows fast)
+    assert (lat < 0.3).sum() >= 10 and (lat_u < 0.3).sum() == 0
+    np.testing.assert_array_equal(g, np.stack([candidate_genes(sp, cost, i) for i in range(64)]))
+    assert "draw" not in uniform.to_dict() and cost.to_dict()["draw"] == "cost"

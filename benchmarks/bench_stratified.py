@@ -1,0 +1,118 @@
+"""Does data drawn evenly over the cost range teach the predictor more than the same amount of uniform
+data? (#32 item 2; measured on the supernet.)
+
+Two extra datasets of the same size, measured exactly as the shipped ones (quantized, fine-tuned, 5,000 val
+images; `apqopt collect`, resumable):
+
+* ``cost``: ``apqopt collect quant --draw cost --n N --seed 0`` (the corners of the space first, then
+  candidates spread from the cheapest network to the dearest);
+* ``uniform``: ``apqopt collect quant --n N --seed 11`` (new uniform draws; the shipped sets use seeds 0, 1).
+
+Each arm fine-tunes the shipped quantized predictor (warm start, as ``apqopt refine`` does: the shipped
+800 records plus the arm's records repeated 10 times, 200 epochs at most, lr 3e-4, seed 0). Both are scored
+on networks neither arm nor the shipped predictor learnt from: the 200 held-out networks (uniform draws) and
+62 *front* networks (the 48 picks of ``benchmarks/results/refine_pick`` and its 14 common networks).
+
+Run: python benchmarks/bench_stratified.py [--n 48]   (2 torch threads; measuring ~10 s per network)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from _common import RESULTS, write
+
+from apqopt.predictor import AccuracyPredictor
+from apqopt.predictor.metrics import ranking_report
+from apqopt.predictor.train import load_xy
+from apqopt.shipped import asset_dir, predictor_path
+from apqopt.space import get_space
+
+OUT = RESULTS / "stratified"
+SP = get_space("fmnist")
+ARMS = {"cost": ["--draw", "cost", "--seed", "0"], "uniform": ["--seed", "11"]}
+
+
+def collect(n: int) -> None:
+    for arm, extra in ARMS.items():
+        out = OUT / f"quant_{arm}.jsonl"
+        cmd = [sys.executable, "-m", "apqopt", "collect", "quant", "--n", str(n), *extra, "--out", str(out)]
+        subprocess.run([*cmd, "--threads", "2", "--quiet"], check=True)
+
+
+def front_set() -> tuple[np.ndarray, np.ndarray]:
+    rows = []
+    for path in (RESULTS / "refine_pick").glob("*/refine.jsonl"):
+        rows += [json.loads(x) for x in path.read_text().splitlines()[1:]]
+    rows += [json.loads(x) for x in (RESULTS / "refine_pick" / "common.jsonl").read_text().splitlines()]
+    return SP.encode(np.array([r["genes"] for r in rows]), bits=True), np.array([r["accuracy"] for r in rows])
+
+
+def scores(pred: AccuracyPredictor, X: np.ndarray, y: np.ndarray) -> tuple[dict, np.ndarray]:
+    p = pred.predict(X)
+    err = p - y
+    return {
+        "n": len(y),
+        "mae_points": 100 * float(np.abs(err).mean()),
+        "mae_se": 100 * float(np.abs(err).std(ddof=1) / np.sqrt(len(y))),
+        "bias_points": 100 * float(err.mean()),
+        "pairwise": float(ranking_report(y, p)["pairwise_accuracy"]),
+    }, np.abs(err)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=48, help="networks per extra dataset")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    OUT.mkdir(parents=True, exist_ok=True)
+    collect(args.n)
+    X_base, y_base = load_xy(asset_dir("fmnist") / "quant.jsonl", "fmnist", bits=True)
+    Xh, yh = load_xy(asset_dir("fmnist") / "quant_heldout.jsonl", "fmnist", bits=True)
+    Xf, yf = front_set()
+    result: dict = {"arms": {}, "paired": {}, "n_extra": args.n}
+    errors: dict = {}
+    shipped = AccuracyPredictor.load(predictor_path("fmnist"))
+    for name in ("shipped", *ARMS):
+        pred = AccuracyPredictor.load(predictor_path("fmnist"))
+        if name != "shipped":
+            X, y = load_xy(OUT / f"quant_{name}.jsonl", "fmnist", bits=True)
+            pred.set_params(max_epochs=200, lr=3e-4, progress=False, seed=0)
+            pred.fit(np.concatenate([X_base, np.repeat(X, 10, 0)]), np.concatenate([y_base, np.repeat(y, 10)]), True)
+            result["arms"][name] = {"extra_extrapolated": float(shipped.extrapolation(SP.decode(X)).mean())}
+        held, e_h = scores(pred, Xh, yh)
+        front, e_f = scores(pred, Xf, yf)
+        result["arms"].setdefault(name, {}).update(heldout=held, front=front)
+        errors[name] = {"heldout": e_h, "front": e_f}
+    for where in ("heldout", "front"):
+        d = errors["cost"][where] - errors["uniform"][where]
+        result["paired"][where] = {
+            "mean_points": 100 * float(d.mean()),
+            "se_points": 100 * float(d.std(ddof=1) / np.sqrt(len(d))),
+        }
+    rows = [["predictor", "set", "n", "MAE (points) ± SE", "bias", "pairwise"]]
+    for name, r in result["arms"].items():
+        for where, label in (("heldout", "200 held-out (random)"), ("front", "62 front networks")):
+            s = r[where]
+            rows.append(
+                [name, label, s["n"], f"{s['mae_points']:.2f} ± {s['mae_se']:.2f}", f"{s['bias_points']:+.2f}",
+                 f"{s['pairwise']:.3f}"]
+            )  # fmt: skip
+    p = result["paired"]
+    notes = (
+        f"Extra data per arm: {args.n} measured networks. Paired |error| difference, cost minus uniform "
+        f"(negative: the cost draw taught more): held-out {p['heldout']['mean_points']:+.2f} ± "
+        f"{p['heldout']['se_points']:.2f} points, front {p['front']['mean_points']:+.2f} ± "
+        f"{p['front']['se_points']:.2f} points. Command: python benchmarks/bench_stratified.py --n {args.n} "
+        "(2 torch threads)."
+    )
+    write("stratified", {**result, "torch_threads": 2}, rows, notes)
+
+
+if __name__ == "__main__":
+    main()
