@@ -11,7 +11,8 @@ images; `apqopt collect`, resumable):
 Each arm fine-tunes the shipped quantized predictor (warm start, as ``apqopt refine`` does: the shipped
 800 records plus the arm's records repeated 10 times, 200 epochs at most, lr 3e-4, seed 0). Both are scored
 on networks neither arm nor the shipped predictor learnt from: the 200 held-out networks (uniform draws) and
-62 *front* networks (the 48 picks of ``benchmarks/results/refine_pick`` and its 14 common networks).
+the *front* networks of ``benchmarks/results/refine_pick`` (its 48 picks and 14 common networks), each
+once, leaving out any an arm learnt from (the cost draw's first corner, the cheapest network, is on the fronts).
 
 Run: python benchmarks/bench_stratified.py [--n 48]   (2 torch threads; measuring ~10 s per network)
 """
@@ -45,12 +46,26 @@ def collect(n: int) -> None:
         subprocess.run([*cmd, "--threads", "2", "--quiet"], check=True)
 
 
-def front_set() -> tuple[np.ndarray, np.ndarray]:
+def key(genes: list[int] | np.ndarray) -> bytes:
+    return SP.canonical(np.asarray(genes)[None])[0].tobytes()
+
+
+def front_set(learnt: set[bytes]) -> tuple[np.ndarray, np.ndarray, int]:
+    """The front networks, each once, those an arm learnt from left out (the cost draw's first corner is
+    the space's cheapest network, which the searches' fronts also hold); and how many were left out."""
     rows = []
-    for path in (RESULTS / "refine_pick").glob("*/refine.jsonl"):
+    for path in sorted((RESULTS / "refine_pick").glob("*/refine.jsonl")):
         rows += [json.loads(x) for x in path.read_text().splitlines()[1:]]
     rows += [json.loads(x) for x in (RESULTS / "refine_pick" / "common.jsonl").read_text().splitlines()]
-    return SP.encode(np.array([r["genes"] for r in rows]), bits=True), np.array([r["accuracy"] for r in rows])
+    seen: set[bytes] = set()
+    kept = []
+    for r in rows:
+        k = key(r["genes"])
+        if k not in seen and k not in learnt:
+            kept.append(r)
+        seen.add(k)
+    X = SP.encode(np.array([r["genes"] for r in kept]), bits=True)
+    return X, np.array([r["accuracy"] for r in kept]), len(seen) - len(kept)
 
 
 def scores(pred: AccuracyPredictor, X: np.ndarray, y: np.ndarray) -> tuple[dict, np.ndarray]:
@@ -73,9 +88,13 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     collect(args.n)
     X_base, y_base = load_xy(asset_dir("fmnist") / "quant.jsonl", "fmnist", bits=True)
-    Xh, yh = load_xy(asset_dir("fmnist") / "quant_heldout.jsonl", "fmnist", bits=True)
-    Xf, yf = front_set()
     result: dict = {"arms": {}, "paired": {}, "n_extra": args.n}
+    Xh, yh = load_xy(asset_dir("fmnist") / "quant_heldout.jsonl", "fmnist", bits=True)
+    learnt = set()
+    for arm in ARMS:
+        learnt |= {key(r["genes"]) for r in map(json.loads, (OUT / f"quant_{arm}.jsonl").read_text().splitlines()[1:])}
+    Xf, yf, left_out = front_set(learnt)
+    result["front_left_out"] = left_out
     errors: dict = {}
     shipped = AccuracyPredictor.load(predictor_path("fmnist"))
     for name in ("shipped", *ARMS):
@@ -97,7 +116,7 @@ def main() -> None:
         }
     rows = [["predictor", "set", "n", "MAE (points) ± SE", "bias", "pairwise"]]
     for name, r in result["arms"].items():
-        for where, label in (("heldout", "200 held-out (random)"), ("front", "62 front networks")):
+        for where, label in (("heldout", "200 held-out (random)"), ("front", f"{len(yf)} front networks")):
             s = r[where]
             rows.append(
                 [name, label, s["n"], f"{s['mae_points']:.2f} ± {s['mae_se']:.2f}", f"{s['bias_points']:+.2f}",
@@ -105,7 +124,8 @@ def main() -> None:
             )  # fmt: skip
     p = result["paired"]
     notes = (
-        f"Extra data per arm: {args.n} measured networks. Paired |error| difference, cost minus uniform "
+        f"Extra data per arm: {args.n} measured networks. Front networks: the {len(yf)} distinct picks of "
+        f"refine_pick that no arm learnt ({left_out} left out). Paired |error| difference, cost minus uniform "
         f"(negative: the cost draw taught more): held-out {p['heldout']['mean_points']:+.2f} ± "
         f"{p['heldout']['se_points']:.2f} points, front {p['front']['mean_points']:+.2f} ± "
         f"{p['front']['se_points']:.2f} points. Command: python benchmarks/bench_stratified.py --n {args.n} "
