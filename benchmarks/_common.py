@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,3 +40,26 @@ def write(name: str, data: dict[str, Any], table: list[list[Any]], notes: str = 
     path.write_text("\n".join(lines) + "\n")
     print(path.read_text())
     return path
+
+
+def error_scores(predicted: np.ndarray, measured: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+    """A predictor's errors on measured networks, in points with SEs, and each network's |error| (for
+    paired comparisons between predictors on the same networks)."""
+    from apqopt.predictor.metrics import ranking_report
+
+    err = np.asarray(predicted) - np.asarray(measured)
+    n = len(err)
+    return {
+        "n": n,
+        "mae_points": 100 * float(np.abs(err).mean()),
+        "mae_se": 100 * float(np.abs(err).std(ddof=1) / np.sqrt(n)),
+        "bias_points": 100 * float(err.mean()),
+        "bias_se": 100 * float(err.std(ddof=1) / np.sqrt(n)),
+        "pairwise": float(ranking_report(np.asarray(measured), np.asarray(predicted))["pairwise_accuracy"]),
+    }, np.abs(err)
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Mean and SE (points) of a - b over the same networks."""
+    d = np.asarray(a) - np.asarray(b)
+    return {"mean_points": 100 * float(d.mean()), "se_points": 100 * float(d.std(ddof=1) / np.sqrt(len(d)))}

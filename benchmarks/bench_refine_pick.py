@@ -32,10 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, write
+from _common import RESULTS, error_scores, paired, write
 
 from apqopt.predictor import AccuracyPredictor
-from apqopt.predictor.metrics import ranking_report
 from apqopt.predictor.train import load_xy
 from apqopt.search import make_searcher
 from apqopt.search.pareto import budget_picks
@@ -102,20 +101,6 @@ def common_set(predictors: dict[str, Path], known: set[bytes]) -> list[dict]:
     return [done[key(g)] for g in want]
 
 
-def scores(pred: AccuracyPredictor, X: np.ndarray, y: np.ndarray) -> tuple[dict, np.ndarray]:
-    p = pred.predict(X)
-    err = p - y
-    rep = ranking_report(y, p)
-    return {
-        "n": len(y),
-        "mae_points": 100 * float(np.abs(err).mean()),
-        "mae_se": 100 * float(np.abs(err).std(ddof=1) / np.sqrt(len(y))),
-        "bias_points": 100 * float(err.mean()),
-        "bias_se": 100 * float(err.std(ddof=1) / np.sqrt(len(y))),
-        "pairwise": float(rep["pairwise_accuracy"]),
-    }, np.abs(err)
-
-
 def main() -> None:
     torch.set_num_threads(2)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -131,16 +116,12 @@ def main() -> None:
     errors: dict = {}
     for name, path in arms.items():
         pred = AccuracyPredictor.load(path, space="fmnist")
-        held, e_h = scores(pred, Xh, yh)
-        front, e_c = scores(pred, Xc, yc)
+        held, e_h = error_scores(pred.predict(Xh), yh)
+        front, e_c = error_scores(pred.predict(Xc), yc)
         result["arms"][name] = {"heldout": held, "front": front}
         errors[name] = {"heldout": e_h, "front": e_c}
     for where in ("heldout", "front"):
-        d = errors["uncertainty"][where] - errors["spread"][where]
-        result["paired"][where] = {
-            "mean_points": 100 * float(d.mean()),
-            "se_points": 100 * float(d.std(ddof=1) / np.sqrt(len(d))),
-        }
+        result["paired"][where] = paired(errors["uncertainty"][where], errors["spread"][where])
     rows = [["predictor", "set", "n", "MAE (points) ± SE", "bias ± SE", "pairwise"]]
     for name, r in result["arms"].items():
         for where, label in (("heldout", "200 held-out (random)"), ("front", "common front picks")):

@@ -26,10 +26,9 @@ import sys
 
 import numpy as np
 import torch
-from _common import RESULTS, write
+from _common import RESULTS, error_scores, paired, write
 
 from apqopt.predictor import AccuracyPredictor
-from apqopt.predictor.metrics import ranking_report
 from apqopt.predictor.train import load_xy
 from apqopt.shipped import asset_dir, predictor_path
 from apqopt.space import get_space
@@ -68,18 +67,6 @@ def front_set(learnt: set[bytes]) -> tuple[np.ndarray, np.ndarray, int]:
     return X, np.array([r["accuracy"] for r in kept]), len(seen) - len(kept)
 
 
-def scores(pred: AccuracyPredictor, X: np.ndarray, y: np.ndarray) -> tuple[dict, np.ndarray]:
-    p = pred.predict(X)
-    err = p - y
-    return {
-        "n": len(y),
-        "mae_points": 100 * float(np.abs(err).mean()),
-        "mae_se": 100 * float(np.abs(err).std(ddof=1) / np.sqrt(len(y))),
-        "bias_points": 100 * float(err.mean()),
-        "pairwise": float(ranking_report(y, p)["pairwise_accuracy"]),
-    }, np.abs(err)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=48, help="networks per extra dataset")
@@ -104,16 +91,12 @@ def main() -> None:
             pred.set_params(max_epochs=200, lr=3e-4, progress=False, seed=0)
             pred.fit(np.concatenate([X_base, np.repeat(X, 10, 0)]), np.concatenate([y_base, np.repeat(y, 10)]), True)
             result["arms"][name] = {"extra_extrapolated": float(shipped.extrapolation(SP.decode(X)).mean())}
-        held, e_h = scores(pred, Xh, yh)
-        front, e_f = scores(pred, Xf, yf)
+        held, e_h = error_scores(pred.predict(Xh), yh)
+        front, e_f = error_scores(pred.predict(Xf), yf)
         result["arms"].setdefault(name, {}).update(heldout=held, front=front)
         errors[name] = {"heldout": e_h, "front": e_f}
     for where in ("heldout", "front"):
-        d = errors["cost"][where] - errors["uniform"][where]
-        result["paired"][where] = {
-            "mean_points": 100 * float(d.mean()),
-            "se_points": 100 * float(d.std(ddof=1) / np.sqrt(len(d))),
-        }
+        result["paired"][where] = paired(errors["cost"][where], errors["uniform"][where])
     rows = [["predictor", "set", "n", "MAE (points) ± SE", "bias", "pairwise"]]
     for name, r in result["arms"].items():
         for where, label in (("heldout", "200 held-out (random)"), ("front", f"{len(yf)} front networks")):
