@@ -611,6 +611,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             "--continue with a larger --budget to extend it"
         )
     res = searcher.run(problem, args.budget, progress=not args.quiet)
+    kept = None  # networks the study held before, when --continue extends it
     if args.extend and plan == "extend":
         study, kept = extend(res, problem, args.storage, name, settings, _predictor_label(args), not args.quiet)
     else:
@@ -625,7 +626,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )
     summary = search_summary(res, problem, study.study_name, where, top=args.top)
-    if args.extend and plan == "extend":
+    if kept is not None:
         summary["continued"] = {"kept": kept, "added": len(res.evaluated) - kept}
     print(json.dumps(summary, indent=2) if args.json else summary_table(summary))
     return 0 if summary["feasible"] else 1

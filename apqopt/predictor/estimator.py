@@ -311,11 +311,6 @@ class AccuracyPredictor(RegressorMixin, BaseEstimator):
                 lo, hi = rng[name]
                 out = np.maximum(out, np.maximum(lo - values, values - hi) / max(hi - lo, 1e-9))
         return out
-        for name, values in self._space().summary(genes).items():
-            if name in rng:
-                lo, hi = rng[name]
-                out |= (values < lo - 1e-9) | (values > hi + 1e-9)
-        return out
 
     def _fit_net(self, model: MLP, x: torch.Tensor, t: torch.Tensor, seed: int, desc: str) -> FitReport:
         gen = torch.Generator().manual_seed(seed)

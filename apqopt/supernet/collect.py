@@ -220,8 +220,8 @@ def _header_space(header: dict[str, Any], path: Path) -> SearchSpace:
 
 def _record_problem(rec: dict[str, Any], space: SearchSpace) -> str | None:
     """What is wrong with one record, in words, or None: an index below 0, genes that are not the
-    space's (count, whole numbers, in range), an accuracy outside 0..1 or not finite, a negative or
-    non-finite stderr or time. A predictor trained on such a record learns nonsense without a word."""
+    space's (count, whole numbers, in range), an accuracy or stderr outside 0..1 (NaN included), a
+    negative time. A predictor trained on such a record learns nonsense without a word."""
     if isinstance(rec["index"], bool) or rec["index"] < 0:
         return f"index {rec['index']!r} is not a whole number >= 0"
     genes = rec["genes"]

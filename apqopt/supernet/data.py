@@ -251,10 +251,8 @@ def _read_folder(
         for f in files:
             if not f.is_file():  # a FIFO or device named *.png would block or read for ever
                 raise DatasetError(f"{f}: not a regular file")
-            if f.stat().st_size > MAX_IMAGE_BYTES:
-                raise DatasetError(
-                    f"{f}: {f.stat().st_size:,} bytes, more than an image here may hold ({MAX_IMAGE_BYTES:,})"
-                )
+            if (nbytes := f.stat().st_size) > MAX_IMAGE_BYTES:
+                raise DatasetError(f"{f}: {nbytes:,} bytes, more than an image here may hold ({MAX_IMAGE_BYTES:,})")
             try:
                 with warnings.catch_warnings():  # restored on exit: the user's filters stay theirs
                     warnings.simplefilter("error", Image.DecompressionBombWarning)
