@@ -2,7 +2,7 @@
 
 The main entry points, importable from here::
 
-    from apqopt import Problem, make_searcher, get_space, LUT, AccuracyPredictor
+    from apqopt import Problem, load_problem, make_searcher, get_space, LUT, AccuracyPredictor
 
 Heavy ones (torch, Optuna, pymoo behind them) load on first use, so ``import apqopt`` stays light.
 """
@@ -17,7 +17,9 @@ from apqopt.space import Block, Candidate, InvalidCandidateError, Layer, SearchS
 
 _LAZY = {
     "Problem": "apqopt.search.problem",
-    "Evaluation": "apqopt.search.problem",
+    "ProblemSpec": "apqopt.problem_spec",
+    "load_problem": "apqopt.problem_spec",
+    "Evaluation": "apqopt.evaluation",
     "make_searcher": "apqopt.search",
     "searcher_names": "apqopt.search",
     "SEARCHERS": "apqopt.search",
@@ -44,10 +46,12 @@ __all__ = [
     "InvalidCandidateError",
     "Layer",
     "Problem",
+    "ProblemSpec",
     "RecordCodec",
     "SearchSpace",
     "Stage",
     "get_space",
+    "load_problem",
     "make_searcher",
     "searcher_names",
     "space_names",

@@ -26,6 +26,8 @@ from apqopt.hardware.bitfusion import MODES, BitFusion
 from apqopt.hardware.build import bitfusion_from_config, build_lut
 from apqopt.hardware.lut import LUT, LUTError, load_shipped, shipped_lut_path
 from apqopt.interop.apq import from_apq_spec, to_apq_spec
+from apqopt.problem_spec import ProblemSpec, load_problem
+from apqopt.record import CONTINUED, ENERGY_MJ, LATENCY_MS, MEASURED, OUTSIDE, PREDICTED, STDERR, study_record
 from apqopt.settings import compare_dir, default_storage, host_lut_path, reports_dir, supernet_run_dir
 from apqopt.shipped import supernet_path
 from apqopt.space import Candidate, InvalidCandidateError, get_space, space_names
@@ -98,7 +100,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The main job on the embedded defaults: shipped tables -> searchers compared head to head on the
     shipped predictor (fmnist), recorded as Optuna studies, each run's front measured on the supernet."""
     from apqopt.compare import check_compare_args, compare, supernet_measurer, write_report
-    from apqopt.search.problem import Problem
     from apqopt.studies import open_storage
     from apqopt.supernet.train import load_supernet
 
@@ -113,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name in space_names():
         _price_summary(name, args.samples, args.seed)
     print(f"\n[2/3] search: fmnist, latency <= {args.latency} ms, {args.budget} distinct networks per run")
-    problem = Problem.from_files("fmnist", latency=args.latency)
+    problem = load_problem("fmnist", latency=args.latency)
     if args.verify:
         print(f"[3/3] verify: {args.verify} candidates along each run's front measured on the supernet")
     report, results = compare(
@@ -448,22 +449,15 @@ def cmd_predictor_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _constraints(args: argparse.Namespace) -> dict[str, float]:
-    """--latency / --energy limits that were given."""
-    return {k: v for k, v in (("latency", args.latency), ("energy", args.energy)) if v is not None}
-
-
-def _problem(args: argparse.Namespace) -> Any:
-    """The Problem that --space, --latency/--energy, --objectives, --predictor/--apq-checkpoint, --lut and
-    --architecture describe."""
-    from apqopt.search.problem import Problem
-
+def _problem_spec(args: argparse.Namespace) -> ProblemSpec:
+    """The problem that --space, --latency/--energy, --objectives, --predictor/--apq-checkpoint, --lut,
+    --architecture, --allow-missing and --pessimism describe."""
     arch = _read_candidate(args.architecture, False, args.space) if getattr(args, "architecture", None) else None
-    return Problem.from_files(
+    return ProblemSpec(
         args.space,
+        tuple(args.objectives),
         latency=args.latency,
         energy=args.energy,
-        objectives=tuple(args.objectives),
         predictor=args.predictor,
         apq_checkpoint=args.apq_checkpoint,
         lut=args.lut,
@@ -471,6 +465,10 @@ def _problem(args: argparse.Namespace) -> Any:
         allow_missing=args.allow_missing,
         pessimism=args.pessimism,
     )
+
+
+def _problem(args: argparse.Namespace) -> Any:
+    return _problem_spec(args).build()
 
 
 def _searcher_params(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, Any]]:
@@ -543,30 +541,19 @@ def _live_search(args: argparse.Namespace) -> int:
             "batch searchers scale out as independent islands: one `apqopt search --searcher evolution --seed K "
             "--storage URL` per process or machine, each recording its own study into the shared storage"
         )
-    dropped = [
-        opt
-        for opt, given in (
-            ("--architecture", args.architecture),
-            ("--apq-checkpoint", args.apq_checkpoint),
-            ("--searcher-param", args.searcher_param),
-            ("--pessimism", args.pessimism),
-        )
-        if given
-    ]
-    if dropped:  # a live study's spec cannot carry these: refused, never silently dropped
-        raise ConfigError(f"--live cannot carry {', '.join(dropped)}; run without --live to use them")
-    _problem(args)  # validates predictor, LUT and constraints before anything is stored
-    spec = LiveSpec(
-        "search",
-        space=args.space,
+    if args.searcher_param:  # a live study's spec cannot carry it: refused, never silently dropped
+        raise ConfigError("--live cannot carry --searcher-param; run without --live to use it")
+    problem = _problem_spec(args)
+    if problem.architecture is not None or problem.apq_checkpoint:
+        opt = "--architecture" if problem.architecture is not None else "--apq-checkpoint"
+        raise ConfigError(f"--live cannot carry {opt}; run without --live to use it")
+    problem.build()  # validates predictor, LUT and constraints before anything is stored
+    files = {k: str(Path(v).resolve()) for k, v in (("lut", problem.lut), ("predictor", problem.predictor)) if v}
+    spec = LiveSpec.for_search(
+        dataclasses.replace(problem, **files),
         budget=args.budget,
         sampler=args.searcher.removeprefix("optuna-"),
         seed=args.seed,
-        objectives=tuple(args.objectives),
-        constraints=_constraints(args),
-        lut=str(Path(args.lut).resolve()) if args.lut else "",
-        predictor=str(Path(args.predictor).resolve()) if args.predictor else "",
-        allow_missing=args.allow_missing,
     )
     name = args.study or f"live-{args.searcher}-{args.space}-seed{args.seed}"
     study = create_live_study(spec, args.storage, name)
@@ -627,7 +614,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         )
     summary = search_summary(res, problem, study.study_name, where, top=args.top)
     if kept is not None:
-        summary["continued"] = {"kept": kept, "added": len(res.evaluated) - kept}
+        summary[CONTINUED] = {"kept": kept, "added": len(res.evaluated) - kept}
     print(json.dumps(summary, indent=2) if args.json else summary_table(summary))
     return 0 if summary["feasible"] else 1
 
@@ -652,10 +639,10 @@ def search_summary(res: Any, problem: Any, study: str, storage: str, top: int = 
         "constraints": dict(problem.constraints),
         "best": [
             {
-                "predicted_accuracy": round(float(ev.accuracy[i]), 5),
-                "latency_ms": round(float(ev.latency[i]), 4),
-                "energy_mJ": round(float(ev.energy[i]), 4),
-                "outside_predictor_data": bool(out),
+                PREDICTED: round(float(ev.accuracy[i]), 5),
+                LATENCY_MS: round(float(ev.latency[i]), 4),
+                ENERGY_MJ: round(float(ev.energy[i]), 4),
+                OUTSIDE: bool(out),
                 "candidate": c.to_dict(),
             }
             for i, c, out in zip(rows, cands, outside)
@@ -680,15 +667,15 @@ def summary_table(s: dict[str, Any]) -> str:
             stages = b["candidate"]["stages"]
             depths = "/".join(str(len(st)) for st in stages)
             bits = " ".join(f"{blk['pw_w']}/{blk['pw_a']}" for st in stages for blk in st)
-            mark = "!" if b.get("outside_predictor_data") else " "
+            mark = "!" if b.get(OUTSIDE) else " "
             lines.append(
-                f"  {k:>2}  {100 * b['predicted_accuracy']:7.2f}%{mark} {b['latency_ms']:10.4f}  "
-                f"{b['energy_mJ']:9.4f}  {depths:<10}  {bits[:72]}"
+                f"  {k:>2}  {100 * b[PREDICTED]:7.2f}%{mark} {b[LATENCY_MS]:10.4f}  "
+                f"{b[ENERGY_MJ]:9.4f}  {depths:<10}  {bits[:72]}"
             )
-        if any(b.get("outside_predictor_data") for b in s["best"]):
+        if any(b.get(OUTSIDE) for b in s["best"]):
             lines.append("  ! outside the networks the predictor was fitted on: its accuracy is an extrapolation")
-    if "continued" in s:
-        lines.append(f"continued: {s['continued']['kept']:,} networks kept, {s['continued']['added']:,} added")
+    if CONTINUED in s:
+        lines.append(f"continued: {s[CONTINUED]['kept']:,} networks kept, {s[CONTINUED]['added']:,} added")
     lines.append(f"stored: study '{s['study']}' in {s['storage']} (--json for every candidate in full)")
     return "\n".join(lines)
 
@@ -753,9 +740,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from apqopt.studies import StorageError
     from apqopt.verify import verify_study
 
-    space = _load_study(args.study, args.storage).user_attrs.get("space")  # its space picks the supernet
+    space = study_record(_load_study(args.study, args.storage)).space_name  # its space picks the supernet
     if space is None:
-        raise StorageError(f"study '{args.study}' is not an apqopt study (no 'space' attr)")
+        raise StorageError(f"study '{args.study}' is not an apqopt study (it names no space)")
     weights = _supernet_path(args, space)
     res = verify_study(
         args.study,
@@ -771,10 +758,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(f"study '{res['study']}': {res['n']} front candidates measured on the supernet (quantized, fine-tuned)")
     print(f"  {'trial':>5}  {'latency ms':>10}  {'predicted':>9}  {'measured':>15}  {'error':>6}")
     for r in res["candidates"]:
-        err = 100 * (r["predicted_accuracy"] - r["measured_accuracy"])
+        err = 100 * (r[PREDICTED] - r[MEASURED])
         print(
-            f"  {r['trial']:>5}  {r['latency_ms']:10.4f}  {100 * r['predicted_accuracy']:8.2f}%  "
-            f"{100 * r['measured_accuracy']:7.2f} ± {100 * r['stderr']:.2f}%  {err:+6.2f}"
+            f"  {r['trial']:>5}  {r[LATENCY_MS]:10.4f}  {100 * r[PREDICTED]:8.2f}%  "
+            f"{100 * r[MEASURED]:7.2f} ± {100 * r[STDERR]:.2f}%  {err:+6.2f}"
         )
     extra = f", pairwise ranking {res['pairwise_accuracy']:.2f}" if "pairwise_accuracy" in res else ""
     print(f"mean absolute error {100 * res['mae']:.2f} points{extra}; stored in the study's 'verified' attr")
@@ -785,10 +772,8 @@ def _trial_candidate(study_name: str, storage: str | None, number: int) -> Candi
     """Trial ``number`` of a recorded study, as a candidate of the study's space."""
     import optuna
 
-    from apqopt.record import RecordCodec, space_from_attrs
-
     study = _load_study(study_name, storage)
-    codec = RecordCodec(space_from_attrs(study.user_attrs))
+    codec = study_record(study).codec()
     trials = {t.number: t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
     if number not in trials:
         raise ConfigError(f"--trial: study '{study_name}' has no complete trial {number}")

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from apqopt.errors import ConfigError
 from apqopt.fileio import atomic_save, atomic_write
+from apqopt.record import StudyRecord, Verified, compare_attrs, study_record
 from apqopt.search import make_searcher
 from apqopt.search.base import SearchResult
 from apqopt.search.pareto import budget_picks
@@ -41,7 +42,6 @@ from apqopt.studies import (
     record,
     run_settings,
     settings_digest,
-    study_state,
 )
 from apqopt.verify import verify
 
@@ -259,24 +259,24 @@ class CompareReport:
 
         store = open_storage(storage, create=False)
         picked: dict[tuple[str, int], optuna.Study] = {}
-        meta: dict[str, Any] = {}
+        meta: StudyRecord | None = None
         for tag in tags:
             for summary in optuna.get_all_study_summaries(store):
-                if summary.user_attrs.get("compare") != tag:
+                a = study_record(summary)
+                if a.compare_tag != tag:
                     continue
-                if study_state(summary.user_attrs, summary.n_trials) != "complete":
+                if a.state(summary.n_trials) != "complete":
                     log.warning("study '%s' was interrupted; left out (rerun its compare)", summary.study_name)
                     continue
-                a = summary.user_attrs
-                picked[(a["searcher"], int(a["seed"]))] = optuna.load_study(
+                picked[(str(a.searcher), int(a.seed or 0))] = optuna.load_study(
                     study_name=summary.study_name, storage=store
                 )
                 meta = a
-        if not picked:
+        if not picked or meta is None:
             raise ConfigError(f"no studies recorded by compare under {tags} in {storage}")
-        budgets = [float(b) for b in meta["latency_budgets"]]
-        ref = (float(meta["reference_point"][0]), float(meta["reference_point"][1]))
-        report = cls(meta["space"], int(meta["budget"]), dict(meta["constraints"]), ref, budgets)
+        budgets = meta.latency_budgets
+        ref = meta.reference_point
+        report = cls(str(meta.space_name), int(meta.budget or 0), meta.constraints, (ref[0], ref[1]), budgets)
         for study in picked.values():
             report.runs.append(run_from_study(study, budgets)[0])
         order = {n: i for i, n in enumerate(dict.fromkeys(n for n, _ in picked))}
@@ -299,31 +299,31 @@ def run_from_study(study: optuna.Study, budgets: list[float]) -> tuple[RunSummar
     """A compare run read back from its recorded study: its scores (kept in the study's attrs) and its
     result with the full history, as if it had just run."""
 
-    a = study.user_attrs
+    a = study_record(study)
     ev = load_history(study)
     run = RunSummary(
-        a["searcher"],
-        int(a["seed"]),
-        float(a["hypervolume"]),
-        [(int(c), float(h)) for c, h in a["hv_curve"]],
+        str(a.searcher),
+        int(a.seed or 0),
+        float(a.hypervolume or 0.0),
+        a.hv_curve,
         best_under(ev, budgets),
-        float(a["wall_s"]),
-        float(a["eval_s"]),
+        float(a.wall_s or 0.0),
+        float(a.eval_s or 0.0),
         study=study.study_name,
-        distinct=int(a["evaluated"]),
-        requested=int(a.get("requested", a["evaluated"])),
-        stopped_early=bool(a.get("stopped_early", False)),
+        distinct=int(a.evaluated or 0),
+        requested=int(a.requested or 0),
+        stopped_early=a.stopped_early,
     )
-    verified = a.get("verified")
+    verified = a.verified
     if verified:
-        nums = sorted(int(k) for k in verified)
-        acc = np.array([verified[str(k)]["measured_accuracy"] for k in nums])
-        se = np.array([verified[str(k)]["stderr"] for k in nums])
-        pred = np.array([verified[str(k)]["predicted_accuracy"] for k in nums])
-        lat = np.array([verified[str(k)]["latency_ms"] for k in nums])
+        nums = sorted(verified)
+        acc = np.array([verified[k].measured_accuracy for k in nums])
+        se = np.array([verified[k].stderr for k in nums])
+        pred = np.array([verified[k].predicted_accuracy for k in nums])
+        lat = np.array([verified[k].latency_ms for k in nums])
         run.measured = Measured(
             len(nums),
-            float(a["measured_hypervolume"]),
+            float(a.measured_hypervolume or 0.0),
             measured_best_under(acc, se, lat, budgets),
             float(np.mean(np.abs(pred - acc))),
             nums,
@@ -332,7 +332,7 @@ def run_from_study(study: optuna.Study, budgets: list[float]) -> tuple[RunSummar
         )
     notes = {"distinct": run.distinct, "requested": run.requested, "stopped_early": run.stopped_early}
     res = SearchResult(
-        run.searcher, run.seed, dict(a.get("params", {})), ev, run.wall_s, run.eval_s, int(a["budget"]), notes
+        run.searcher, run.seed, dict(a.attrs.get("params", {})), ev, run.wall_s, run.eval_s, int(a.budget or 0), notes
     )
     return run, res
 
@@ -480,28 +480,17 @@ def compare(
             requested=int(res.notes.get("requested", len(ev))),
             stopped_early=bool(res.notes.get("stopped_early", False)),
         )
-        verified: dict[int, dict[str, float]] = {}
+        verified: dict[int, Verified] = {}
         if verify_top:
             run.measured = m = measure_run(ev, verify_top, once, ref, latency_budgets)
             verified = {
-                i: {
-                    "measured_accuracy": a,
-                    "stderr": e,
-                    "predicted_accuracy": float(ev.accuracy[i]),
-                    "latency_ms": float(ev.latency[i]),
-                }
+                i: Verified(a, e, float(ev.accuracy[i]), float(ev.latency[i]))
                 for i, a, e in zip(m.rows, m.measured, m.stderr)
             }
         if storage:
-            attrs: dict[str, Any] = {
-                "compare": tag,
-                "hypervolume": run.hv,
-                "reference_point": list(ref),
-                "hv_curve": curve,
-                "latency_budgets": latency_budgets,
-            }
-            if run.measured is not None:
-                attrs["measured_hypervolume"] = run.measured.hv
+            attrs = compare_attrs(
+                tag, run.hv, ref, curve, latency_budgets, None if run.measured is None else run.measured.hv
+            )
             run.study = record(
                 res,
                 problem,

@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from apqopt.hardware.lut import LUT, LUTError, load_shipped
-from apqopt.record import quiet_optuna
+from apqopt.record import StudyRecord, quiet_optuna
 from apqopt.review import StudyReader, front_of
 from apqopt.search.verdict import all_verdicts
 from apqopt.settings import default_storage
@@ -49,6 +49,9 @@ def _arg(flag: str) -> str | None:
     return args[args.index(flag) + 1] if flag in args and args.index(flag) + 1 < len(args) else None
 
 
+NONE = StudyRecord()  # what an unknown study's record reads as
+
+
 def storage_url() -> str:
     return _arg("--storage") or os.environ.get("APQOPT_STORAGE") or default_storage()
 
@@ -66,8 +69,8 @@ def studies(url: str, version: tuple[Any, ...]) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def attrs(url: str, version: tuple[Any, ...]) -> dict[str, dict[str, Any]]:
-    return reader(url).study_attrs()
+def attrs(url: str, version: tuple[Any, ...]) -> dict[str, StudyRecord]:
+    return reader(url).study_records()
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -200,7 +203,7 @@ def front_figure(
 
 
 def study_fronts(
-    url: str, v: tuple[Any, ...], names: list[str], meta: dict[str, dict[str, Any]]
+    url: str, v: tuple[Any, ...], names: list[str], meta: dict[str, StudyRecord]
 ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """What :func:`front_figure` draws for the given studies."""
     fronts, rest = [], []
@@ -212,8 +215,8 @@ def study_fronts(
         fronts.append(
             {
                 "study": name,
-                "searcher": meta.get(name, {}).get("searcher", "?"),
-                "seed": meta.get(name, {}).get("seed"),
+                "searcher": meta.get(name, NONE).searcher or "?",
+                "seed": meta.get(name, NONE).seed,
                 "front": f,
                 "measured": done.dropna(subset=["measured"]),
             }
@@ -273,7 +276,7 @@ def one_study(url: str, v: tuple[Any, ...], name: str) -> None:
     view = st.segmented_control("view", views, default="Front", key="study_view") or "Front"
     if view == "Front":  # one view at a time: the others read every trial's network, or fit a forest
         fronts, rest = study_fronts(url, v, [name], meta)
-        limit = (meta.get(name, {}).get("constraints") or {}).get("latency")
+        limit = meta.get(name, NONE).constraints.get("latency")
         show_front(front_figure(fronts, rest, colours([f["searcher"] for f in fronts]), limit), "study_front")
     elif view == "History":
         history(trials(url, name, v))
@@ -381,11 +384,11 @@ def feature_importance(df: pd.DataFrame, target: str) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------- Compare searchers
-def compare_runs(table: pd.DataFrame, meta: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+def compare_runs(table: pd.DataFrame, meta: dict[str, StudyRecord]) -> dict[str, list[str]]:
     """Studies grouped by the compare run that recorded them (its tag); the rest under OTHERS."""
     runs: dict[str, list[str]] = {}
     for name in table["study"]:
-        runs.setdefault(meta.get(name, {}).get("compare") or OTHERS, []).append(name)
+        runs.setdefault(meta.get(name, NONE).compare_tag or OTHERS, []).append(name)
     return dict(sorted(runs.items(), key=lambda kv: (kv[0] == OTHERS, kv[0])))
 
 
@@ -398,9 +401,9 @@ def page_compare(url: str, v: tuple[Any, ...], table: pd.DataFrame) -> None:
     if not names:
         st.info("Pick studies to compare.")
         return
-    searcher_of = {n: meta.get(n, {}).get("searcher", "?") for n in names}
+    searcher_of = {n: meta.get(n, NONE).searcher or "?" for n in names}
     colour = colours(list(table["searcher"]))
-    limit = next((meta[n]["constraints"].get("latency") for n in names if meta.get(n, {}).get("constraints")), None)
+    limit = next((meta[n].constraints["latency"] for n in names if "latency" in meta.get(n, NONE).constraints), None)
     fronts, rest = study_fronts(url, v, names, meta)
     show_front(front_figure(fronts, rest, colour, limit), "cmp_front")
     rows = [
@@ -410,8 +413,8 @@ def page_compare(url: str, v: tuple[Any, ...], table: pd.DataFrame) -> None:
             "seed": f["seed"],
             "front_size": len(f["front"]),
             "best_accuracy": float(f["front"]["accuracy"].max()) if len(f["front"]) else None,
-            "hypervolume": meta.get(f["study"], {}).get("hypervolume"),
-            "measured_hypervolume": meta.get(f["study"], {}).get("measured_hypervolume"),
+            "hypervolume": meta.get(f["study"], NONE).hypervolume,
+            "measured hypervolume": meta.get(f["study"], NONE).measured_hypervolume,
         }
         for f in fronts
     ]
@@ -419,9 +422,9 @@ def page_compare(url: str, v: tuple[Any, ...], table: pd.DataFrame) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
     curves = [
-        {"searcher": searcher_of[n], "seed": meta[n].get("seed"), "evaluations": int(c), "hypervolume": float(hv)}
+        {"searcher": searcher_of[n], "seed": meta[n].seed, "evaluations": c, "hypervolume": hv}
         for n in names
-        for c, hv in meta.get(n, {}).get("hv_curve", [])
+        for c, hv in meta.get(n, NONE).hv_curve
     ]
     if curves:
         st.subheader("Hypervolume vs evaluations (mean ± sd over seeds, recorded by apqopt compare)")
@@ -448,11 +451,12 @@ def page_compare(url: str, v: tuple[Any, ...], table: pd.DataFrame) -> None:
         hv.update_layout(xaxis_title="evaluated distinct networks", yaxis_title="hypervolume", height=360)
         st.plotly_chart(hv, width="stretch")
     by: dict[str, dict[int, float]] = {}
-    measured = all(meta.get(n, {}).get("measured_hypervolume") is not None for n in names)
-    key = "measured_hypervolume" if measured else "hypervolume"
+    measured = all(meta.get(n, NONE).measured_hypervolume is not None for n in names)
     for n in names:
-        if meta.get(n, {}).get(key) is not None and meta[n].get("seed") is not None:
-            by.setdefault(searcher_of[n], {})[int(meta[n]["seed"])] = float(meta[n][key])
+        r = meta.get(n, NONE)
+        score = r.measured_hypervolume if measured else r.hypervolume
+        if score is not None and r.seed is not None:
+            by.setdefault(searcher_of[n], {})[int(r.seed)] = float(score)
     if len(by) > 1:
         st.subheader(f"Verdicts ({'measured' if measured else 'predicted'} hypervolume, paired over seeds)")
         ranked = dict(sorted(by.items(), key=lambda kv: -np.mean(list(kv[1].values()))))
@@ -639,7 +643,7 @@ def verified_networks(url: str, v: tuple[Any, ...], names: list[str]) -> tuple[p
         if not len(df):
             continue
         found, genes = reader(url).genes(name, df["number"].tolist())
-        key_of = {int(n): (meta[name].get("space"), g.tobytes()) for n, g in zip(found, genes)}
+        key_of = {int(n): (meta[name].space_name, g.tobytes()) for n, g in zip(found, genes)}
         for r in df.itertuples():
             key = key_of.get(int(r.number), (name, r.number))
             if key in seen:

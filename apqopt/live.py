@@ -51,7 +51,22 @@ from tqdm import tqdm
 
 from apqopt.errors import ConfigError
 from apqopt.optuna_adapter import heartbeat_missing, storage_of, study_id, trial_id
-from apqopt.record import RecordCodec, quiet_optuna
+from apqopt.problem_spec import ProblemSpec
+from apqopt.record import (
+    SUPERNET,
+    WORKERS,
+    RecordCodec,
+    enqueue_measure,
+    queue_index,
+    quiet_optuna,
+    set_live_spec,
+    set_system_value,
+    study_record,
+    system_value,
+    write_attrs,
+    write_error,
+    write_measurement,
+)
 from apqopt.settings import allowed_dirs, default_storage, inside_allowed, parse_storage
 from apqopt.studies import StorageError, open_storage
 
@@ -70,7 +85,6 @@ def _heartbeat_warnings_off() -> Iterator[None]:
 
 
 Kind = Literal["search", "measure"]
-SPEC_ATTR = "live_spec"
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,7 @@ class LiveSpec:
     heartbeat_s: int = 10
     grace_s: int = 30
     space_def: dict[str, Any] = field(default_factory=dict)  # a non-preset space's description, for workers
+    pessimism: float = 0.0  # kept out of the stored spec at 0, so studies made before it existed still join
 
     def __post_init__(self) -> None:
         from apqopt.search.optuna_search import SAMPLERS
@@ -122,13 +137,54 @@ class LiveSpec:
             raise ConfigError("need 0 < heartbeat_s < grace_s (a trial is stale after grace_s without a beat)")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self) | {"objectives": list(self.objectives)}, sort_keys=True)
+        d = asdict(self) | {"objectives": list(self.objectives)}
+        if not self.pessimism:
+            d.pop("pessimism")
+        return json.dumps(d, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> LiveSpec:
         d = json.loads(text)
         d["objectives"] = tuple(d["objectives"])
         return cls(**d)
+
+    def problem_spec(self, allowed: list[Path] | None = None) -> ProblemSpec:
+        """The search problem this study's workers evaluate. ``allowed``: the folders a worker may load the
+        study's files from (any other path is refused; None: no check, as when the study is created)."""
+
+        def checked(path: str) -> str | None:
+            return (path or None) if allowed is None else _study_file(path, allowed)
+
+        return ProblemSpec(
+            self.space,
+            self.objectives,
+            latency=self.constraints.get("latency"),
+            energy=self.constraints.get("energy"),
+            predictor=checked(self.predictor),
+            lut=checked(self.lut),
+            allow_missing=self.allow_missing,
+            pessimism=self.pessimism,
+        )
+
+    @classmethod
+    def for_search(cls, problem: ProblemSpec, **kw: Any) -> LiveSpec:
+        """The live search study of a problem: refused where the problem holds what a live study cannot
+        carry to its workers (a fixed architecture, APQ's checkpoint)."""
+        if problem.architecture is not None:
+            raise ConfigError("--architecture: live studies search whole networks; run it without --live")
+        if problem.apq_checkpoint:
+            raise ConfigError("--apq-checkpoint: live studies take apqopt predictors only; run it without --live")
+        return cls(
+            "search",
+            space=problem.space,
+            objectives=problem.objectives,
+            constraints=problem.constraints,
+            lut=problem.lut or "",
+            predictor=problem.predictor or "",
+            allow_missing=problem.allow_missing,
+            pessimism=problem.pessimism,
+            **kw,
+        )
 
     def codec(self) -> RecordCodec:
         """Search studies record like every apqopt study; measure studies have one objective, accuracy."""
@@ -190,13 +246,12 @@ def create_live_study(spec: LiveSpec, storage: str | None, name: str) -> optuna.
     """Create the study, or join it when it exists with the same spec (a clear error otherwise)."""
     store = open_rdb(storage, spec)
     study = spec.codec().create_study(store, name, load_if_exists=True)
-    stored = study.user_attrs.get(SPEC_ATTR)
+    stored = study_record(study).live_spec
     if stored is None:
         if study.trials:
             raise StorageError(f"study '{name}' exists and is not an apqopt live study; choose another name")
-        study.set_user_attr(SPEC_ATTR, spec.to_json())
-        for key, value in _summary_attrs(spec).items():
-            study.set_user_attr(key, value)
+        set_live_spec(study, spec.to_json())
+        write_attrs(study, _summary_attrs(spec))
     elif stored != spec.to_json():
         old = json.loads(stored)
         new = json.loads(spec.to_json())
@@ -214,13 +269,14 @@ def _summary_attrs(spec: LiveSpec) -> dict[str, Any]:
         lut=spec.lut or "shipped",
         predictor=spec.predictor or "shipped",
         trials_hold="every evaluated candidate (live study)",
+        **({"problem": spec.problem_spec().to_dict()} if spec.kind == "search" else {}),
     )
 
 
 def load_spec(study: optuna.Study) -> LiveSpec:
-    text = study.user_attrs.get(SPEC_ATTR)
+    text = study_record(study).live_spec
     if text is None:
-        raise StorageError(f"study '{study.study_name}' is not an apqopt live study (no '{SPEC_ATTR}' attr)")
+        raise StorageError(f"study '{study.study_name}' is not an apqopt live study (it carries no live spec)")
     return LiveSpec.from_json(text)
 
 
@@ -234,12 +290,12 @@ def enqueue(study: optuna.Study, genes: np.ndarray) -> int:
     genes = codec.space.validate_matrix(np.asarray(genes))
     if len(genes) > spec.budget:
         raise ConfigError(f"{len(genes)} candidates exceed the study's budget of {spec.budget}")
-    have = {t.user_attrs.get("index") for t in study.get_trials(deepcopy=False)}
+    have = {queue_index(t) for t in study.get_trials(deepcopy=False)}
     added = 0
     for i, row in enumerate(genes):
         if i in have:
             continue
-        study.enqueue_trial(codec.params(row), user_attrs={"index": i}, skip_if_exists=False)
+        enqueue_measure(study, codec.params(row), i)
         added += 1
     return added
 
@@ -301,15 +357,14 @@ def _count(storage: RDBStorage, study_id: int, *states: TrialState) -> int:
 def _claim_worker(study: optuna.Study, storage: RDBStorage) -> int:
     """A worker number unique in the study (seeds each worker's sampler differently)."""
     with study_lock(storage, study.study_name):
-        sys_attrs = storage.get_study_system_attrs(study_id(study))
-        n = int(sys_attrs.get("apqopt:workers", 0))
-        storage.set_study_system_attr(study_id(study), "apqopt:workers", n + 1)
+        n = int(system_value(storage, study_id(study), WORKERS) or 0)
+        set_system_value(storage, study_id(study), WORKERS, n + 1)
     return n
 
 
 def workers_joined(study: optuna.Study) -> int:
     """How many workers have taken part in the study so far."""
-    return int(storage_of(study).get_study_system_attrs(study_id(study)).get("apqopt:workers", 0))
+    return int(system_value(storage_of(study), study_id(study), WORKERS) or 0)
 
 
 def _study_file(path: str, allowed: list[Path]) -> str | None:
@@ -327,9 +382,9 @@ def _pin_supernet(study: optuna.Study, storage: RDBStorage, identity: str) -> No
     """The first measuring worker records its weights' identity; a worker holding other weights (another
     package version, a retrained file at the same path) is refused before it measures anything."""
     with study_lock(storage, study.study_name):
-        stored = storage.get_study_system_attrs(study_id(study)).get("apqopt:supernet")
+        stored = system_value(storage, study_id(study), SUPERNET)
         if stored is None:
-            storage.set_study_system_attr(study_id(study), "apqopt:supernet", identity)
+            set_system_value(storage, study_id(study), SUPERNET, identity)
         elif stored != identity:
             raise StorageError(
                 f"study '{study.study_name}' is measured on supernet weights {stored}, this worker has "
@@ -342,16 +397,8 @@ def _evaluator(spec: LiveSpec, allowed: list[Path]) -> Callable[[optuna.Trial], 
     codec = spec.codec()
     if spec.kind == "search":
         from apqopt.search.optuna_search import objective
-        from apqopt.search.problem import Problem
 
-        problem = Problem.from_files(
-            spec.space,
-            objectives=spec.objectives,
-            predictor=_study_file(spec.predictor, allowed),
-            lut=_study_file(spec.lut, allowed),
-            allow_missing=spec.allow_missing,
-            **spec.constraints,
-        )
+        problem = spec.problem_spec(allowed).build()
         return objective(problem, active_only=False)  # one fixed search space: NSGA-II's crossover needs it
 
     from apqopt.supernet.collect import CollectConfig, measure
@@ -364,11 +411,12 @@ def _evaluator(spec: LiveSpec, allowed: list[Path]) -> Callable[[optuna.Trial], 
 
     def measured(trial: optuna.Trial) -> list[float]:
         row = codec.suggest(trial)
-        index = int(trial.user_attrs["index"])
+        index = queue_index(trial)
+        if index is None:
+            raise StorageError(f"trial {trial.number} of a measure study was not enqueued (it has no queue index)")
         t0 = time.time()
         acc = measure(supernet, space.to_candidates(row[None])[0], cfg, seed=spec.seed * 1_000_003 + index)
-        trial.set_user_attr("stderr", accuracy_stderr(acc, cfg.eval_images))
-        trial.set_user_attr("seconds", round(time.time() - t0, 2))
+        write_measurement(trial, accuracy_stderr(acc, cfg.eval_images), time.time() - t0)
         return [acc]
 
     return measured
@@ -434,7 +482,7 @@ def _work(
             try:
                 values = evaluate(trial)
             except Exception as exc:
-                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+                write_error(trial, exc)
                 study.tell(trial, state=TrialState.FAIL)
                 raise
             study.tell(trial, values)

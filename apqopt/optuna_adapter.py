@@ -135,26 +135,32 @@ class SqlTables:
                 out.setdefault(name, []).append(str(direction).rsplit(".", 1)[-1])
         return out
 
-    def trial_rows(self, study: str) -> pd.DataFrame:
+    def trial_rows(self, study: str, keys: dict[str, str]) -> pd.DataFrame:
+        """number, state, first value and the user attrs named by ``keys`` (latency, energy, feasible:
+        the record codec's names), and ``exceeded`` (how many Optuna constraints a trial exceeds, read only
+        for trials that carry no feasible flag)."""
         q = sa.text(
-            "SELECT t.number, t.state, v.value AS accuracy, "
-            "MAX(CASE WHEN a.key='latency_ms' THEN a.value_json END) AS latency, "
-            "MAX(CASE WHEN a.key='energy_mJ' THEN a.value_json END) AS energy, "
-            "MAX(CASE WHEN a.key='feasible' THEN a.value_json END) AS feasible "
+            "SELECT q.*, CASE WHEN q.feasible IS NULL THEN (SELECT COUNT(*) FROM trial_system_attributes x "
+            "WHERE x.trial_id = q.trial_id AND x.key LIKE :cons AND CAST(x.value_json AS FLOAT) > 0) "
+            "ELSE 0 END AS exceeded FROM ("
+            "SELECT t.trial_id, t.number, t.state, v.value AS accuracy, "
+            "MAX(CASE WHEN a.key = :latency THEN a.value_json END) AS latency, "
+            "MAX(CASE WHEN a.key = :energy THEN a.value_json END) AS energy, "
+            "MAX(CASE WHEN a.key = :feasible THEN a.value_json END) AS feasible "
             "FROM trials t JOIN studies s ON s.study_id = t.study_id "
             "LEFT JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
             "LEFT JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
-            "WHERE s.study_name = :name GROUP BY t.trial_id, t.number, t.state, v.value ORDER BY t.number"
+            "WHERE s.study_name = :name GROUP BY t.trial_id, t.number, t.state, v.value) q ORDER BY q.number"
         )
         with self._engine.connect() as c:
-            df = pd.read_sql(q, c, params={"name": study})
+            df = pd.read_sql(q, c, params={"name": study, **keys})
         df["number"] = df["number"].astype(int)
-        df["accuracy"] = pd.to_numeric(df["accuracy"])
-        df["latency"] = pd.to_numeric(df["latency"])
-        df["energy"] = pd.to_numeric(df["energy"])
-        df["feasible"] = df["feasible"].map(lambda v: v == "true")
+        for col in ("accuracy", "latency", "energy"):
+            df[col] = pd.to_numeric(df[col])
+        df["feasible"] = [None if pd.isna(v) else v == "true" for v in df["feasible"]]
+        df["exceeded"] = pd.to_numeric(df["exceeded"]).fillna(0)
         df["state"] = df["state"].astype(str).str.replace("TrialState.", "", regex=False)
-        return df[["number", "state", "accuracy", "latency", "energy", "feasible"]]
+        return df[["number", "state", "accuracy", "latency", "energy", "feasible", "exceeded"]]
 
     def trial_params(self, study: str, numbers: list[int]) -> dict[int, dict[str, Any]]:
         """Params (choice values) of the given trials. A categorical param is stored as an index into its

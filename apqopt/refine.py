@@ -141,8 +141,8 @@ def refine(
     ``supernet_id``: which weights measure (``weights_identity`` of the file; stored, and checked on resume)."""
     from apqopt.predictor import AccuracyPredictor
     from apqopt.predictor.metrics import pairwise_accuracy
+    from apqopt.problem_spec import load_problem
     from apqopt.search import make_searcher
-    from apqopt.search.problem import Problem
     from apqopt.shipped import asset_dir, predictor_path
     from apqopt.studies import check_study_name, open_storage, record, run_settings, settings_digest
     from apqopt.supernet.collect import CollectConfig, append_record, dataset_arrays, measure
@@ -185,7 +185,7 @@ def refine(
             rounds.append(json.loads(done.read_text()))
             current = folder / "predictor.pt"
             continue
-        problem = Problem.from_files(space.name, latency=cfg.latency, predictor=current)
+        problem = load_problem(space.name, latency=cfg.latency, predictor=current)
         searcher = make_searcher(cfg.searcher, seed=cfg.seed + r)
         name = f"{study_prefix}-round-{r}"
         used = label if r == 1 else f"{out.resolve().name}/round-{r - 1}/predictor.pt"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,21 @@ import sqlalchemy as sa
 
 from apqopt.errors import ApqoptError
 from apqopt.optuna_adapter import SqlTables
-from apqopt.record import RecordCodec, space_from_attrs
+from apqopt.record import (
+    CONSTRAINTS_PREFIX,
+    ENERGY_MJ,
+    FEASIBLE,
+    LATENCY_MS,
+    RecordCodec,
+    StudyRecord,
+    feasible_of,
+    read_trial,
+    study_record,
+)
 from apqopt.search.pareto import non_dominated
 from apqopt.settings import parse_storage
 from apqopt.space import Candidate
-from apqopt.studies import StorageError, driver_missing, study_state
+from apqopt.studies import StorageError, driver_missing
 
 STUDY_COLUMNS = [
     "study",
@@ -53,7 +64,7 @@ class OptunaTables:
         self._storage = storage
 
     def study_attrs(self) -> dict[str, dict[str, Any]]:
-        return {s.study_name: dict(s.user_attrs) for s in optuna.get_all_study_summaries(self._storage)}
+        return {s.study_name: dict(study_record(s).attrs) for s in optuna.get_all_study_summaries(self._storage)}
 
     def trial_counts(self) -> dict[str, int]:
         return {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(self._storage)}
@@ -63,17 +74,7 @@ class OptunaTables:
 
     def trial_rows(self, study: str) -> pd.DataFrame:
         s = optuna.load_study(study_name=study, storage=self._storage)
-        rows = [
-            {
-                "number": t.number,
-                "state": t.state.name,
-                "accuracy": t.values[0] if t.values else np.nan,
-                "latency": t.user_attrs.get("latency_ms", np.nan),
-                "energy": t.user_attrs.get("energy_mJ", np.nan),
-                "feasible": bool(t.user_attrs.get("feasible", False)),
-            }
-            for t in s.get_trials(deepcopy=False)
-        ]
+        rows = [asdict(read_trial(t)) for t in s.get_trials(deepcopy=False)]
         return pd.DataFrame(rows, columns=TRIAL_COLUMNS)
 
     def trial_params(self, study: str, numbers: list[int]) -> dict[int, dict[str, Any]]:
@@ -167,8 +168,9 @@ class StudyReader:
         return [*self._notices, *([self._left_out] if self._left_out else [])]
 
     # ------------------------------------------------------------------ studies
-    def study_attrs(self) -> dict[str, dict[str, Any]]:
-        return self.tables.study_attrs()
+    def study_records(self) -> dict[str, StudyRecord]:
+        """Every study's attrs, typed (:class:`~apqopt.record.StudyRecord`)."""
+        return {name: StudyRecord(a) for name, a in self.tables.study_attrs().items()}
 
     def trial_counts(self) -> dict[str, int]:
         return self.tables.trial_counts()
@@ -177,36 +179,36 @@ class StudyReader:
         """One row per apqopt study. ``trials``: where to get a study's trial table (default
         :meth:`trials`; the dashboard passes its cached reader so the page does not read them twice)."""
         trials_of = trials or self.trials
-        attrs, counts = self.study_attrs(), self.trial_counts()
+        attrs, counts = self.study_records(), self.trial_counts()
         # directions only decide empty studies (no attrs, no trials): read them only when there is one
-        empty = any(not a and not counts.get(name) for name, a in attrs.items())
+        empty = any(not a.attrs and not counts.get(name) for name, a in attrs.items())
         directions = self.tables.study_directions() if empty else {}
         rows, foreign = [], []
         for name, a in attrs.items():
-            state = study_state(a, counts.get(name, 0), directions.get(name))
+            state = a.state(counts.get(name, 0), directions.get(name))
             if state == "foreign":
                 foreign.append(name)
                 continue
             trials = trials_of(name) if counts.get(name) else pd.DataFrame()
             ok = trials[trials["feasible"]] if len(trials) else trials
-            if state == "live" and a.get("budget") and len(trials):
+            if state == "live" and a.budget and len(trials):
                 # a live study is done once it holds its budget of complete trials
                 done = int((trials["state"] == "COMPLETE").sum())
-                state = "finished" if done >= int(a["budget"]) else "live"
+                state = "finished" if done >= int(a.budget) else "live"
             rows.append(
                 {
                     "study": name,
                     "state": state,
-                    "searcher": a.get("searcher", "?"),
-                    "seed": a.get("seed"),
-                    "space": a.get("space", "?"),
-                    "lut": a.get("lut", ""),
-                    "budget": a.get("budget"),
+                    "searcher": a.searcher or "?",
+                    "seed": a.seed,
+                    "space": a.space_name or "?",
+                    "lut": a.lut,
+                    "budget": a.budget,
                     "trials": counts.get(name, 0),
-                    "evaluated": a.get("evaluated"),
-                    "hypervolume": a.get("hypervolume"),
+                    "evaluated": a.evaluated,
+                    "hypervolume": a.hypervolume,
                     "best_accuracy": float(ok["accuracy"].max()) if len(ok) else None,
-                    "wall_s": a.get("wall_s"),
+                    "wall_s": a.wall_s,
                 }
             )
         self._left_out = ""
@@ -227,19 +229,32 @@ class StudyReader:
     def trials(self, study: str) -> pd.DataFrame:
         """number, state, accuracy, latency, energy, feasible, and measured accuracy with its standard error
         where the trial was verified."""
-        df = self.tables.trial_rows(study)
-        verified = self.study_attrs().get(study, {}).get("verified", {})
-        for col, key in (("measured", "measured_accuracy"), ("stderr", "stderr")):
-            by_number = {int(n): v.get(key, np.nan) for n, v in verified.items()}
+        if isinstance(self.tables, SqlTables):
+            df = self.tables.trial_rows(
+                study,
+                {"latency": LATENCY_MS, "energy": ENERGY_MJ, "feasible": FEASIBLE, "cons": CONSTRAINTS_PREFIX + "%"},
+            )
+            df["feasible"] = [feasible_of(f, x) for f, x in zip(df.pop("feasible"), df.pop("exceeded"))]
+            df = df[TRIAL_COLUMNS]
+        else:
+            df = self.tables.trial_rows(study)
+        verified = self._record(study).verified
+        for col, by_number in (
+            ("measured", {n: v.measured_accuracy for n, v in verified.items()}),
+            ("stderr", {n: v.stderr for n, v in verified.items()}),
+        ):
             df[col] = df["number"].map(by_number).astype(float) if by_number else np.nan
         return df
+
+    def _record(self, study: str) -> StudyRecord:
+        return self.study_records().get(study, StudyRecord())
 
     def front(self, study: str) -> pd.DataFrame:
         return front_of(self.trials(study))
 
     def genes(self, study: str, numbers: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(numbers found, their gene rows) of the given trials, rebuilt from their params."""
-        return self._genes(study, numbers, RecordCodec(space_from_attrs(self.study_attrs()[study])))
+        return self._genes(study, numbers, self._record(study).codec())
 
     def _genes(self, study: str, numbers: list[int], codec: RecordCodec) -> tuple[np.ndarray, np.ndarray]:
         params = self.tables.trial_params(study, [int(n) for n in numbers])
@@ -249,7 +264,7 @@ class StudyReader:
 
     def candidate(self, study: str, number: int) -> Candidate:
         """Rebuild a trial's candidate from its params."""
-        codec = RecordCodec(space_from_attrs(self.study_attrs()[study]))
+        codec = self._record(study).codec()
         found, rows = self._genes(study, [number], codec)
         if not len(found):
             raise StorageError(f"study '{study}' has no trial {number}")
@@ -268,7 +283,7 @@ class StudyReader:
             rest = numbers[~np.isin(numbers, list(keep))]
             keep |= set(rest[np.linspace(0, len(rest) - 1, max(limit - len(keep), 0)).astype(int)].tolist())
             numbers = np.array(sorted(keep))
-        codec = RecordCodec(space_from_attrs(self.study_attrs()[study]))
+        codec = self._record(study).codec()
         found, rows = self._genes(study, numbers.tolist(), codec)
         feats = pd.DataFrame(codec.space.summary(rows) if len(rows) else {}, index=found)
         return done.set_index("number").join(feats, how="inner").reset_index()

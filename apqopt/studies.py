@@ -33,7 +33,22 @@ from tqdm import tqdm
 
 from apqopt.errors import ApqoptError
 from apqopt.optuna_adapter import insert_trials, storage_of, study_id
-from apqopt.record import RecordCodec, quiet_optuna, space_from_attrs
+from apqopt.record import (
+    RecordCodec,
+    StudyRecord,
+    StudyState,
+    Verified,
+    history_parts,
+    mark_recorded,
+    mark_recording,
+    quiet_optuna,
+    read_evaluation,
+    run_extras,
+    stored_record,
+    study_record,
+    write_attrs,
+    write_history,
+)
 from apqopt.search.base import SearchResult
 from apqopt.search.pareto import non_dominated
 from apqopt.search.problem import OUTSIDE_MARGIN, Evaluation, Problem
@@ -42,7 +57,6 @@ from apqopt.settings import parse_storage
 # Largest run recorded trial by trial, per storage kind: a 125-param trial costs ~1-2 ms to write in
 # batches into SQLite or a journal file (benchmarks/bench_storage.py); beyond, the front + the history.
 FULL_LIMIT = {"rdb": 5000, "journal": 5000}
-HISTORY_ATTR = "apqopt:history"
 HISTORY_CHUNK = 512 * 1024  # characters of base64 per system attr (TEXT columns of SQLite and PostgreSQL)
 _HISTORY_FIELDS = ("genes", "accuracy", "latency", "energy", "violation")
 
@@ -51,32 +65,9 @@ class StorageError(ApqoptError, ValueError):
     """A storage URL that cannot be opened, or a study that clashes with an existing one."""
 
 
-# How a recorded study proves it is whole: ``recording`` (who writes it, with which settings) is set
-# right after the study is created, ``recorded`` after its last trial and attr. A study with the first
-# and not the second was interrupted: readers flag it, and the same command replaces it.
-RECORDING_ATTR, RECORDED_ATTR = "recording", "recorded"
-StudyState = Literal["complete", "incomplete", "live", "foreign"]
-
-
-def study_state(attrs: dict[str, Any], n_trials: int = 0, directions: list[str] | None = None) -> StudyState:
-    """What a study is, from its user attrs: a whole recorded run, an interrupted one, a live study,
-    or not apqopt's. A study with no attrs and no trials was cut right after its creation -- if it is
-    shaped like apqopt's (accuracy maximised, then costs minimised; ``directions`` where known): an empty
-    ``optuna.create_study()`` of someone else is foreign, not a run to redo."""
-    if RECORDED_ATTR in attrs:  # whole, unless a continuation (a newer ``recording``) was cut short
-        writing = attrs.get(RECORDING_ATTR)
-        done = writing is None or writing.get("settings") == attrs[RECORDED_ATTR].get("settings")
-        return "complete" if done else "incomplete"
-    if "live_spec" in attrs:
-        return "live"
-    if not attrs and not n_trials:
-        ours = directions is None or (len(directions) >= 2 and directions[0] == "MAXIMIZE")
-        return "incomplete" if ours else "foreign"
-    if RECORDING_ATTR in attrs:
-        return "incomplete"
-    if {"space", "searcher"} <= set(attrs):  # recorded before the markers existed
-        return "complete"
-    return "foreign"
+# How a recorded study proves it is whole: its ``recording`` mark (who writes it, with which settings) is
+# set right after the study is created, ``recorded`` after its last trial and attr. A study with the first
+# and not the second was interrupted: readers flag it (:meth:`StudyRecord.state`), the same command replaces it.
 
 
 def settings_digest(settings: dict[str, Any]) -> str:
@@ -121,15 +112,15 @@ def _writer_alive(writer: dict[str, Any]) -> bool:
     return True
 
 
-def existing_study(store: optuna.storages.BaseStorage, name: str) -> tuple[StudyState, dict[str, Any]] | None:
-    """(state, user attrs) of the study called ``name``, or None."""
+def existing_study(store: optuna.storages.BaseStorage, name: str) -> tuple[StudyState, StudyRecord] | None:
+    """(state, record) of the study called ``name``, or None."""
     try:
         sid = store.get_study_id_from_name(name)
     except KeyError:
         return None
-    attrs = store.get_study_user_attrs(sid)
-    n_trials = 0 if attrs else store.get_n_trials(sid)  # only an attr-less study needs it (RDB reads every trial)
-    return study_state(attrs, n_trials, [d.name for d in store.get_study_directions(sid)]), attrs
+    rec = stored_record(store, sid)
+    n_trials = 0 if rec.attrs else store.get_n_trials(sid)  # only an attr-less study needs it (RDB reads every trial)
+    return rec.state(n_trials, [d.name for d in store.get_study_directions(sid)]), rec
 
 
 def check_study_name(
@@ -141,9 +132,9 @@ def check_study_name(
     found = existing_study(store, name)
     if found is None:
         return "new"
-    state, attrs = found
+    state, rec = found
     where = where or "the storage"
-    writer = attrs.get(RECORDING_ATTR, {})
+    writer = rec.writer
     if state == "incomplete" and _writer_alive(writer):
         here = writer.get("host") == socket.gethostname()
         if not (overwrite and not here):
@@ -153,7 +144,7 @@ def check_study_name(
             )
     if overwrite:
         return "replace"
-    stored = (attrs.get(RECORDING_ATTR) or attrs.get(RECORDED_ATTR) or {}).get("settings")  # the newest writer's
+    stored = rec.settings  # the newest writer's
     if state == "incomplete" and stored in (None, digest):
         return "replace"
     if state == "complete" and stored == digest:
@@ -284,7 +275,7 @@ def record(
     attrs: dict[str, Any] | None = None,
     full_limit: int | None = None,
     predictor: str = "",
-    verified_rows: dict[int, dict[str, float]] | None = None,
+    verified_rows: dict[int, Verified] | None = None,
     settings: dict[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = False,
@@ -310,24 +301,27 @@ def record(
         study = codec.create_study(store, name)
     except optuna.exceptions.DuplicatedStudyError:  # another process created it meanwhile
         raise StorageError(f"study '{name}' was just created by another process; choose another name") from None
-    study.set_user_attr(RECORDING_ATTR, {"host": socket.gethostname(), "pid": os.getpid(), "settings": digest})
+    mark_recording(study, _writer(digest))
     ev = result.evaluated
     full = len(ev) <= (_full_limit(store) if full_limit is None else full_limit)
-    meta = _run_attrs(codec, result, problem, predictor, full, attrs)
     rows = np.arange(len(ev)) if full else front_rows(ev, problem.objectives)
-    meta["outside_predictor_data"] = _outside(problem, ev.genes[rows])
+    number = {int(r): n for n, r in enumerate(rows)}
+    extras = run_extras(
+        outside=_outside(problem, ev.genes[rows]),
+        verified={number[i]: v for i, v in (verified_rows or {}).items() if i in number},
+        history=None if full else f"in the study (its system attrs), {len(ev)} rows",
+    )
     if not full:
         _store_history(store, study, ev)
-        meta["history"] = f"in the study ({HISTORY_ATTR}:*), {len(ev)} rows"
-    if verified_rows:
-        number = {int(r): n for n, r in enumerate(rows)}
-        meta["verified"] = {str(number[i]): v for i, v in verified_rows.items() if i in number}
-    for key, value in meta.items():
-        study.set_user_attr(key, value)
+    write_attrs(study, _run_attrs(codec, result, problem, predictor, full, {**(attrs or {}), **extras}))
     dists = codec.distributions()
     add_trials(store, study, [codec.frozen_trial(ev, int(i), dists) for i in rows], progress=progress)
-    study.set_user_attr(RECORDED_ATTR, {"trials": len(rows), "settings": digest})  # last: the study is whole
+    mark_recorded(study, len(rows), digest)  # last: the study is whole
     return study
+
+
+def _writer(digest: str) -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "settings": digest}
 
 
 def _full_limit(store: optuna.storages.BaseStorage) -> int:
@@ -357,6 +351,7 @@ def _run_attrs(
         stopped_early=bool(result.notes.get("stopped_early", False)),
         wall_s=round(result.wall_s, 3),
         eval_s=round(result.eval_s, 3),
+        **({} if problem.spec is None else {"problem": problem.spec.to_dict()}),
         **(attrs or {}),
     )
 
@@ -379,13 +374,13 @@ def continue_plan(
     found = existing_study(store, name)
     if found is None:
         return "new"
-    state, attrs = found
+    state, rec = found
     if state == "incomplete":
         return check_study_name(store, name, digest, False, where)  # "replace" or a refusal
     if state != "complete":
         raise StorageError(f"study '{name}' in {where} is not a recorded apqopt run; --continue extends only those")
-    old = attrs.get("budget")
-    stored = (attrs.get(RECORDED_ATTR) or {}).get("settings")
+    old = rec.budget
+    stored = rec.recorded_settings
     if not isinstance(old, int) or settings_digest({**settings, "budget": old}) != stored:
         raise StorageError(
             f"study '{name}' in {where} was recorded with other settings; --continue needs the command that "
@@ -432,7 +427,8 @@ def extend(
             "apqopt version?); it is left as it was; --overwrite to record the run afresh"
         )
     digest = settings_digest(settings)
-    full = len(ev) <= _full_limit(store) and study.user_attrs.get("trials_hold") == "every evaluated candidate"
+    rec = study_record(study)
+    full = len(ev) <= _full_limit(store) and rec.holds_every_candidate
     if not full:
         return record(
             result,
@@ -445,15 +441,13 @@ def extend(
             progress=progress,
         ), n_old
     codec = RecordCodec.of(problem)
-    study.set_user_attr(RECORDING_ATTR, {"host": socket.gethostname(), "pid": os.getpid(), "settings": digest})
-    continued = [*study.user_attrs.get("continued", []), {"from_budget": study.user_attrs["budget"], "trials": n_old}]
-    meta = _run_attrs(codec, result, problem, predictor, True, {"continued": continued})
-    meta["outside_predictor_data"] = _outside(problem, ev.genes)
-    for key, value in meta.items():
-        study.set_user_attr(key, value)
+    mark_recording(study, _writer(digest))
+    continued = [*rec.continued, {"from_budget": rec.budget, "trials": n_old}]
+    extras = run_extras(outside=_outside(problem, ev.genes), continued=continued)
+    write_attrs(study, _run_attrs(codec, result, problem, predictor, True, extras))
     dists = codec.distributions()
     add_trials(store, study, [codec.frozen_trial(ev, i, dists) for i in range(n_old, len(ev))], progress=progress)
-    study.set_user_attr(RECORDED_ATTR, {"trials": len(ev), "settings": digest})  # last: whole again
+    mark_recorded(study, len(ev), digest)  # last: whole again
     return study, n_old
 
 
@@ -485,36 +479,22 @@ def _store_history(store: optuna.storages.BaseStorage, study: optuna.Study, ev: 
     np.savez_compressed(buf, **{f: getattr(ev, f) for f in _HISTORY_FIELDS})
     text = base64.b64encode(buf.getvalue()).decode("ascii")
     chunks = [text[i : i + HISTORY_CHUNK] for i in range(0, len(text), HISTORY_CHUNK)]
-    sid = store.get_study_id_from_name(study.study_name)
-    for k, chunk in enumerate(chunks):
-        store.set_study_system_attr(sid, f"{HISTORY_ATTR}:{k}", chunk)
     digest = hashlib.sha256(text.encode("ascii")).hexdigest()
-    # the header goes last: a reader that finds it finds every chunk
-    store.set_study_system_attr(sid, HISTORY_ATTR, {"chunks": len(chunks), "rows": len(ev), "sha256": digest})
+    header = {"chunks": len(chunks), "rows": len(ev), "sha256": digest}
+    write_history(store, store.get_study_id_from_name(study.study_name), chunks, header)
 
 
 def load_history(study: optuna.Study) -> Evaluation:
     """Every evaluated candidate of a recorded run (from the history kept in the study, or its trials)."""
-    system = storage_of(study).get_study_system_attrs(study_id(study))
-    head = system.get(HISTORY_ATTR)
+    head, parts = history_parts(storage_of(study), study_id(study))
     if head is not None:
-        parts = [system.get(f"{HISTORY_ATTR}:{k}") for k in range(int(head["chunks"]))]
         if any(p is None for p in parts):
             raise StorageError(f"study '{study.study_name}': its stored history is incomplete")
-        text = "".join(parts)  # type: ignore[arg-type]
+        text = "".join(parts)
         if hashlib.sha256(text.encode("ascii")).hexdigest() != head["sha256"]:
             raise StorageError(f"study '{study.study_name}': its stored history does not match its checksum")
         with np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False) as d:
             return Evaluation(*(d[f] for f in _HISTORY_FIELDS))
-    codec = RecordCodec(space_from_attrs(study.user_attrs)) if "space" in study.user_attrs else None
     trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    genes = (
-        np.stack([codec.genes(t.params) for t in trials])
-        if codec is not None and trials
-        else np.zeros((len(trials), 0), dtype=np.int64)
-    )
-    acc = np.array([t.user_attrs["predicted_accuracy"] for t in trials])
-    lat = np.array([t.user_attrs["latency_ms"] for t in trials])
-    en = np.array([t.user_attrs["energy_mJ"] for t in trials])
-    viol = np.array([RecordCodec.violation(t) for t in trials])
-    return Evaluation(genes, acc, lat, en, viol)
+    rec = study_record(study)
+    return read_evaluation(trials, None if rec.space_name is None else rec.codec())

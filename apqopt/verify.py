@@ -18,9 +18,9 @@ from tqdm import tqdm
 
 from apqopt.errors import ConfigError
 from apqopt.predictor.metrics import ranking_report
-from apqopt.record import RecordCodec, space_from_attrs
+from apqopt.record import Verified, add_verified, read_trial, study_record
 from apqopt.search.pareto import budget_picks
-from apqopt.studies import open_storage, study_state
+from apqopt.studies import open_storage
 from apqopt.supernet.collect import CollectConfig, measure
 from apqopt.supernet.data import accuracy_stderr
 from apqopt.supernet.network import Supernet
@@ -65,10 +65,11 @@ def verify(
 def pick_front(trials: list[optuna.trial.FrozenTrial], k: int) -> list[optuna.trial.FrozenTrial]:
     """Up to k trials: the best predicted feasible one under each of k latency budgets along the front."""
     done = [t for t in trials if t.values is not None]
-    acc = np.array([t.values[0] for t in done])
-    lat = np.array([t.user_attrs.get("latency_ms", np.inf) for t in done])
-    feas = np.array([bool(t.user_attrs.get("feasible", True)) for t in done], dtype=bool)
-    return [done[i] for i in budget_picks(acc, lat, feas, k)]
+    rows = [read_trial(t) for t in done]
+    acc = np.array([r.accuracy for r in rows])
+    lat = np.array([r.latency for r in rows])
+    feas = np.array([r.feasible for r in rows], dtype=bool)
+    return [done[i] for i in budget_picks(acc, np.nan_to_num(lat, nan=np.inf), feas, k)]
 
 
 def verify_study(
@@ -81,11 +82,12 @@ def verify_study(
 ) -> dict[str, Any]:
     """Measure up to ``top`` front candidates of a recorded study; store them in its ``verified`` attr."""
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage, create=False))
-    state = study_state(study.user_attrs, len(study.trials))
+    rec = study_record(study)
+    state = rec.state(len(study.trials))
     if state in ("incomplete", "foreign"):
         why = "was interrupted while being recorded; rerun its command" if state == "incomplete" else "is not apqopt's"
         raise ConfigError(f"study '{study_name}' {why}")
-    codec = RecordCodec(space_from_attrs(study.user_attrs))
+    codec = rec.codec()
     space = codec.space
     if space.name != supernet.space.name:
         raise ConfigError(f"study '{study_name}' is on space '{space.name}', the supernet on '{supernet.space.name}'")
@@ -93,16 +95,12 @@ def verify_study(
     genes = np.stack([codec.genes(t.params) for t in chosen])
     cfg = CollectConfig(kind="quant", space=space.name, eval_images=eval_images)
     ver = verify(supernet, genes, np.array([t.values[0] for t in chosen]), cfg, progress=progress)
-    stored = dict(study.user_attrs.get("verified", {}))
-    for t, m, se, p in zip(chosen, ver.measured, ver.stderr, ver.predicted):
-        stored[str(t.number)] = {
-            "measured_accuracy": float(m),
-            "stderr": float(se),
-            "predicted_accuracy": float(p),
-            "latency_ms": t.user_attrs["latency_ms"],
-        }
-    study.set_user_attr("verified", stored)
-    rows = [{"trial": t.number, **stored[str(t.number)]} for t in chosen]
+    new = {
+        t.number: Verified(float(m), float(se), float(p), read_trial(t).latency)
+        for t, m, se, p in zip(chosen, ver.measured, ver.stderr, ver.predicted)
+    }
+    stored = add_verified(study, new)
+    rows = [{"trial": t.number, **stored[t.number].to_attr()} for t in chosen]
     return {"study": study_name, **ver.report(), "trials": [t.number for t in chosen], "candidates": rows}
 
 

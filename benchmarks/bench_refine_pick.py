@@ -36,9 +36,9 @@ from _common import RESULTS, error_scores, paired, write
 
 from apqopt.predictor import AccuracyPredictor
 from apqopt.predictor.train import load_xy
+from apqopt.problem_spec import load_problem
 from apqopt.search import make_searcher
 from apqopt.search.pareto import budget_picks
-from apqopt.search.problem import Problem
 from apqopt.shipped import asset_dir, predictor_path, supernet_path
 from apqopt.space import get_space
 
@@ -78,7 +78,7 @@ def common_set(predictors: dict[str, Path], known: set[bytes]) -> list[dict]:
     done = {key(r["genes"]): r for r in records(path)}
     want: list[np.ndarray] = []
     for pred in predictors.values():
-        problem = Problem.from_files("fmnist", latency=0.5, predictor=pred)
+        problem = load_problem("fmnist", latency=0.5, predictor=pred)
         ev = make_searcher("evolution", seed=7).run(problem, 1000).evaluated
         for row in budget_picks(ev.accuracy, ev.latency, ev.feasible, 6):
             k = key(ev.genes[row])

@@ -20,15 +20,15 @@ import torch
 from _common import write
 
 import apqopt.studies as studies
+from apqopt.problem_spec import load_problem
 from apqopt.record import RecordCodec
 from apqopt.search import make_searcher
-from apqopt.search.problem import Problem
 
 N = 1000
 
 
 def per_trial(tmp: str) -> dict[str, Any]:
-    p = Problem.from_files("fmnist", latency=0.5)
+    p = load_problem("fmnist", latency=0.5)
     ev = make_searcher("random", seed=0).run(p, N).evaluated
     codec = RecordCodec.of(p)
     dists = codec.distributions()
@@ -70,7 +70,7 @@ def run_share(tmp: str) -> dict[str, Any]:
     try:
         t0 = time.perf_counter()
         report, _ = compare(
-            Problem.from_files("fmnist", latency=0.5),
+            load_problem("fmnist", latency=0.5),
             RUN_SEARCHERS,
             [0, 1, 2],
             1000,

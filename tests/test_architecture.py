@@ -169,6 +169,20 @@ APPLICATIONS = {
 }
 
 
+def third_party_imports(module: str) -> set[str]:
+    """Top-level names of the non-apqopt packages a module imports (anywhere in it)."""
+    path = PKG.parent / Path(*module.split(".")).with_suffix(".py")
+    if not path.exists():
+        path = path.with_suffix("") / "__init__.py"
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+    return out - {"apqopt"}
+
+
 def test_searchers_know_no_application_and_only_ohq_a_network() -> None:
     """search/ is the library of searchers over a Problem: nothing in it imports the applications built on
     it (studies, verification, compare, refine, live, review, dashboard, CLI, export), and the one arrow
@@ -180,3 +194,76 @@ def test_searchers_know_no_application_and_only_ohq_a_network() -> None:
     assert not up, up
     nets = {m for m in search for d in graph[m] if d.startswith("apqopt.supernet")}
     assert nets == {"apqopt.search.ohq"}, nets
+    # torch: only HAQ's own agent (its actor and critic) and OHQ's measuring; never through the predictor,
+    # whose loading from files lives in apqopt.problem_spec
+    torch_users = {m for m in search if "torch" in third_party_imports(m)}
+    assert torch_users == {"apqopt.search.haq"}, torch_users
+    assert not {m for m in search for d in graph[m] if d.startswith("apqopt.predictor")}
+
+
+# how study and trial attrs are reached in Optuna: only the record codec (and the adapter's raw tables) may
+ATTR_ACCESS = {
+    "user_attrs",
+    "system_attrs",
+    "set_user_attr",
+    "set_system_attr",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+}
+
+
+def stored_name_uses(path: Path, names: set[str], access: bool) -> list[str]:
+    """Where a module spells a stored name (a string constant, docstrings aside) or, with ``access``,
+    reaches an attr of a study or trial (an attribute or keyword named as in :data:`ATTR_ACCESS`)."""
+    tree = ast.parse(path.read_text())
+    docs = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            if node.value in names or re.fullmatch(r"apqopt:[a-z_]+", node.value):
+                found.append(f"{path.name}:{node.lineno}: {node.value!r}")
+        elif access and isinstance(node, ast.Attribute) and node.attr in ATTR_ACCESS:
+            found.append(f"{path.name}:{node.lineno}: .{node.attr}")
+        elif access and isinstance(node, ast.keyword) and node.arg in ATTR_ACCESS:
+            found.append(f"{path.name}:{getattr(node.value, 'lineno', 0)}: {node.arg}=")
+    return found
+
+
+def test_stored_fields_are_read_and_written_only_by_the_record_codec(tmp_path: Path) -> None:
+    """One way in and one way out: no module but apqopt/record.py reaches a study's or trial's attrs
+    (Optuna's raw-table adapter aside), and none spells a name only a study stores (common words such as
+    'recording' or 'seed' are guarded by the first rule alone)."""
+    from apqopt import record
+
+    names = {
+        record.PREDICTED,
+        record.MEASURED,
+        record.VERIFIED,
+        record.LIVE_SPEC,
+        record.OUTSIDE,
+        record.TRIALS_HOLD,
+        record.HISTORY,
+        record.WORKERS,
+        record.SUPERNET,
+        "measured_hypervolume",
+    }
+    found = []
+    for path in sorted(PKG.rglob("*.py")):
+        if path.name != "record.py":
+            found += stored_name_uses(path, names, access=path.name != "optuna_adapter.py")
+    assert not found, found
+    bad = tmp_path / "probe.py"  # the checker sees each kind of use, and not a docstring
+    body = '    """verified"""\n    s.enqueue_trial({}, user_attrs={})\n    return t.user_attrs["verified"]\n'
+    bad.write_text(f"def f(t, s):\n{body}")
+    assert len(stored_name_uses(bad, names, access=True)) == 3

@@ -263,7 +263,11 @@ DATA_CASES = {
 
 
 def search(ws: Path, *extra: str) -> list[str]:
+    """A search command on the workspace's files; ``extra`` options replace the defaults (an APQ checkpoint
+    replaces the predictor: the two together are refused)."""
     base = {"--predictor": str(ws / "quant.pt"), "--storage": f"sqlite:///{ws / 'st.db'}", "--budget": "10"}
+    if "--apq-checkpoint" in extra:
+        del base["--predictor"]
     for k, v in zip(extra[::2], extra[1::2]):
         base[k] = v
     return ["search", "--searcher", "random", "--latency", "0.6", "--quiet", *(x for kv in base.items() for x in kv)]
@@ -445,6 +449,10 @@ CASES = {
     "verify on a missing database (not created)": (
         lambda w: ["verify", "--study", "s", "--storage", f"sqlite:///{w / 'none.db'}"],
         r"no storage at .*none\.db",
+    ),
+    "a predictor and an APQ checkpoint": (
+        lambda w: [*search(w), "--apq-checkpoint", str(w / "acc_quant.pt")],
+        r"predictor \(--predictor\) and apq_checkpoint \(--apq-checkpoint\) both given",
     ),
     "missing APQ checkpoint": (
         lambda w: search(w, "--apq-checkpoint", str(w / "acc_quant.pt"), "--space", "apq-mbv2", "--latency", "20"),

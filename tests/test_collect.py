@@ -173,9 +173,9 @@ def test_a_cost_draw_reaches_the_ends_a_uniform_draw_misses() -> None:
     """`collect --draw cost`: the corners first (index 0 is the cheapest network of the space: smallest
     architecture, lowest bits; index 1 the dearest), then candidates spread over the whole cost range, where
     a uniform draw stays in the middle; deterministic; uniform datasets keep their stored settings."""
-    from apqopt.search.problem import Problem
+    from apqopt.problem_spec import load_problem
 
-    sp, p = get_space("fmnist"), Problem.from_files("fmnist")
+    sp, p = get_space("fmnist"), load_problem("fmnist")
     cost, uniform = CollectConfig(kind="quant", draw="cost"), CollectConfig(kind="quant")
     g = np.stack([candidate_genes(sp, cost, i) for i in range(64)])
     gu = np.stack([candidate_genes(sp, uniform, i) for i in range(64)])

@@ -36,7 +36,7 @@ def compare_storage(url: str, tag: str, measured: bool) -> str:
     """A storage holding a real compare run (two searchers, two seeds); with ``measured``, two candidates
     per run measured on the shipped supernet (full precision on 500 images: quick, and real)."""
     from apqopt.compare import compare, supernet_measurer
-    from apqopt.search.problem import Problem
+    from apqopt.problem_spec import load_problem
     from apqopt.shipped import supernet_path
     from apqopt.supernet.collect import CollectConfig
     from apqopt.supernet.train import load_supernet
@@ -45,7 +45,7 @@ def compare_storage(url: str, tag: str, measured: bool) -> str:
     if measured:
         cfg = CollectConfig(kind="fp", space="fmnist", eval_images=500)
         measurer = supernet_measurer(load_supernet(supernet_path("fmnist")), cfg)
-    p = Problem.from_files("fmnist", latency=0.5)
+    p = load_problem("fmnist", latency=0.5)
     compare(
         p,
         ["optuna-random-raw", "evolution"],  # raw: infeasible draws are trials too, as Optuna records them
@@ -103,11 +103,11 @@ def write_more(url: str, kind: str) -> float:
     live study worked to its budget plus someone's empty ``optuna.create_study`` into PostgreSQL. Returns
     when the write ended."""
     if kind == "journal":
+        from apqopt.problem_spec import load_problem
         from apqopt.search import make_searcher
-        from apqopt.search.problem import Problem
         from apqopt.studies import record
 
-        p = Problem.from_files("fmnist", latency=0.5)
+        p = load_problem("fmnist", latency=0.5)
         record(make_searcher("random", seed=5).run(p, 20), p, url, "late")
     else:
         import optuna

@@ -217,8 +217,8 @@ def test_worker_with_other_weights_is_refused(tmp_path: Path, shipped_supernet: 
 def test_evolution_islands_record_side_by_side(postgres_url: str, predictor_file: str, tmp_path: Path) -> None:
     """Batch searchers scale out as independent islands: one process per seed, each recording its own
     study into the shared database; an island's result equals the same seed run alone."""
+    from apqopt.problem_spec import load_problem
     from apqopt.search import make_searcher
-    from apqopt.search.problem import Problem
 
     args = ["--searcher", "evolution", "--budget", "300", "--latency", "0.6", "--predictor", predictor_file]
     procs = [
@@ -245,7 +245,7 @@ def test_evolution_islands_record_side_by_side(postgres_url: str, predictor_file
     ]
     outs = [json.loads(p.communicate(timeout=600)[0]) for p in procs]
     assert [p.returncode for p in procs] == [0, 0]
-    problem = Problem.from_files("fmnist", latency=0.6, predictor=predictor_file)
+    problem = load_problem("fmnist", latency=0.6, predictor=predictor_file)
     for k, out in enumerate(outs):
         study = optuna.load_study(study_name=f"island-{k}", storage=postgres_url)
         assert study.user_attrs["seed"] == k and study.user_attrs["evaluated"] == 300
@@ -260,13 +260,13 @@ def test_every_writer_records_the_same_trial_fields(tmp_path: Path, predictor_fi
     constraints (one key per limit), the same directions and metric names, and the same choices: a recorded
     run and the define-by-run objective store the active genes only; a live worker's fixed-length sampler
     space adds the dormant blocks' genes and nothing else."""
+    from apqopt.problem_spec import load_problem
     from apqopt.search import Run, SearchResult
     from apqopt.search.optuna_search import objective
-    from apqopt.search.problem import Problem
     from apqopt.studies import record
 
     url = f"sqlite:///{tmp_path / 'w.db'}"
-    problem = Problem.from_files("fmnist", latency=0.6, predictor=predictor_file)
+    problem = load_problem("fmnist", latency=0.6, predictor=predictor_file)
     genes = problem.space.sample(1, 11)
     run = Run(problem, 1)
     run.evaluate(genes)

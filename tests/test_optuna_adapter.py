@@ -11,6 +11,7 @@ import numpy as np
 import optuna
 
 from apqopt import optuna_adapter
+from apqopt.record import CONSTRAINTS_PREFIX, ENERGY_MJ, FEASIBLE, LATENCY_MS
 from apqopt.search import make_searcher
 from apqopt.studies import open_storage, record
 from tests.helpers import problem
@@ -59,9 +60,12 @@ def test_the_adapter_reads_what_optunas_public_api_reads(tmp_path: Path) -> None
         store.get_trial_id_from_study_id_trial_number(optuna_adapter.study_id(loaded), t.number) for t in trials
     ]
     tables = optuna_adapter.SqlTables(store.engine)
-    rows = tables.trial_rows("s")
+    keys = {"latency": LATENCY_MS, "energy": ENERGY_MJ, "feasible": FEASIBLE, "cons": f"{CONSTRAINTS_PREFIX}%"}
+    rows = tables.trial_rows("s", keys)
     assert rows["number"].tolist() == [t.number for t in trials]
     np.testing.assert_allclose(rows["accuracy"], [t.values[0] for t in trials])
+    np.testing.assert_allclose(rows["latency"], [t.user_attrs[LATENCY_MS] for t in trials])
+    assert rows["feasible"].tolist() == [t.user_attrs[FEASIBLE] for t in trials]
     assert tables.trial_counts() == {"s": len(trials)}
     assert tables.study_attrs()["s"] == study.user_attrs
     params = tables.trial_params("s", [t.number for t in trials])

@@ -344,7 +344,7 @@ def test_a_predictor_knows_where_it_extrapolates(tmp_path: Path) -> None:
     """fit records the range its training networks span (summary features); extrapolation is 0 inside it
     and grows outside it; the range survives save/load. On the shipped predictor the cheapest network (all
     4-bit activations) is flagged and none of the 200 held-out networks is."""
-    from apqopt.search.problem import Problem
+    from apqopt.problem_spec import load_problem
     from apqopt.shipped import asset_dir
     from apqopt.supernet.collect import dataset_arrays
 
@@ -363,7 +363,7 @@ def test_a_predictor_knows_where_it_extrapolates(tmp_path: Path) -> None:
     again = AccuracyPredictor.load(tmp_path / "p.pt")
     np.testing.assert_allclose(again.extrapolation(low), pred.extrapolation(low))
 
-    problem = Problem.from_files("fmnist")
+    problem = load_problem("fmnist")
     cheapest = np.zeros((1, sp.n_genes), dtype=np.int64)
     assert problem.outside_data(cheapest).all()
     _, held, _ = dataset_arrays(asset_dir("fmnist") / "quant_heldout.jsonl")

@@ -102,3 +102,34 @@ def test_version_moves_with_every_write_and_only_then(
     v2 = reader.version()
     study.set_user_attr("verified", {"3": {"measured_accuracy": 0.91}})  # same key, new value
     assert reader.version() != v2
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite", "postgres"])
+def test_a_trial_without_a_feasible_flag_is_judged_by_its_constraints(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """One rule for every reader (the SQL tables, Optuna's API, verify's picks): a trial that says nothing
+    of feasibility (a user's own objective) is feasible unless an Optuna constraint of it is exceeded."""
+    from apqopt.record import FEASIBLE, LATENCY_MS
+    from apqopt.verify import pick_front
+
+    if kind == "postgres":
+        from tests.servers import create_database
+
+        url = create_database(request.getfixturevalue("postgres_url"), "unflagged")
+    else:
+        url = str(tmp_path / "u.log") if kind == "journal" else f"sqlite:///{tmp_path / 'u.db'}"
+    study = optuna.create_study(study_name="own", storage=open_storage(url), directions=["maximize", "minimize"])
+    study.set_user_attr("space", "fmnist")
+    study.set_user_attr("searcher", "mine")  # an apqopt-shaped study written by a user's own code
+    for value, excess, flag in ((0.9, 0.2, None), (0.8, -0.1, None), (0.7, None, None), (0.95, None, False)):
+        trial = study.ask()
+        trial.set_user_attr(LATENCY_MS, 0.5)
+        if excess is not None:
+            trial.set_constraint("latency", excess)
+        if flag is not None:
+            trial.set_user_attr(FEASIBLE, flag)
+        study.tell(trial, [value, 0.5])
+    want = [False, True, True, False]
+    assert StudyReader(url).trials("own")["feasible"].tolist() == want
+    assert [t.number for t in pick_front(study.get_trials(), 4)] == [1]  # the best feasible at 0.5 ms

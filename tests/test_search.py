@@ -10,6 +10,7 @@ import optuna
 import pytest
 import torch
 
+from apqopt.problem_spec import load_problem
 from apqopt.search import SEARCHERS, Run, make_searcher, searcher_names
 from apqopt.search.optuna_search import directions, objective
 from apqopt.search.problem import BudgetExhaustedError, InfeasibleError, Problem
@@ -379,14 +380,14 @@ def test_minimum_under_fixed_bits_and_free_architecture() -> None:
 def test_pessimism_optimises_mean_minus_kappa_calibrated_std(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Problem(pessimism=kappa) predicts mean - kappa * (members' spread x calibrated scale), so every
     searcher optimises it; a single network (no spread) is refused; the run's settings tell the two apart;
-    `search --live` refuses what a live study cannot carry."""
+    `search --live` refuses what a live study cannot carry (a searcher parameter)."""
     from apqopt.cli import main
     from apqopt.errors import ConfigError
     from apqopt.predictor import AccuracyPredictor
     from apqopt.studies import run_settings, settings_digest
 
-    plain = Problem.from_files("fmnist", latency=0.5)
-    careful = Problem.from_files("fmnist", latency=0.5, pessimism=2.0)
+    plain = load_problem("fmnist", latency=0.5)
+    careful = load_problem("fmnist", latency=0.5, pessimism=2.0)
     genes = plain.space.sample(50, 3)
     members = careful.predictor.predict_members(careful.space.encode(genes, bits=True)).astype(np.float64)
     want = members.mean(0) - 2.0 * members.std(0, ddof=1) * careful.predictor.std_scale_
@@ -401,8 +402,9 @@ def test_pessimism_optimises_mean_minus_kappa_calibrated_std(tmp_path) -> None: 
         Problem(plain.space, plain.predictor, plain.lut, pessimism=-1.0)
     digests = {settings_digest(run_settings(p, "evolution", {}, 300)) for p in (plain, careful)}
     assert len(digests) == 2
-    args = ["search", "--searcher", "optuna-random", "--live", "--pessimism", "1", "--storage", str(tmp_path / "s.log")]
-    assert main([*args, "--budget", "5"]) == 2 and not (tmp_path / "s.log").exists()
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    args = ["search", "--searcher", "optuna-random", "--live", "--searcher-param", "population=8", "--storage", url]
+    assert main([*args, "--budget", "5"]) == 2 and not (tmp_path / "s.db").exists()
 
 
 def test_pymoo_decode_refuses_values_outside_the_choices() -> None:

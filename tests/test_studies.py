@@ -63,6 +63,8 @@ def test_record_every_candidate(tmp_path: Path) -> None:
     np.testing.assert_array_equal(hist.genes, p.space.canonical(res.evaluated.genes))  # dormant genes: canonical
     np.testing.assert_array_equal(hist.feasible, res.evaluated.feasible)
     np.testing.assert_allclose(hist.violation, res.evaluated.violation)
+    np.testing.assert_allclose(hist.latency, res.evaluated.latency)
+    np.testing.assert_allclose(hist.energy, res.evaluated.energy)
     # the same name again is refused and nothing stored changes
     with pytest.raises(StorageError, match="already exists"):
         record(res, p, url, "evo", full_limit=200)
@@ -291,10 +293,10 @@ def test_compare_scores_measured_fronts(tmp_path: Path, shipped_supernet: object
     keep the test short); measured HV, best measured accuracy with its SE, and the verdicts on measured HV
     reach the report, and the measurements are stored in each study beside the predictions."""
     from apqopt.compare import supernet_measurer
-    from apqopt.search.problem import Problem
+    from apqopt.problem_spec import load_problem
     from apqopt.supernet.collect import CollectConfig
 
-    p = Problem.from_files("fmnist", latency=0.6)
+    p = load_problem("fmnist", latency=0.6)
     measurer = supernet_measurer(shipped_supernet, CollectConfig(kind="fp", space="fmnist", eval_images=500))
     store = str(tmp_path / "m.log")
     report, _ = compare(
@@ -317,10 +319,10 @@ def test_compare_scores_measured_fronts(tmp_path: Path, shipped_supernet: object
 def test_a_torn_last_journal_line_is_cut_before_writing(tmp_path: Path) -> None:
     """A writer killed mid-append leaves a journal whose last line has no newline; the next writer cuts it
     (it was never a committed record) instead of fusing its own first record with it."""
+    from apqopt.problem_spec import load_problem
     from apqopt.search import make_searcher
-    from apqopt.search.problem import Problem
 
-    p = Problem.from_files("fmnist", latency=0.6)
+    p = load_problem("fmnist", latency=0.6)
     path = tmp_path / "j.log"
     record(make_searcher("random", seed=0).run(p, 12), p, str(path), "a")
     whole = path.read_bytes()
@@ -357,12 +359,12 @@ def test_batched_trial_writes_equal_optunas_own(kind: str, tmp_path: Path, reque
     """`studies.add_trials` writes Optuna's tables directly, in batches; a study written so reads back
     exactly as one written by Optuna's `study.add_trials` (params, distributions, values, attrs,
     constraints, states, numbers, dates) -- on SQLite and PostgreSQL."""
+    from apqopt.problem_spec import load_problem
     from apqopt.record import RecordCodec
-    from apqopt.search.problem import Problem
     from apqopt.studies import add_trials
 
     url = f"sqlite:///{tmp_path / 'b.db'}" if kind == "sqlite" else str(request.getfixturevalue("postgres_url"))
-    p = Problem.from_files("fmnist", latency=0.6)
+    p = load_problem("fmnist", latency=0.6)
     ev = make_searcher("random", seed=3).run(p, 120).evaluated
     codec = RecordCodec.of(p)
     dists = codec.distributions()
@@ -558,8 +560,8 @@ def test_extrapolated_predictions_are_marked_in_the_study_and_the_summary(
     """A recorded run names the trials whose prediction lies outside the predictor's training data (a study
     attr Optuna's users can read), and `search` marks them '!' in its summary."""
     from apqopt.cli import main
+    from apqopt.problem_spec import load_problem
     from apqopt.record import RecordCodec
-    from apqopt.search.problem import Problem
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     args = ["search", "--latency", "0.2", "--budget", "2000", "--storage", url, "--quiet", "--top", "8"]
@@ -570,7 +572,7 @@ def test_extrapolated_predictions_are_marked_in_the_study_and_the_summary(
     assert marked["margin"] == 0.25 and marked["trials"]
     codec = RecordCodec(get_space("fmnist"))
     genes = np.stack([codec.genes(t.params) for t in study.get_trials()])
-    flagged = Problem.from_files("fmnist").outside_data(genes)
+    flagged = load_problem("fmnist").outside_data(genes)
     assert np.flatnonzero(flagged).tolist() == marked["trials"]
     assert any(b["outside_predictor_data"] for b in best)
     assert main([*args, "--study", "again"]) == 0

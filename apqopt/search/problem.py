@@ -13,12 +13,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from apqopt.errors import ApqoptError, ConfigError
+from apqopt.evaluation import Evaluation
 from apqopt.hardware.lut import COSTS, LUT, UNITS, MissingEntryError, apq_key, load_shipped
 from apqopt.space import BIT_FIELDS, BLOCK_GENES, Candidate, SearchSpace, get_space
 
@@ -29,45 +29,6 @@ class InfeasibleError(ApqoptError, ValueError):
 
 class BudgetExhaustedError(ApqoptError, RuntimeError):
     """A run's evaluation budget is spent."""
-
-
-@dataclass
-class Evaluation:
-    """A batch of evaluated candidates (rows aligned)."""
-
-    genes: np.ndarray
-    accuracy: np.ndarray
-    latency: np.ndarray
-    energy: np.ndarray
-    violation: np.ndarray  # sum of positive constraint excesses (0 = feasible)
-
-    @property
-    def feasible(self) -> np.ndarray:
-        return self.violation <= 0
-
-    def __len__(self) -> int:
-        return len(self.accuracy)
-
-    def cost(self, name: str) -> np.ndarray:
-        if name == "latency":
-            return self.latency
-        if name == "energy":
-            return self.energy
-        raise ConfigError(f"unknown cost '{name}'; choose from {list(COSTS)}")
-
-    def take(self, rows: np.ndarray | slice) -> Evaluation:
-        """The rows ``rows`` (indices, mask or slice) as a new Evaluation."""
-        return Evaluation(*(getattr(self, f)[rows] for f in _FIELDS))
-
-    @classmethod
-    def concat(cls, parts: list[Evaluation]) -> Evaluation:
-        if not parts:
-            z = np.zeros(0)
-            return cls(np.zeros((0, 0), dtype=np.int64), z, z, z, z)
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
-
-
-_FIELDS = ("genes", "accuracy", "latency", "energy", "violation")
 
 
 # how far outside its training data (in ranges of a summary feature) a prediction is flagged: the one
@@ -91,6 +52,19 @@ def _predict_fn(predictor: Any) -> Callable[[np.ndarray], np.ndarray]:
     return fn if callable(fn) else predictor
 
 
+class Limits(dict):  # type: ignore[type-arg]
+    """A problem's cost limits, read-only: they decide every result, so changing them on a made Problem
+    (``problem.constraints["latency"] = 0.3``) would give results that no recorded setting explains."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a Problem's constraints are read-only; make a new Problem (dataclasses.replace)")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled and copied as a whole, never item by item
+        return (Limits, (dict(self),))
+
+
 @dataclass(frozen=True, eq=False)
 class Problem:
     """Maximise predicted accuracy, minimise the chosen hardware costs, subject to cost limits.
@@ -108,11 +82,12 @@ class Problem:
     fixed: np.ndarray | None = None
     allow_missing: bool = False  # price candidates a table lacks as infeasible instead of refusing the table
     pessimism: float = 0.0  # kappa: optimise mean - kappa * std of a calibrated ensemble (0: the mean)
+    spec: Any = field(default=None, repr=False)  # the ProblemSpec it was built from (None: made from objects)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "space", get_space(self.space))
         object.__setattr__(self, "objectives", tuple(self.objectives))
-        object.__setattr__(self, "constraints", dict(self.constraints))
+        object.__setattr__(self, "constraints", Limits(self.constraints))
         for name in (*self.objectives, *self.constraints):
             if name not in COSTS:
                 raise ConfigError(f"unknown cost '{name}'; choose from {list(COSTS)}")
@@ -155,45 +130,6 @@ class Problem:
     def default(cls, space: str, predictor: Any, **kw: Any) -> Problem:
         """A problem on the space's shipped BitFusion table."""
         return cls(get_space(space), predictor, load_shipped(space), **kw)
-
-    @classmethod
-    def from_files(
-        cls,
-        space: str = "fmnist",
-        *,
-        latency: float | None = None,
-        energy: float | None = None,
-        objectives: tuple[str, ...] = ("latency",),
-        predictor: str | Path | None = None,
-        apq_checkpoint: str | Path | None = None,
-        lut: str | Path | None = None,
-        architecture: Candidate | None = None,
-        allow_missing: bool = False,
-        pessimism: float = 0.0,
-    ) -> Problem:
-        """A problem from names and files: the space's shipped predictor and table unless paths are given.
-
-        ``apq_checkpoint``: APQ's released ``acc_quant.pt`` instead of an apqopt predictor;
-        ``architecture``: search only that candidate's bits (how HAQ and OHQ are compared).
-        """
-        from apqopt.predictor import AccuracyPredictor
-        from apqopt.shipped import predictor_path
-
-        sp = get_space(space)
-        if apq_checkpoint:
-            pred = AccuracyPredictor.from_apq_checkpoint(apq_checkpoint, space=sp.name)
-        else:
-            path = Path(predictor) if predictor else predictor_path(sp.name)
-            if not path.exists():
-                raise ConfigError(
-                    f"no accuracy predictor at {path}; train one with `apqopt predictor train` "
-                    "or pass a predictor file / APQ's acc_quant.pt"
-                )
-            pred = AccuracyPredictor.load(path, space=sp.name)
-        table = LUT.load(lut) if lut else load_shipped(sp.name)
-        limits = {k: v for k, v in (("latency", latency), ("energy", energy)) if v is not None}
-        problem = cls(sp, pred, table, tuple(objectives), limits, allow_missing=allow_missing, pessimism=pessimism)
-        return problem.restricted_to(architecture) if architecture is not None else problem
 
     # ------------------------------------------------------------------ costs
     def min_cost(self) -> dict[str, float]:
