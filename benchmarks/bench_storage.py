@@ -51,7 +51,7 @@ def per_trial(tmp: str) -> dict[str, Any]:
 
 
 def run_share(tmp: str) -> dict[str, Any]:
-    from apqopt.cli import RUN_SEARCHERS
+    from apqopt.cli.common import RUN_SEARCHERS
     from apqopt.compare import compare, supernet_measurer
     from apqopt.shipped import supernet_path
     from apqopt.supernet.train import load_supernet

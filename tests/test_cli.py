@@ -212,11 +212,12 @@ def test_searcher_params_and_defaults_in_help(tmp_path: Path, capsys: pytest.Cap
 def test_bugs_keep_their_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only a user's mistake becomes one line and exit 2; a bug inside apqopt propagates."""
     import apqopt.cli as cli
+    import apqopt.cli.hardware as family
 
     def broken(args: object) -> int:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(cli, "cmd_space_show", broken)
+    monkeypatch.setattr(family, "cmd_space_show", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         cli.main(["space", "show"])
 
@@ -275,7 +276,7 @@ def test_dashboard_address_is_checked_and_exposure_is_said(tmp_path: Path) -> No
     naming the exposure before the app starts."""
     import optuna
 
-    from apqopt.cli import address_is_loopback
+    from apqopt.cli.results import address_is_loopback
 
     assert address_is_loopback("127.0.0.1") and address_is_loopback("localhost") and address_is_loopback("::1")
     assert not address_is_loopback("0.0.0.0") and not address_is_loopback("::")
