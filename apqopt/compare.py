@@ -43,6 +43,7 @@ from apqopt.studies import (
     run_settings,
     settings_digest,
 )
+from apqopt.supernet.mqe import with_measured_sensitivity
 from apqopt.verify import verify
 
 log = logging.getLogger(__name__)
@@ -437,7 +438,7 @@ def compare(
     plan = []
     for name in searchers:  # every study name is checked before any search work
         for seed in seeds:
-            searcher = make_searcher(name, **{**searcher_params.get(name, {}), "seed": seed})
+            searcher = with_measured_sensitivity(make_searcher(name, **{**searcher_params.get(name, {}), "seed": seed}))
             study_name = f"{tag}-{name}-{problem.space.name}-seed{seed}"
             settings = run_settings(
                 problem,

@@ -349,3 +349,30 @@ def test_every_option_of_every_command_says_what_it_does() -> None:
 
     assert walk(build_parser(), "apqopt") == []
     assert "(default: 8501)" in run("dashboard", "--help").stdout
+
+
+def test_ohq_from_the_cli_measures_its_sensitivities_on_the_supernet(tmp_path: Path) -> None:
+    """search/ measures nothing (no torch there): `apqopt search --searcher ohq` gives OHQ the supernet's
+    MQE by its own parameters, and the study records them as before; the library alone asks for them."""
+    import optuna
+
+    from apqopt import get_space
+    from apqopt.errors import ConfigError
+    from apqopt.problem_spec import load_problem
+    from apqopt.search import make_searcher
+    from apqopt.studies import open_storage
+    from apqopt.supernet.mqe import SupernetMQE, with_measured_sensitivity
+
+    arch = get_space("fmnist").uniform((2, 2, 2, 2, 2), kernel=3, middle=0)
+    store = str(tmp_path / "s.log")
+    args = ["search", "--searcher", "ohq", "--architecture", arch.to_json(), "--latency", "0.5", "--quiet"]
+    params = ["--searcher-param", "images=4", "--searcher-param", "cache_dir=null"]
+    assert main([*args, *params, "--storage", store]) == 0
+    study = optuna.load_study(study_name="ohq-fmnist-seed0", storage=open_storage(store))
+    assert study.user_attrs["params"]["sensitivity"] is None and study.user_attrs["params"]["images"] == 4
+    assert len(study.trials) >= 2 and all(t.user_attrs["feasible"] for t in study.trials)
+    p = load_problem("fmnist", latency=0.5).restricted_to(arch)
+    with pytest.raises(ConfigError, match="SupernetMQE"):
+        make_searcher("ohq").run(p, 10)
+    ohq = with_measured_sensitivity(make_searcher("ohq", images=4, cache_dir=None))
+    assert ohq.sensitivity == SupernetMQE(images=4, cache_dir=None) and ohq.recorded_params()["sensitivity"] is None

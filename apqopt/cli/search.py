@@ -62,6 +62,7 @@ from apqopt.studies import (
     run_settings,
     settings_digest,
 )
+from apqopt.supernet.mqe import with_measured_sensitivity
 from apqopt.supernet.train import load_supernet
 from apqopt.verify import verify_study
 
@@ -168,7 +169,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return _live_search(args)
     problem = problem_of(args)
     params = searcher_params(args, [args.searcher])[args.searcher]
-    searcher = make_searcher(args.searcher, **params, seed=args.seed)
+    searcher = with_measured_sensitivity(make_searcher(args.searcher, **params, seed=args.seed))
     name = args.study or f"{args.searcher}-{problem.space.name}-seed{args.seed}"
     settings = run_settings(
         problem, args.searcher, searcher.recorded_params(), args.budget, predictor=predictor_label(args)

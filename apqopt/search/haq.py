@@ -13,6 +13,10 @@ reference, given to every transition of the episode, minus a moving-average base
 Defaults are HAQ's: actor/critic 300-300, replay buffer 2000, batch 64, actor lr 1e-4, critic lr 1e-3,
 soft target updates tau 0.01, 20 warm-up episodes of random actions, truncated-normal exploration
 noise with sigma 0.5 decaying by 0.99 per episode after the warm-up.
+
+The actor and critic are two-hidden-layer ReLU networks written in NumPy (forward, backward, Adam):
+at these sizes (10 inputs, 300 units, batches of 64) NumPy is as quick as torch, and ``search/`` stays
+free of torch (searchers know problems, not networks).
 """
 
 from __future__ import annotations
@@ -20,8 +24,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from apqopt.errors import ConfigError
 from apqopt.search.base import Run, Searcher
@@ -31,17 +33,72 @@ from apqopt.space import BIT_FIELDS
 N_FEATURES = 10
 
 
-def _mlp(n_in: int, n_out: int, hidden: int, out: nn.Module | None = None) -> nn.Sequential:
-    layers: list[nn.Module] = [
-        nn.Linear(n_in, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, n_out),
-    ]
-    if out is not None:
-        layers.append(out)
-    return nn.Sequential(*layers)
+class _MLP:
+    """in -> ReLU(hidden) -> ReLU(hidden) -> out (sigmoid optional), float32, with its gradient. Initialised
+    as torch's ``nn.Linear`` is (weights and biases uniform in +-1/sqrt(fan_in))."""
+
+    def __init__(self, n_in: int, n_out: int, hidden: int, rng: np.random.Generator, sigmoid: bool = False) -> None:
+        sizes = [(n_in, hidden), (hidden, hidden), (hidden, n_out)]
+        self.params: list[np.ndarray] = []
+        for fan_in, fan_out in sizes:
+            bound = 1.0 / np.sqrt(fan_in)
+            self.params.append(rng.uniform(-bound, bound, (fan_in, fan_out)).astype(np.float32))
+            self.params.append(rng.uniform(-bound, bound, fan_out).astype(np.float32))
+        self.sigmoid = sigmoid
+
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        w1, b1, w2, b2, w3, b3 = self.params
+        h1 = np.maximum(x @ w1 + b1, 0)
+        h2 = np.maximum(h1 @ w2 + b2, 0)
+        out = h2 @ w3 + b3
+        if self.sigmoid:
+            out = 1.0 / (1.0 + np.exp(-out))
+        return out, [x, h1, h2, out]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)[0]
+
+    def backward(self, cache: list[np.ndarray], grad: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """Gradients of the parameters and of the input, given d(loss)/d(output)."""
+        x, h1, h2, out = cache
+        _, _, w2, _, w3, _ = self.params
+        if self.sigmoid:
+            grad = grad * out * (1 - out)
+        g3 = h2.T @ grad
+        d2 = (grad @ w3.T) * (h2 > 0)
+        g2 = h1.T @ d2
+        d1 = (d2 @ w2.T) * (h1 > 0)
+        g1 = x.T @ d1
+        return [g1, d1.sum(0), g2, d2.sum(0), g3, grad.sum(0)], d1 @ self.params[0].T
+
+    def copy(self) -> _MLP:
+        twin = object.__new__(_MLP)
+        twin.params, twin.sigmoid = [p.copy() for p in self.params], self.sigmoid
+        return twin
+
+    def soft_update(self, source: _MLP, tau: float) -> None:
+        for p, q in zip(self.params, source.params):
+            p *= 1 - tau
+            p += tau * q
+
+
+class _Adam:
+    """Adam (Kingma & Ba; torch's defaults: betas 0.9/0.999, eps 1e-8) over a network's parameters."""
+
+    def __init__(self, net: _MLP, lr: float) -> None:
+        self.net, self.lr, self.t = net, lr, 0
+        self.m = [np.zeros_like(p) for p in net.params]
+        self.v = [np.zeros_like(p) for p in net.params]
+
+    def step(self, grads: list[np.ndarray]) -> None:
+        self.t += 1
+        c1, c2 = 1 - 0.9**self.t, 1 - 0.999**self.t
+        for p, g, m, v in zip(self.net.params, grads, self.m, self.v):
+            m *= 0.9
+            m += 0.1 * g
+            v *= 0.999
+            v += 0.001 * g * g
+            p -= (self.lr * (m / c1) / (np.sqrt(v / c2) + 1e-8)).astype(np.float32)
 
 
 def observations(problem: Problem) -> tuple[np.ndarray, list[int]]:
@@ -119,9 +176,7 @@ class HAQ(Searcher):
         return row
 
     def _search(self, run: Run, progress: bool) -> dict[str, Any]:
-        with torch.random.fork_rng(devices=[]):  # seeded networks without touching the caller's global RNG
-            torch.manual_seed(self.seed)
-            return self._episodes(run, progress)
+        return self._episodes(run, progress)
 
     def _episodes(self, run: Run, progress: bool) -> dict[str, Any]:
         problem = run.problem
@@ -130,13 +185,11 @@ class HAQ(Searcher):
         n_steps, n_bits = len(cols), len(problem.space.bits)
         base_row = np.where(problem.fixed >= 0, problem.fixed, n_bits - 1)
         ref_acc = float(problem.predict(base_row[None])[0])  # the 8-bit policy as "full precision"
-        actor = _mlp(N_FEATURES, 1, self.hidden, nn.Sigmoid())
-        critic = _mlp(N_FEATURES + 1, 1, self.hidden)
-        actor_t, critic_t = _mlp(N_FEATURES, 1, self.hidden, nn.Sigmoid()), _mlp(N_FEATURES + 1, 1, self.hidden)
-        actor_t.load_state_dict(actor.state_dict())
-        critic_t.load_state_dict(critic.state_dict())
-        opt_a = torch.optim.Adam(actor.parameters(), lr=self.lr_actor)
-        opt_c = torch.optim.Adam(critic.parameters(), lr=self.lr_critic)
+        init = np.random.default_rng([self.seed, 1])  # the networks' own stream: exploration's stays as it was
+        actor = _MLP(N_FEATURES, 1, self.hidden, init, sigmoid=True)
+        critic = _MLP(N_FEATURES + 1, 1, self.hidden, init)
+        actor_t, critic_t = actor.copy(), critic.copy()
+        opt_a, opt_c = _Adam(actor, self.lr_actor), _Adam(critic, self.lr_critic)
         mem_s = np.zeros((self.buffer, N_FEATURES), np.float32)
         mem_a = np.zeros((self.buffer, 1), np.float32)
         mem_r = np.zeros((self.buffer, 1), np.float32)
@@ -155,8 +208,7 @@ class HAQ(Searcher):
                 if episode < self.warmup:
                     a = float(rng.random())
                 else:
-                    with torch.no_grad():
-                        a = float(actor(torch.from_numpy(s)[None])[0, 0])
+                    a = float(actor(s[None])[0, 0])
                     a = float(np.clip(_truncnorm(rng, a, sigma), 0, 1))
                 row[cols[t]] = min(int(a * n_bits), n_bits - 1)
                 states.append(s)
@@ -177,23 +229,20 @@ class HAQ(Searcher):
                 sigma *= self.sigma_decay
                 for _ in range(self.updates_per_episode or n_steps):
                     idx = rng.integers(0, filled, self.batch)
-                    s_b, a_b, r_b = (torch.from_numpy(m[idx]) for m in (mem_s, mem_a, mem_r))
-                    s2_b, d_b = torch.from_numpy(mem_s2[idx]), torch.from_numpy(mem_done[idx])
-                    with torch.no_grad():
-                        q_next = critic_t(torch.cat([s2_b, actor_t(s2_b)], 1))
-                        target = r_b + self.discount * (1 - d_b) * q_next
-                    loss_c = ((critic(torch.cat([s_b, a_b], 1)) - target) ** 2).mean()
-                    opt_c.zero_grad()
-                    loss_c.backward()
-                    opt_c.step()
-                    loss_a = -critic(torch.cat([s_b, actor(s_b)], 1)).mean()
-                    opt_a.zero_grad()
-                    loss_a.backward()
-                    opt_a.step()
-                    with torch.no_grad():
-                        for net, tgt in ((actor, actor_t), (critic, critic_t)):
-                            for p, pt in zip(net.parameters(), tgt.parameters()):
-                                pt.mul_(1 - self.tau).add_(self.tau * p)
+                    s_b, a_b, r_b, s2_b, d_b = (m[idx] for m in (mem_s, mem_a, mem_r, mem_s2, mem_done))
+                    q_next = critic_t(np.concatenate([s2_b, actor_t(s2_b)], 1))
+                    target = r_b + self.discount * (1 - d_b) * q_next
+                    q, cache = critic.forward(np.concatenate([s_b, a_b], 1))
+                    grads, _ = critic.backward(cache, 2 * (q - target) / len(q))  # mean squared error
+                    opt_c.step(grads)
+                    # the actor climbs the (updated) critic: d(-mean Q(s, actor(s))) through the critic's action input
+                    act, cache_a = actor.forward(s_b)
+                    _, cache_c = critic.forward(np.concatenate([s_b, act], 1))
+                    _, d_input = critic.backward(cache_c, np.full((len(s_b), 1), -1.0 / len(s_b), np.float32))
+                    grads, _ = actor.backward(cache_a, d_input[:, -1:])
+                    opt_a.step(grads)
+                    actor_t.soft_update(actor, self.tau)
+                    critic_t.soft_update(critic, self.tau)
             episode += 1
         return {
             "episodes": episode,

@@ -1,8 +1,11 @@
 """OHQ (Huang et al., 2023) as a searcher: per-operator sensitivity + an exact integer program per budget.
 
-For the problem's fixed architecture, sensitivities come from Mask-Guided Quantization Estimation
-(``apqopt.supernet.mqe``) on the supernet's subnet -- data-free (synthetic inputs, OHQ's default) or on
-real images -- or are passed in. Then, for budgets swept evenly from the cheapest to the dearest
+For the problem's fixed architecture, sensitivities are passed in: an array, or a function of the
+problem that measures them -- :class:`apqopt.supernet.mqe.SupernetMQE`, Mask-Guided Quantization
+Estimation on the supernet's subnet, data-free (synthetic inputs, OHQ's default) or on real images,
+which ``apqopt search``/``compare`` give an OHQ run from its ``supernet``/``data``/``images``/``cache_dir``/
+``device`` parameters. Why not measured here: searchers know problems, not networks (``search/`` loads
+no torch). Then, for budgets swept evenly from the cheapest to the dearest
 policy (capped by the problem's own constraints), the integer program picks the policy of least total
 sensitivity; each distinct policy is evaluated once, so OHQ spends far fewer evaluations than the
 budget allows.
@@ -10,7 +13,7 @@ budget allows.
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -19,8 +22,8 @@ from apqopt.errors import ConfigError
 from apqopt.search.base import Run, Searcher
 from apqopt.search.ilp import OperatorCosts, solve
 from apqopt.search.problem import InfeasibleError, Problem
-from apqopt.settings import mqe_cache_dir
-from apqopt.shipped import supernet_path
+
+Sensitivity = np.ndarray | Callable[[Problem], np.ndarray]
 
 
 class OHQ(Searcher):
@@ -30,7 +33,7 @@ class OHQ(Searcher):
     def __init__(
         self,
         seed: int = 0,
-        sensitivity: np.ndarray | None = None,
+        sensitivity: Sensitivity | None = None,
         supernet: str | None = None,
         data: Literal["synthetic", "real"] = "synthetic",
         images: int = 64,
@@ -44,24 +47,20 @@ class OHQ(Searcher):
 
     def recorded_params(self) -> dict[str, Any]:
         p = super().recorded_params()
-        p["sensitivity"] = None if self.sensitivity is None else "given"
+        # None where the supernet's MQE measures them (as before there were providers: the same settings)
+        measured = self.sensitivity is None or getattr(self.sensitivity, "measures_supernet", False)
+        p["sensitivity"] = None if measured else "given"
         return p
 
     def _sensitivity(self, problem: Problem) -> np.ndarray:
-        if self.sensitivity is not None:
-            return np.asarray(self.sensitivity, dtype=float)
-        from apqopt.supernet.mqe import calibration_inputs, supernet_mqe
-        from apqopt.supernet.train import load_supernet
-
-        weights = Path(self.supernet) if self.supernet else supernet_path(problem.space.name)
-        if not weights.exists():
+        if self.sensitivity is None:
             raise ConfigError(
-                f"OHQ needs sensitivities: no supernet at {weights}; pass sensitivity=... or supernet=..."
+                "OHQ needs per-operator sensitivities: pass sensitivity= (an array, or a function of the problem "
+                "such as apqopt.supernet.mqe.SupernetMQE.of(searcher)); `apqopt search`/`compare` measure them"
             )
-        net = load_supernet(weights, device=self.device)
-        x = calibration_inputs(net, self.data, self.images, self.seed)
-        cache = str(mqe_cache_dir()) if self.cache_dir == "default" else self.cache_dir
-        return supernet_mqe(net, problem.architecture, x, cache_dir=cache)
+        if callable(self.sensitivity):
+            return np.asarray(self.sensitivity(problem), dtype=float)
+        return np.asarray(self.sensitivity, dtype=float)
 
     def _search(self, run: Run, progress: bool) -> dict[str, Any]:
         problem = run.problem

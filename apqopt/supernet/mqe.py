@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -22,11 +23,14 @@ from tqdm import tqdm
 from apqopt import devices
 from apqopt.errors import ConfigError
 from apqopt.sensitivity import SensitivityTable, design, table_shape
+from apqopt.settings import mqe_cache_dir
+from apqopt.shipped import supernet_path
 from apqopt.space import Block, Candidate, get_space
 from apqopt.supernet.data import load_split
 from apqopt.supernet.evaluate import bn_slice, reestimate_bn
 from apqopt.supernet.network import Subnet, Supernet
 from apqopt.supernet.quant import quantize
+from apqopt.supernet.train import load_supernet
 
 
 def synthetic_inputs(n: int, size: int = 28, channels: int = 1, seed: int = 0) -> torch.Tensor:
@@ -96,6 +100,44 @@ def mqe_sensitivity(
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, out)
     return out
+
+
+@dataclass(frozen=True)
+class SupernetMQE:
+    """OHQ's sensitivities measured for a problem's architecture: MQE on the supernet's subnet (the
+    ``sensitivity`` an :class:`~apqopt.search.ohq.OHQ` run gets from the applications)."""
+
+    supernet: str | None = None  # weights file (None: the space's shipped supernet)
+    data: str = "synthetic"
+    images: int = 64
+    seed: int = 0
+    cache_dir: str | None = "default"
+    device: str = "cpu"
+    measures_supernet: ClassVar[bool] = True  # OHQ records its run's parameters as if none were given
+
+    @classmethod
+    def of(cls, ohq: Any) -> SupernetMQE:
+        """The measurer an OHQ searcher's own parameters describe."""
+        return cls(ohq.supernet, ohq.data, ohq.images, ohq.seed, ohq.cache_dir, ohq.device)
+
+    def __call__(self, problem: Any) -> np.ndarray:
+        weights = Path(self.supernet) if self.supernet else supernet_path(problem.space.name)
+        if not weights.exists():
+            raise ConfigError(
+                f"OHQ needs sensitivities: no supernet at {weights}; pass sensitivity=... or supernet=..."
+            )
+        net = load_supernet(weights, device=self.device)
+        x = calibration_inputs(net, self.data, self.images, self.seed)
+        cache = str(mqe_cache_dir()) if self.cache_dir == "default" else self.cache_dir
+        return supernet_mqe(net, problem.architecture, x, cache_dir=cache)
+
+
+def with_measured_sensitivity(searcher: Any) -> Any:
+    """``searcher`` itself, an OHQ one without sensitivities given them measured on the supernet by its own
+    parameters (what ``apqopt search`` and ``compare`` run); any other searcher unchanged."""
+    if getattr(searcher, "name", None) == "ohq" and searcher.sensitivity is None:
+        searcher.sensitivity = SupernetMQE.of(searcher)
+    return searcher
 
 
 def _weights_digest(net: torch.nn.Module) -> bytes:
