@@ -112,10 +112,17 @@ def _key(space: Any, genes: np.ndarray) -> bytes:
 
 
 def _read(path: Path, header: dict[str, Any]) -> list[dict[str, Any]]:
-    from apqopt.supernet.collect import append_record, cut_torn_line, resumed_records
+    from apqopt.supernet.collect import DatasetFileError, append_record, cut_torn_line, resumed_records
 
     other = "was written by a refinement with other settings; use another --out"
-    headed, recs, good = resumed_records(path, header["config"], other)
+    try:
+        headed, recs, good = resumed_records(path, header["config"], other)
+    except DatasetFileError:
+        if header["config"]["refine"].get("pick") != "spread":
+            raise
+        # a refinement made before picks existed has no "pick": it picked by spread, so it is this one
+        legacy = {k: v for k, v in header["config"]["refine"].items() if k != "pick"}
+        headed, recs, good = resumed_records(path, {**header["config"], "refine": legacy}, other)
     cut_torn_line(path, good)
     if not headed:
         with path.open("a") as fh:
@@ -228,8 +235,9 @@ def refine(
         new = sorted(mine.values(), key=lambda x: x["index"])
         measured, predicted = np.array([x["accuracy"] for x in new]), np.array([x["predicted"] for x in new])
         pred = AccuracyPredictor.load(current, space=space.name)
-        X_ref = space.encode(np.array([x["genes"] for x in recs]), bits=True)
-        y_ref = np.array([x["accuracy"] for x in recs])
+        learnt = [x for x in recs if x["round"] <= r]  # a round rebuilt later learns nothing of later rounds
+        X_ref = space.encode(np.array([x["genes"] for x in learnt]), bits=True)
+        y_ref = np.array([x["accuracy"] for x in learnt])
         pred.set_params(max_epochs=cfg.epochs, lr=cfg.lr, progress=False, seed=cfg.seed + r)
         X = np.concatenate([X_base, np.repeat(X_ref, cfg.repeat, 0)])
         pred.fit(X, np.concatenate([y_base, np.repeat(y_ref, cfg.repeat)]), warm_start=True)

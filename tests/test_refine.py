@@ -58,6 +58,12 @@ def test_refine_rounds_resume_without_remeasuring(tmp_path: Path, shipped_supern
     # a finished run is read back, and other settings are refused, naming the file
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and _lines(out / "refine.jsonl") == lines
+    # a round's predictor rebuilt from the file (its .pt is not committed) is the one it was: round 1 learns
+    # round 1's networks only, never those of a later round that the file already holds
+    first = (out / "round-1" / "predictor.pt.json").read_text()
+    (out / "round-1" / "predictor.pt").unlink()
+    rebuilt = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert rebuilt.returncode == 0 and (out / "round-1" / "predictor.pt.json").read_text() == first
     other = subprocess.run([*cmd, "--latency", "0.4"], env=env, capture_output=True, text=True, timeout=600)
     assert other.returncode == 2 and "refine.jsonl was written by a refinement with other settings" in other.stderr
 
@@ -83,3 +89,32 @@ def test_picks_go_where_the_ensemble_is_least_sure_along_the_whole_front() -> No
     assert _pick(ev, ("latency",), set(), 3, space).tolist() == [0, 6, 11]  # spread: evenly, ends included
     known = {space.canonical(genes[1:2])[0].tobytes()}  # measured before: never again
     assert 1 not in _pick(ev, ("latency",), known, 3, space, std).tolist()
+
+
+def test_a_refinement_from_before_picks_resumes_as_spread(tmp_path: Path) -> None:
+    """Refinements written before `--pick` existed (benchmarks/results/refine_fmnist) have no "pick" in their
+    header: they picked by spread, so `--pick spread` resumes and rebuilds them; `--pick uncertainty` is
+    another refinement and is refused."""
+    from dataclasses import asdict
+
+    from apqopt.refine import RefineConfig, _read
+    from apqopt.space import get_space
+    from apqopt.supernet.collect import CollectConfig, DatasetFileError
+
+    def header(cfg: RefineConfig, legacy: bool = False) -> dict:
+        refine = {k: v for k, v in asdict(cfg).items() if not (legacy and k == "pick")}
+        return {
+            "type": "header",
+            "kind": "quant",
+            "config": {**CollectConfig(kind="quant").to_dict(), "refine": refine},
+        }
+
+    path = tmp_path / "refine.jsonl"
+    genes = get_space("fmnist").sample(1, 0)[0].tolist()
+    rec = {"index": 0, "round": 1, "genes": genes, "accuracy": 0.9, "stderr": 0.004}
+    path.write_text(json.dumps(header(RefineConfig(pick="spread"), legacy=True)) + "\n" + json.dumps(rec) + "\n")
+    before = path.read_bytes()
+    assert _read(path, header(RefineConfig(pick="spread"))) == [rec]
+    assert path.read_bytes() == before  # resumed as it was, no second header
+    with pytest.raises(DatasetFileError, match="other settings"):
+        _read(path, header(RefineConfig(pick="uncertainty")))
