@@ -63,3 +63,16 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Mean and SE (points) of a - b over the same networks."""
     d = np.asarray(a) - np.asarray(b)
     return {"mean_points": 100 * float(d.mean()), "se_points": 100 * float(d.std(ddof=1) / np.sqrt(len(d)))}
+
+
+def score_rows(first: str, scored: dict[str, dict[str, dict]], n_front: int) -> list[list]:
+    """Table rows of predictors scored by :func:`error_scores` on the held-out and front networks."""
+    rows: list[list] = [[first, "set", "n", "MAE (points) ± SE", "bias", "pairwise"]]
+    for name, r in scored.items():
+        for where, label in (("heldout", "200 held-out (random)"), ("front", f"{n_front} front networks")):
+            s = r[where]
+            rows.append(
+                [name, label, s["n"], f"{s['mae_points']:.2f} ± {s['mae_se']:.2f}", f"{s['bias_points']:+.2f}",
+                 f"{s['pairwise']:.3f}"]
+            )  # fmt: skip
+    return rows

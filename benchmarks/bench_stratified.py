@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 import torch
-from _common import RESULTS, error_scores, paired, write
+from _common import RESULTS, error_scores, paired, score_rows, write
 
 from apqopt.predictor import AccuracyPredictor
 from apqopt.predictor.train import load_xy
@@ -97,14 +97,7 @@ def main() -> None:
         errors[name] = {"heldout": e_h, "front": e_f}
     for where in ("heldout", "front"):
         result["paired"][where] = paired(errors["cost"][where], errors["uniform"][where])
-    rows = [["predictor", "set", "n", "MAE (points) ± SE", "bias", "pairwise"]]
-    for name, r in result["arms"].items():
-        for where, label in (("heldout", "200 held-out (random)"), ("front", f"{len(yf)} front networks")):
-            s = r[where]
-            rows.append(
-                [name, label, s["n"], f"{s['mae_points']:.2f} ± {s['mae_se']:.2f}", f"{s['bias_points']:+.2f}",
-                 f"{s['pairwise']:.3f}"]
-            )  # fmt: skip
+    rows = score_rows("predictor", result["arms"], len(yf))
     p = result["paired"]
     notes = (
         f"Extra data per arm: {args.n} measured networks. Front networks: the {len(yf)} distinct picks of "

@@ -1,0 +1,71 @@
+"""How much does more cost-stratified data teach the predictor? (#32 item 2, the dose after the first 48.)
+
+``bench_stratified.py`` measured 48 cost-drawn networks against 48 new uniform ones: the front error fell by a
+third, held-out error did not move. This benchmark keeps going along the same cost draw (the same file,
+resumed: ``apqopt collect quant --draw cost --seed 0 --n N --out benchmarks/results/stratified/quant_cost_more.jsonl``;
+its first 48 records are bench_stratified's) and fine-tunes the shipped quantized predictor exactly as
+bench_stratified does (warm start: the shipped 800 records plus the extra ones repeated 10 times, 200
+epochs at most, lr 3e-4, seed 0) on its first 48, 96, ... records. Each predictor is scored on the 200
+held-out networks and on the refine_pick front networks that no dose learnt from (the same set for all).
+
+Run: python benchmarks/bench_cost_dose.py   (2 torch threads; collecting is the long part, ~10 s a network)
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from _common import RESULTS, error_scores, paired, score_rows, write
+from bench_stratified import front_set, key
+
+from apqopt.predictor import AccuracyPredictor
+from apqopt.predictor.train import load_xy
+from apqopt.shipped import asset_dir, predictor_path
+
+DATA = RESULTS / "stratified" / "quant_cost_more.jsonl"
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    records = [json.loads(x) for x in DATA.read_text().splitlines()[1:]]
+    n_all = len(records)
+    doses = sorted({d for d in (48, 96, 144, n_all) if d <= n_all})
+    X_base, y_base = load_xy(asset_dir("fmnist") / "quant.jsonl", "fmnist", bits=True)
+    X_all, y_all = load_xy(DATA, "fmnist", bits=True)
+    Xh, yh = load_xy(asset_dir("fmnist") / "quant_heldout.jsonl", "fmnist", bits=True)
+    Xf, yf, left_out = front_set({key(r["genes"]) for r in records})
+    result: dict = {"doses": {}, "front_left_out": left_out, "collected": n_all}
+    errors = {}
+    for dose in (0, *doses):
+        pred = AccuracyPredictor.load(predictor_path("fmnist"))
+        if dose:
+            X, y = X_all[:dose], y_all[:dose]
+            pred.set_params(max_epochs=200, lr=3e-4, progress=False, seed=0)
+            pred.fit(np.concatenate([X_base, np.repeat(X, 10, 0)]), np.concatenate([y_base, np.repeat(y, 10)]), True)
+        held, e_h = error_scores(pred.predict(Xh), yh)
+        front, e_f = error_scores(pred.predict(Xf), yf)
+        result["doses"][str(dose)] = {"heldout": held, "front": front}
+        errors[dose] = {"heldout": e_h, "front": e_f}
+        print(dose, held, front, flush=True)
+    top = doses[-1]
+    result["paired_vs_48"] = {w: paired(errors[top][w], errors[48][w]) for w in ("heldout", "front")}
+    result["paired_vs_shipped"] = {w: paired(errors[top][w], errors[0][w]) for w in ("heldout", "front")}
+    labelled = {(d if d != "0" else "0 (shipped)"): r for d, r in result["doses"].items()}
+    rows = score_rows("extra cost-drawn networks", labelled, len(yf))
+    p48, p0 = result["paired_vs_48"], result["paired_vs_shipped"]
+    notes = (
+        f"{n_all} networks of the cost draw collected. Front networks: the {len(yf)} distinct picks of refine_pick "
+        f"that no dose learnt ({left_out} left out). Paired |error| difference, {top} minus 48 (negative: more "
+        f"data taught more): held-out {p48['heldout']['mean_points']:+.2f} ± {p48['heldout']['se_points']:.2f}, "
+        f"front {p48['front']['mean_points']:+.2f} ± {p48['front']['se_points']:.2f} points; {top} minus the "
+        f"shipped predictor: held-out {p0['heldout']['mean_points']:+.2f} ± {p0['heldout']['se_points']:.2f}, "
+        f"front {p0['front']['mean_points']:+.2f} ± {p0['front']['se_points']:.2f}. #32's held-out targets: "
+        "pairwise >= 0.85, MAE <= 0.5 points. Command: python benchmarks/bench_cost_dose.py (2 torch threads)."
+    )
+    write("cost_dose", {**result, "torch_threads": 2}, rows, notes)
+
+
+if __name__ == "__main__":
+    main()
