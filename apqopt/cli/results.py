@@ -107,7 +107,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    app = Path(__file__).resolve().parent / "dashboard.py"
+    app = Path(__file__).resolve().parents[1] / "dashboard.py"  # apqopt/dashboard.py, run by streamlit
     cmd = [
         sys.executable,
         "-m",
