@@ -315,10 +315,6 @@ def read_trial(t: optuna.trial.FrozenTrial) -> TrialRecord:
     )
 
 
-def trial_latency(t: optuna.trial.FrozenTrial) -> float:
-    return float(t.user_attrs.get(LATENCY_MS, np.inf))
-
-
 # ---------------------------------------------------------------------- live measure trials
 def enqueue_measure(study: optuna.Study, params: dict[str, Any], index: int) -> None:
     """Queue one candidate of a measure study under its index (what makes re-enqueueing safe)."""
@@ -462,10 +458,6 @@ class StudyRecord:
     @property
     def verified(self) -> dict[int, Verified]:
         return {int(n): Verified.from_attr(v) for n, v in (self._get(VERIFIED) or {}).items()}
-
-    @property
-    def outside_trials(self) -> list[int]:
-        return list((self._get(OUTSIDE) or {}).get("trials", []))
 
     def space(self) -> SearchSpace:
         return space_from_attrs(self.attrs)

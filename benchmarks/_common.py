@@ -76,3 +76,12 @@ def score_rows(first: str, scored: dict[str, dict[str, dict]], n_front: int) -> 
                  f"{s['pairwise']:.3f}"]
             )  # fmt: skip
     return rows
+
+
+def warm_fit(pred: Any, base: tuple[np.ndarray, np.ndarray], extra: tuple[np.ndarray, np.ndarray]) -> Any:
+    """Fine-tune a loaded predictor as ``apqopt refine`` does: its own data plus the extra records repeated
+    10 times, 200 epochs at most, lr 3e-4, seed 0 (warm start)."""
+    pred.set_params(max_epochs=200, lr=3e-4, progress=False, seed=0)
+    X = np.concatenate([base[0], np.repeat(extra[0], 10, 0)])
+    pred.fit(X, np.concatenate([base[1], np.repeat(extra[1], 10)]), True)
+    return pred

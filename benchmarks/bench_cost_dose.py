@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import torch
-from _common import RESULTS, error_scores, paired, score_rows, write
+from _common import RESULTS, error_scores, paired, score_rows, warm_fit, write
 from bench_stratified import front_set, key
 
 from apqopt.predictor import AccuracyPredictor
@@ -41,9 +40,7 @@ def main() -> None:
     for dose in (0, *doses):
         pred = AccuracyPredictor.load(predictor_path("fmnist"))
         if dose:
-            X, y = X_all[:dose], y_all[:dose]
-            pred.set_params(max_epochs=200, lr=3e-4, progress=False, seed=0)
-            pred.fit(np.concatenate([X_base, np.repeat(X, 10, 0)]), np.concatenate([y_base, np.repeat(y, 10)]), True)
+            warm_fit(pred, (X_base, y_base), (X_all[:dose], y_all[:dose]))
         held, e_h = error_scores(pred.predict(Xh), yh)
         front, e_f = error_scores(pred.predict(Xf), yf)
         result["doses"][str(dose)] = {"heldout": held, "front": front}

@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 import torch
-from _common import RESULTS, error_scores, paired, score_rows, write
+from _common import RESULTS, error_scores, paired, score_rows, warm_fit, write
 
 from apqopt.predictor import AccuracyPredictor
 from apqopt.predictor.train import load_xy
@@ -88,8 +88,7 @@ def main() -> None:
         pred = AccuracyPredictor.load(predictor_path("fmnist"))
         if name != "shipped":
             X, y = load_xy(OUT / f"quant_{name}.jsonl", "fmnist", bits=True)
-            pred.set_params(max_epochs=200, lr=3e-4, progress=False, seed=0)
-            pred.fit(np.concatenate([X_base, np.repeat(X, 10, 0)]), np.concatenate([y_base, np.repeat(y, 10)]), True)
+            warm_fit(pred, (X_base, y_base), (X, y))
             result["arms"][name] = {"extra_extrapolated": float(shipped.extrapolation(SP.decode(X)).mean())}
         held, e_h = error_scores(pred.predict(Xh), yh)
         front, e_f = error_scores(pred.predict(Xf), yf)
