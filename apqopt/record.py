@@ -498,10 +498,6 @@ def stored_record(store: optuna.storages.BaseStorage, study_id: int) -> StudyRec
     return StudyRecord(store.get_study_user_attrs(study_id))
 
 
-def study_state(attrs: Mapping[str, Any], n_trials: int = 0, directions: list[str] | None = None) -> StudyState:
-    return StudyRecord(attrs).state(n_trials, directions)
-
-
 def write_attrs(study: optuna.Study, attrs: Mapping[str, Any]) -> None:
     for key, value in attrs.items():
         study.set_user_attr(key, value)
@@ -611,5 +607,4 @@ __all__ = [
     "quiet_optuna",
     "read_trial",
     "study_record",
-    "study_state",
 ]

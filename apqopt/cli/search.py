@@ -141,17 +141,14 @@ def _live_search(args: argparse.Namespace) -> int:
     if args.searcher_param:  # a live study's spec cannot carry it: refused, never silently dropped
         raise ConfigError("--live cannot carry --searcher-param; run without --live to use it")
     problem = problem_spec_of(args)
-    if problem.architecture is not None or problem.apq_checkpoint:
-        opt = "--architecture" if problem.architecture is not None else "--apq-checkpoint"
-        raise ConfigError(f"--live cannot carry {opt}; run without --live to use it")
-    problem.build()  # validates predictor, LUT and constraints before anything is stored
     files = {k: str(Path(v).resolve()) for k, v in (("lut", problem.lut), ("predictor", problem.predictor)) if v}
-    spec = LiveSpec.for_search(
+    spec = LiveSpec.for_search(  # refuses what a live study cannot carry (a fixed architecture, APQ's checkpoint)
         dataclasses.replace(problem, **files),
         budget=args.budget,
         sampler=args.searcher.removeprefix("optuna-"),
         seed=args.seed,
     )
+    problem.build()  # validates predictor, LUT and constraints before anything is stored
     name = args.study or f"live-{args.searcher}-{args.space}-seed{args.seed}"
     study = create_live_study(spec, args.storage, name)
     return _work_locally(
