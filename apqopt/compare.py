@@ -44,7 +44,7 @@ from apqopt.studies import (
     settings_digest,
 )
 from apqopt.supernet.mqe import with_measured_sensitivity
-from apqopt.verify import verify
+from apqopt.verify import IMAGES, verify
 
 log = logging.getLogger(__name__)
 CURVE_POINTS = 20
@@ -123,6 +123,7 @@ class CompareReport:
     latency_budgets: list[float]
     runs: list[RunSummary] = field(default_factory=list)
     target_hv: float = 0.0
+    verify_images: str = "val"  # a key of apqopt.verify.IMAGES: what the measured scores were measured on
 
     def summary(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -219,7 +220,8 @@ class CompareReport:
                 "MAE pred. vs measured (points)",
                 "measured",
             ]
-            lines += ["", "Measured on the supernet (the scores that decide):", ""]
+            split, n = IMAGES[self.verify_images]
+            lines += ["", f"Measured on the supernet (the scores that decide; {n:,} {split} images):", ""]
             lines += ["| " + " | ".join(mcols) + " |", "|" + "---|" * len(mcols)]
             for name, e in sorted(summ.items(), key=lambda kv: -kv[1].get("measured_hv_mean", -1)):
                 if "measured_hv_mean" not in e:
@@ -249,7 +251,14 @@ class CompareReport:
                 run.measured = Measured(**m)
             runs.append(run)
         return cls(
-            d["space"], d["budget"], d["constraints"], tuple(d["reference"]), d["latency_budgets"], runs, d["target_hv"]
+            d["space"],
+            d["budget"],
+            d["constraints"],
+            tuple(d["reference"]),
+            d["latency_budgets"],
+            runs,
+            d["target_hv"],
+            d.get("verify_images", "val"),  # reports written before the choice measured on val
         )
 
     @classmethod
@@ -278,6 +287,7 @@ class CompareReport:
         budgets = meta.latency_budgets
         ref = meta.reference_point
         report = cls(str(meta.space_name), int(meta.budget or 0), meta.constraints, (ref[0], ref[1]), budgets)
+        report.verify_images = meta.verify_images
         for study in picked.values():
             report.runs.append(run_from_study(study, budgets)[0])
         order = {n: i for i, n in enumerate(dict.fromkeys(n for n, _ in picked))}
@@ -417,17 +427,21 @@ def compare(
     verify_top: int = 0,
     measurer: Any = None,
     overwrite: bool = False,
+    verify_images: str = "val",
 ) -> tuple[CompareReport, list[SearchResult]]:
     """Run every searcher x seed on ``problem`` with ``budget`` distinct networks each; optionally record
     each run, and with ``verify_top=K`` measure K candidates along each run's front with ``measurer``
     (gene rows -> (accuracy, stderr); e.g. :func:`supernet_measurer`). ``searcher_params``: per searcher
-    name, constructor parameters (e.g. ``{"evolution": {"population": 50}}``).
+    name, constructor parameters (e.g. ``{"evolution": {"population": 50}}``). ``verify_images``: what the
+    ``measurer`` measures on (a key of :data:`apqopt.verify.IMAGES`), kept in the studies and the report.
 
     Resumable: with a ``storage``, a run already recorded there whole with the same settings is read
     back instead of run again, and an interrupted one is replaced; a study of that name holding
     anything else is refused before any search work (``overwrite=True`` replaces it)."""
 
     check_compare_args(searchers, seeds, verify_top, measurer, searcher_params)
+    if verify_images not in IMAGES:
+        raise ConfigError(f"verify_images must be one of {sorted(IMAGES)}, got {verify_images!r}")
     searcher_params = searcher_params or {}
     ref = reference_point(problem)
     if latency_budgets is None:
@@ -449,12 +463,14 @@ def compare(
                 compare=tag,
                 latency_budgets=latency_budgets,
                 verify_top=verify_top,
+                **({"verify_images": verify_images} if verify_top and verify_images != "val" else {}),
             )
             action = "new"
             if store is not None:
                 action = check_study_name(store, study_name, settings_digest(settings), overwrite, str(storage))
             plan.append((searcher, study_name, settings, action))
     report = CompareReport(problem.space.name, budget, dict(problem.constraints), ref, latency_budgets)
+    report.verify_images = verify_images
     results = []
     checkpoints = np.linspace(budget / CURVE_POINTS, budget, CURVE_POINTS).astype(int)
     bar = tqdm(total=len(plan), desc="compare", disable=not progress)
@@ -490,7 +506,13 @@ def compare(
             }
         if storage:
             attrs = compare_attrs(
-                tag, run.hv, ref, curve, latency_budgets, None if run.measured is None else run.measured.hv
+                tag,
+                run.hv,
+                ref,
+                curve,
+                latency_budgets,
+                None if run.measured is None else run.measured.hv,
+                verify_images,
             )
             run.study = record(
                 res,

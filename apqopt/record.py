@@ -45,6 +45,7 @@ INDEX, SECONDS, ERROR = "index", "seconds", "error"
 # A study's user attrs that say what state it is in (:meth:`StudyRecord.state`) and what it holds.
 RECORDING, RECORDED, LIVE_SPEC, VERIFIED = "recording", "recorded", "live_spec", "verified"
 OUTSIDE, CONTINUED, TRIALS_HOLD = "outside_predictor_data", "continued", "trials_hold"
+VERIFY_IMAGES = "verify_images"  # a compare study's measuring images, when not the default
 # A study's system attrs: the compressed history of a large run, a live study's worker count and weights.
 HISTORY, WORKERS, SUPERNET = "apqopt:history", "apqopt:workers", "apqopt:supernet"
 
@@ -429,6 +430,11 @@ class StudyRecord:
         return [float(b) for b in self._get("latency_budgets", [])]
 
     @property
+    def verify_images(self) -> str:
+        """What the study's verified candidates were measured on (a key of ``apqopt.verify.IMAGES``)."""
+        return str(self._get(VERIFY_IMAGES, "val"))
+
+    @property
     def problem(self) -> dict[str, Any] | None:
         """The :class:`~apqopt.problem_spec.ProblemSpec` (as a dict) the study's problem was built from."""
         return self._get("problem")
@@ -539,9 +545,10 @@ def compare_attrs(
     hv_curve: list[tuple[int, float]],
     latency_budgets: list[float],
     measured_hypervolume: float | None = None,
+    verify_images: str = "val",
 ) -> dict[str, Any]:
     """What ``compare`` keeps in each run's study so a report can be rebuilt from the storage alone."""
-    out = {
+    out: dict[str, Any] = {
         "compare": tag,
         "hypervolume": hypervolume,
         "reference_point": list(reference_point),
@@ -550,6 +557,8 @@ def compare_attrs(
     }
     if measured_hypervolume is not None:
         out["measured_hypervolume"] = measured_hypervolume
+        if verify_images != "val":  # absent: val, as every study recorded before the choice
+            out[VERIFY_IMAGES] = verify_images
     return out
 
 

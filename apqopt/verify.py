@@ -25,6 +25,19 @@ from apqopt.supernet.collect import CollectConfig, measure
 from apqopt.supernet.data import accuracy_stderr
 from apqopt.supernet.network import Supernet
 
+# Which images a verification measures on. "val": the first 5,000 validation images, the ones every
+# predictor record was measured on (the default, comparable with the data); "test": the 10,000 test
+# images, which no predictor record and no selection used -- the yardstick for claims about the picks.
+IMAGES = {"val": ("val", 5000), "test": ("test", 10_000)}
+
+
+def measure_config(space: str, images: str = "val") -> CollectConfig:
+    """The quantized measurement of a verification on ``images`` (a key of :data:`IMAGES`)."""
+    if images not in IMAGES:
+        raise ConfigError(f"images must be one of {sorted(IMAGES)}, got {images!r}")
+    split, n = IMAGES[images]
+    return CollectConfig(kind="quant", space=space, split=split, eval_images=n)
+
 
 @dataclass
 class Verification:

@@ -24,6 +24,11 @@ if part fmnist-1000; then
   run compare_fmnist_1000 --space fmnist --latency 0.5 --budget 1000 --seeds 0 1 2 3 4 --verify-top 3 \
     --searchers $ALL optuna-tpe
 fi
+if part fmnist-1000-test; then  # the same comparison, each pick measured on the 10,000 test images (#32)
+  # shellcheck disable=SC2086
+  run compare_fmnist_1000_test --space fmnist --latency 0.5 --budget 1000 --seeds 0 1 2 3 4 --verify-top 3 \
+    --verify-images test --searchers $ALL optuna-tpe
+fi
 if part fmnist-5000; then  # optuna-tpe left out: multivariate TPE grows to seconds per trial past ~2,000 trials
   # shellcheck disable=SC2086
   run compare_fmnist_5000 --space fmnist --latency 0.5 --budget 5000 --seeds 0 1 2 3 4 --verify-top 3 --searchers $ALL

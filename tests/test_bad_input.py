@@ -386,6 +386,10 @@ CASES = {
         "unknown searcher 'annealing'",
     ),
     "duplicate seeds": (lambda w: ["compare", "--seeds", "0", "0", *search(w)[3:]], "seeds must be distinct"),
+    "unknown verify images": (
+        lambda w: ["compare", "--seeds", "0", "--verify-top", "1", "--verify-images", "train", *search(w)[3:]],
+        "argument --verify-images: invalid choice: 'train'",
+    ),
     "negative seed": (lambda w: search(w, "--seed", "-1"), "argument --seed: must be >= 0, got -1"),
     "run --verify -1": (lambda w: ["run", "--verify", "-1"], "argument --verify: must be >= 0"),
     "run --samples 0": (lambda w: ["run", "--samples", "0"], "argument --samples: must be between 1 and 1000000"),

@@ -316,6 +316,39 @@ def test_compare_scores_measured_fronts(tmp_path: Path, shipped_supernet: object
     assert "not separable with 2 seeds" in md or " > " in md.split("Verdicts")[1]
 
 
+def test_compare_verifies_on_the_test_images_when_asked(
+    tmp_path: Path, shipped_supernet: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`compare --verify-images test` measures each pick on the 10,000 test images (no predictor data, no
+    selection used them): the stored measurement is that of the pick on test, not on val; the study
+    and the report say so, and a rerun with val images is another run, never a resume."""
+    from apqopt.cli import main
+    from apqopt.problem_spec import load_problem
+    from apqopt.record import study_record
+    from apqopt.supernet.collect import measure
+    from apqopt.verify import measure_config
+
+    url = str(tmp_path / "t.log")
+    base = ["compare", "--space", "fmnist", "--latency", "0.3", "--budget", "20", "--seeds", "0"]
+    base += ["--searchers", "random", "--verify-top", "1", "--storage", url, "--quiet", "--threads", "2"]
+    assert main([*base, "--verify-images", "test", "--tag", "t", "--out", str(tmp_path / "r")]) == 0
+    assert "10,000 test images" in capsys.readouterr().out
+    study = optuna.load_study(study_name="t-random-fmnist-seed0", storage=open_storage(url))
+    assert study.user_attrs["verify_images"] == "test"
+    ((num, v),) = study.user_attrs["verified"].items()
+    genes = study_record(study).codec().genes(study.trials[int(num)].params)
+    cand = get_space("fmnist").to_candidates(genes[None])[0]
+    assert v["measured_accuracy"] == measure(shipped_supernet, cand, measure_config("fmnist", "test"), seed=7_919)
+    assert CompareReport.from_studies(url, ["t"]).verify_images == "test"
+
+    def never(genes: np.ndarray) -> None:
+        raise AssertionError("measured although the study holds another verification")
+
+    with pytest.raises(StorageError, match="other settings"):  # val images: another run, refused before work
+        compare(load_problem("fmnist", latency=0.3), ["random"], [0], 20, storage=url, tag="t", progress=False,
+                verify_top=1, measurer=never)  # fmt: skip
+
+
 def test_a_torn_last_journal_line_is_cut_before_writing(tmp_path: Path) -> None:
     """A writer killed mid-append leaves a journal whose last line has no newline; the next writer cuts it
     (it was never a committed record) instead of fusing its own first record with it."""

@@ -64,7 +64,7 @@ from apqopt.studies import (
 )
 from apqopt.supernet.mqe import with_measured_sensitivity
 from apqopt.supernet.train import load_supernet
-from apqopt.verify import verify_study
+from apqopt.verify import IMAGES, measure_config, verify_study
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -270,7 +270,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     measurer = None
     if args.verify_top:  # the weights load (and fail) before any search work
         weights = Path(args.supernet) if args.supernet else supernet_path(problem.space.name)
-        measurer = supernet_measurer(load_supernet(weights), progress=not args.quiet)
+        cfg = measure_config(problem.space.name, args.verify_images)
+        measurer = supernet_measurer(load_supernet(weights), cfg, progress=not args.quiet)
     tag = args.tag or settings_tag("compare", args)
     out = args.out or compare_dir() / tag
     runs = [(s, k) for s in args.searchers for k in args.seeds]
@@ -289,6 +290,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         verify_top=args.verify_top,
         measurer=measurer,
         overwrite=args.overwrite,
+        verify_images=args.verify_images,
     )
     paths = write_report(report, results, out, args.overwrite)
     print(report.markdown())
@@ -454,6 +456,13 @@ def add_compare_parser(sub: Sub) -> None:
     )
     co.add_argument(
         "--supernet", type=file_path, help="weights file for --verify-top (default: the space's shipped one)"
+    )
+    co.add_argument(
+        "--verify-images",
+        choices=sorted(IMAGES),
+        default="val",
+        help="what --verify-top measures on: val, the first 5,000 validation images (those of the predictor's "
+        "data); test, the 10,000 test images no predictor data and no selection used",
     )
     threads_arg(co)
     co.set_defaults(func=cmd_compare)
