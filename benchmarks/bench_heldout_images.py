@@ -3,15 +3,18 @@
 The 200 held-out networks (``quant_heldout.jsonl``) were each measured once on the first 5,000
 validation images (SE ~0.49 points), the same images every predictor record was measured on. A
 perfect predictor would score only pairwise ~0.87 against such labels (``bench_cost_dose.py``). Here
-every held-out network is rebuilt exactly as its record measured it (same subnet, BN passes, policy,
-calibration and fine-tune seed ``seed * 1_000_003 + index``; the first ones are re-evaluated on the
-original images to prove the rebuild) and evaluated on 15,000 images no predictor data and no
-selection used: the other 5,000 validation images and the 10,000 test images (SE ~0.28 points).
+every held-out network is rebuilt as its record measured it (same subnet, BN passes, policy,
+calibration and fine-tune seed ``seed * 1_000_003 + index``) and evaluated on 15,000 images no predictor
+data and no selection used: the other 5,000 validation images and the 10,000 test images (binomial SE
+~0.28 points). The first ones are also re-evaluated on their record's images: how far a rebuild
+reproduces a record is the fine-tune's own noise, which every measurement carries.
 The shipped predictor and the one taught the 300 cost-drawn networks (``bench_cost_dose.py``) are then
-scored against both yardsticks, with each yardstick's noise ceiling.
+scored against the record, the new measurement and their mean, each beside what a perfect predictor
+would score against the same noisy labels.
 
 Resumable (one line per network, appended as it is measured): rerun the same command after a kill.
-Run: python benchmarks/bench_heldout_images.py   (2 torch threads, ~15 s a network, ~50 min)
+Run: python benchmarks/bench_heldout_images.py   (~15 s a network at 2 torch threads, ~50 min; --no-measure
+scores what is measured so far)
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import numpy as np
 import torch
 from _common import RESULTS, error_scores, paired, warm_fit, write
 from bench_cost_dose import DATA as COST_DATA
-from bench_cost_dose import noise_ceiling
 from tqdm import tqdm
 
 from apqopt.predictor import AccuracyPredictor
@@ -89,67 +91,150 @@ def remeasure() -> list[dict]:
     return [done[r["index"]] for r in held]
 
 
+def ceiling(y: np.ndarray, sd: np.ndarray, draws: int = 400) -> dict[str, float]:
+    """What a *perfect* predictor would score against labels ``y`` whose noise has standard deviation ``sd``
+    (per network): truth is ``y`` shrunk to the variance left after the noise, each draw adds fresh noise.
+    Also on the networks whose noisy label is >= HIGH: selecting on the label a predictor is scored
+    against picks networks whose noise is positive, so even a perfect predictor looks pessimistic there."""
+    rng = np.random.default_rng(0)
+    left = max(y.var() - np.mean(sd**2), 0.0)
+    true = y.mean() + (y - y.mean()) * np.sqrt(left / y.var())
+    out: dict[str, list[float]] = {"pairwise": [], "mae_points": [], "high_n": [], "high_pairwise": [], "high_bias": []}
+    for _ in range(draws):
+        noisy = true + rng.normal(0, sd)
+        out["pairwise"].append(pairwise(noisy, true))
+        out["mae_points"].append(100 * float(np.mean(np.abs(noisy - true))))
+        good = noisy >= HIGH
+        out["high_n"].append(int(good.sum()))
+        if good.sum() >= 3:
+            out["high_pairwise"].append(pairwise(noisy[good], true[good]))
+            out["high_bias"].append(100 * float(np.mean(true[good] - noisy[good])))
+    res = {k: float(np.mean(v)) if v else float("nan") for k, v in out.items()}
+    return res | {"pairwise_sd": float(np.std(out["pairwise"]))}
+
+
+def pairwise(measured: np.ndarray, predicted: np.ndarray) -> float:
+    """Share of pairs ordered alike (ties in either count as disagreement, as ranking_report does)."""
+    i, j = np.triu_indices(len(measured), 1)
+    return float(np.mean(np.sign(measured[i] - measured[j]) == np.sign(predicted[i] - predicted[j])))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (the numbers do not depend on it)")
-    threads = ap.parse_args().threads
-    torch.set_num_threads(threads)
-    rows = remeasure()
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (each fine-tune's rounding depends on it)")
+    ap.add_argument("--no-measure", action="store_true", help="score on the networks measured so far")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     held = load_dataset(asset_dir("fmnist") / "quant_heldout.jsonl")[1]
-    own = np.array([r["accuracy"] for r in held])
-    checked = [(r["own"], a) for r, a in zip(rows, own) if "own" in r]
+    if args.no_measure:
+        lines = OUT.read_text().splitlines()[1:]
+        by_index = {r["index"]: r for r in map(json.loads, lines)}
+        rows = [by_index[r["index"]] for r in held if r["index"] in by_index]
+    else:
+        rows = remeasure()
+    keep = np.array([r["index"] in {x["index"] for x in rows} for r in held])
+    own = np.array([r["accuracy"] for r in held])[keep]
+    recorded = {r["index"]: r["accuracy"] for r in held}
+    rebuilt = np.array([[r["own"], recorded[r["index"]]] for r in rows if "own" in r])
+    # two fine-tunes of one network on the same images differ by float rounding alone: their spread is the
+    # fine-tune's own noise, which a record carries beside the binomial noise of its images
+    ft_sd = float(np.std(rebuilt[:, 0] - rebuilt[:, 1], ddof=1) / np.sqrt(2))
     more = (np.array([r["val_rest"] for r in rows]) * 5000 + np.array([r["test"] for r in rows]) * 10000) / 15000
-    labels = {"own 5,000 val images": (own, 5000), "other 15,000 images": (more, 15000)}
+    binom = np.vectorize(accuracy_stderr)
+    sd_own = np.sqrt(binom(own, 5000) ** 2 + ft_sd**2)
+    sd_more = np.sqrt(binom(more, 15000) ** 2 + ft_sd**2)
+    labels = {
+        "record (first 5,000 val)": (own, sd_own),
+        "other 15,000 images": (more, sd_more),
+        "both averaged": ((own + more) / 2, np.sqrt(sd_own**2 + sd_more**2) / 2),
+    }
 
     X_base, y_base = load_xy(asset_dir("fmnist") / "quant.jsonl", "fmnist", bits=True)
     X_cost, y_cost = load_xy(COST_DATA, "fmnist", bits=True)
     Xh, yh = load_xy(asset_dir("fmnist") / "quant_heldout.jsonl", "fmnist", bits=True)
-    assert np.allclose(yh, own)  # the same networks, in the same order
+    assert np.allclose(yh[keep], own)  # the same networks, in the same order
     preds = {
         "shipped": AccuracyPredictor.load(predictor_path("fmnist")),
         f"+{len(y_cost)} cost-drawn": warm_fit(
             AccuracyPredictor.load(predictor_path("fmnist")), (X_base, y_base), (X_cost, y_cost)
         ),
     }
-    predicted = {name: p.predict(Xh) for name, p in preds.items()}
-    result: dict = {"rebuild_check": checked, "yardsticks": {}, "torch_threads": threads}
-    table = [["predictor", "labels", "n", "MAE (points) ± SE", "bias", "pairwise", "≥89%: n", "pairwise", "bias"]]
+    predicted = {name: p.predict(Xh[keep]) for name, p in preds.items()}
+    result: dict = {
+        "networks": len(rows),
+        "finetune_noise_sd_points": 100 * ft_sd,
+        "rebuilt": len(rebuilt),
+        "yardsticks": {},
+        "torch_threads": args.threads,
+    }
+    table = [["predictor", "labels", "MAE (points) ± SE", "bias", "pairwise", "≥89%: n", "pairwise", "bias ± SE"]]
     errors: dict = {}
-    for label, (y, images) in labels.items():
-        se = np.array([accuracy_stderr(a, images) for a in y])
+    for label, (y, sd) in labels.items():
         good = y >= HIGH
-        yard = {"noise_ceiling": noise_ceiling(y, se), "mean_se_points": 100 * float(se.mean()), "scores": {}}
+        c = ceiling(y, sd)
+        yard = {"noise_sd_points": 100 * float(np.sqrt(np.mean(sd**2))), "perfect_predictor": c, "scores": {}}
         for name, p in predicted.items():
             s, e = error_scores(p, y)
-            g, _ = error_scores(p[good], y[good])
+            g = error_scores(p[good], y[good])[0] if good.sum() >= 3 else dict.fromkeys(s, float("nan")) | {"n": 0}
             yard["scores"][name] = {"all": s, "at_least_89": g}
             errors[(label, name)] = e
             table.append(
-                [name, label, s["n"], f"{s['mae_points']:.2f} ± {s['mae_se']:.2f}", f"{s['bias_points']:+.2f}",
+                [name, label, f"{s['mae_points']:.2f} ± {s['mae_se']:.2f}", f"{s['bias_points']:+.2f}",
                  f"{s['pairwise']:.3f}", g["n"], f"{g['pairwise']:.3f}",
                  f"{g['bias_points']:+.2f} ± {g['bias_se']:.2f}"]
             )  # fmt: skip
-        c = yard["noise_ceiling"]
         table.append(
-            ["(perfect predictor)", label, len(y), f"{c['mae_points']:.2f}", "0", f"{c['pairwise']:.3f}", "", "", ""]
-        )
+            ["*perfect predictor*", label, f"{c['mae_points']:.2f}", "0",
+             f"{c['pairwise']:.3f} ± {c['pairwise_sd']:.3f}", f"{c['high_n']:.0f}", f"{c['high_pairwise']:.3f}",
+             f"{c['high_bias']:+.2f}"]
+        )  # fmt: skip
         result["yardsticks"][label] = yard
+    # the good networks chosen on the record's measurement and judged on the other images' (independent noise),
+    # relative to every network's error there (the other images are harder for all of them alike)
+    chosen = own >= HIGH
+    result["chosen_on_record_scored_on_other"] = (
+        {}
+        if chosen.sum() < 3
+        else {
+            name: {
+                "n": int(chosen.sum()),
+                "bias_points": 100 * float(np.mean((p - more)[chosen])),
+                "relative_bias_points": 100 * float(np.mean((p - more)[chosen]) - np.mean(p - more)),
+                "se_points": 100 * float(np.std((p - more)[chosen], ddof=1) / np.sqrt(chosen.sum())),
+                "pairwise": pairwise(more[chosen], p[chosen]),
+            }
+            for name, p in predicted.items()
+        }
+    )
     names = list(predicted)
     result["paired_abs_error"] = {
         label: paired(errors[(label, names[1])], errors[(label, names[0])]) for label in labels
     }
     d = 100 * (more - own)
-    result["other_minus_own_points"] = {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d)))}
-    p = result["paired_abs_error"]
+    result["other_minus_record_points"] = {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d)))}
+    p, ch = result["paired_abs_error"], result["chosen_on_record_scored_on_other"]
     notes = (
-        f"The 200 held-out networks rebuilt exactly as their records measured them (checked: the first {CHECKED} "
-        f"reproduce their recorded accuracy on their own images: {checked}) and evaluated on the 5,000 validation "
-        "images after the first 5,000 and the 10,000 test images, which no predictor record and no selection used. "
-        f"Mean accuracy there minus on the own images: {d.mean():+.2f} ± {d.std(ddof=1) / np.sqrt(len(d)):.2f} points. "
-        f"Paired |error| difference, {names[1]} minus shipped: "
+        f"{len(rows)} held-out networks, each rebuilt as its record measured it (same subnet, policy, calibration, "
+        "fine-tune seed) and evaluated on the 5,000 validation images after the first 5,000 and the 10,000 test "
+        "images, which no predictor record and no selection used. **The rebuild is not bit-exact**: on the record's "
+        f"own images, {len(rebuilt)} rebuilt networks differ from their records by "
+        f"{100 * np.std(rebuilt[:, 0] - rebuilt[:, 1], ddof=1):.2f} points (sd; float rounding, e.g. under another "
+        "thread count, moves 40 SGD steps apart; a few reproduce exactly), so a measurement carries a fine-tune "
+        f"noise of ~{100 * ft_sd:.2f} points beside its images' binomial noise; every noise and perfect-predictor "
+        "figure here includes both. "
+        f"Accuracy on the other images minus the record: {d.mean():+.2f} ± {d.std(ddof=1) / np.sqrt(len(d)):.2f} "
+        f"points (harder images). Paired |error| difference, {names[1]} minus shipped: "
         + "; ".join(f"{k}: {v['mean_points']:+.2f} ± {v['se_points']:.2f}" for k, v in p.items())
-        + ". '≥89%': networks measured at 89% or more on those labels (#32: pairwise ≥ 0.75, bias within ±0.5). "
-        f"Command: python benchmarks/bench_heldout_images.py --threads {threads}."
+        + ". '≥89%': networks whose label is >= 89% (#32: pairwise >= 0.75, bias within ±0.5): chosen on the label "
+        "they are scored against, even a perfect predictor shows the negative bias in its row. Chosen on the record "
+        "and scored on the other images instead: "
+        + "; ".join(
+            f"{k}: n {v['n']}, bias {v['bias_points']:+.2f} ± {v['se_points']:.2f} "
+            f"({v['relative_bias_points']:+.2f} relative to all networks), pairwise {v['pairwise']:.3f}"
+            for k, v in ch.items()
+        )
+        + ("" if ch else "fewer than 3 held-out networks measure 89% or more (random networks seldom do)")
+        + f". Command: python benchmarks/bench_heldout_images.py --threads {args.threads}."
     )
     write("heldout_images", result, table, notes)
 

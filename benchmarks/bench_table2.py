@@ -20,7 +20,14 @@ each (budget, method) runs ``--seeds`` seeds, so the table gives mean +- SE over
 accuracy. Rows are appended to results/table2.rows.jsonl as they finish (resumable: rerun the same
 command). Two processes can share the work: ``--budgets`` picks budgets by index.
 
+Scored again on images nothing chose with (#32): ``--test-images`` measures every distinct pick once more on
+the 10,000 test images (no predictor record and no selection used them; same fine-tune seed), into
+results/table2.test.jsonl (resumable), and the report adds the table on them: each distinct network counted
+once per cell (two seeds that picked one network are one piece of evidence), and each joint method against
+each staged one (not the best of six against the best of two).
+
 Run: python benchmarks/bench_table2.py [--seeds 3] [--evaluations 1000] [--budgets 0,1,2,3] [--threads 1]
+     python benchmarks/bench_table2.py --test-images [--threads 1]   # the picks again, on test images
      python benchmarks/bench_table2.py --report      # the table from the rows written so far
 """
 
@@ -49,8 +56,10 @@ from apqopt.supernet.collect import CollectConfig, measure
 from apqopt.supernet.data import accuracy_stderr
 from apqopt.supernet.mqe import calibration_inputs, supernet_mqe
 from apqopt.supernet.train import load_supernet
+from apqopt.verify import measure_config
 
 ROWS = RESULTS / "table2.rows.jsonl"
+TEST_ROWS = RESULTS / "table2.test.jsonl"  # the picks measured again on the test images
 BUDGETS = (("latency", 0.35), ("latency", 0.45), ("latency", 0.56), ("energy", 0.42))
 FIXED = ("fixed-W8A8", "fixed-W6A6", "fixed-W4A4")
 STAGED = ("staged-haq", "staged-ohq")
@@ -228,15 +237,65 @@ class Bench:
             )
 
 
-def read_rows() -> list[dict[str, Any]]:
-    if not ROWS.exists():
+def read_rows(path: Path = ROWS) -> list[dict[str, Any]]:
+    if not path.exists():
         return []
     out = []
-    for line in ROWS.read_text().splitlines():
+    for line in path.read_text().splitlines():
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:  # a line torn by a kill: that row is redone
             continue
+    return out
+
+
+def measure_on_test(threads: int) -> None:
+    """Every distinct measured pick once more, on the test images (resumable: one line per network)."""
+    from tqdm import tqdm
+
+    done = {tuple(r["genes"]) for r in read_rows(TEST_ROWS)}
+    todo = list(dict.fromkeys(tuple(r["genes"]) for r in read_rows() if "measured" in r))
+    todo = [g for g in todo if g not in done]
+    net, cfg = load_supernet(supernet_path("fmnist")), measure_config("fmnist", "test")
+    for genes in tqdm(todo, desc="picks on test images"):
+        t0 = time.perf_counter()
+        acc = measure(net, SP.to_candidates(np.array(genes)[None])[0], cfg, seed=MEASURE_SEED)
+        rec = {"genes": list(genes), "test": acc, "stderr": accuracy_stderr(acc, cfg.eval_images)}
+        with TEST_ROWS.open("a") as fh:
+            fh.write(json.dumps({**rec, "measure_s": round(time.perf_counter() - t0, 1), "threads": threads}) + "\n")
+
+
+def distinct_cells(rows: list[dict[str, Any]], on: dict[tuple[int, ...], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per budget and method, on the test images: mean ± SE over the *distinct* networks its seeds picked
+    (SE as in :func:`summary`: never below one measurement's binomial SE)."""
+    out: dict[str, dict[str, Any]] = {}
+    for b in (budget_label(x) for x in BUDGETS):
+        out[b] = {}
+        for m in METHODS:
+            picks = {tuple(r["genes"]) for r in rows if r["budget"] == b and r["method"] == m and r.get("feasible")}
+            got = [on[g] for g in picks if g in on]
+            if not got or len(got) < len(picks):
+                continue
+            acc, meas = np.array([g["test"] for g in got]), np.array([g["stderr"] for g in got])
+            var = max(float(acc.var(ddof=1)) if len(acc) > 1 else 0.0, float(np.mean(meas**2)))
+            seeds = sum(1 for r in rows if r["budget"] == b and r["method"] == m and r.get("feasible"))
+            out[b][m] = {"n": len(acc), "seeds": seeds, "mean": float(acc.mean()), "se": float(np.sqrt(var / len(acc)))}
+    return out
+
+
+def each_against_each(cells: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Every joint method against every staged one, per budget: difference ± SE (the two SEs combined);
+    separated only beyond 1.96 SE (95%), otherwise not separable."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for b, c in cells.items():
+        out[b] = []
+        for j in (*JOINT, *REFINED):
+            for st in STAGED:
+                if j not in c or st not in c:
+                    continue
+                diff, se = c[j]["mean"] - c[st]["mean"], float(np.hypot(c[j]["se"], c[st]["se"]))
+                word = "not separable" if abs(diff) <= 1.96 * se else ("joint ahead" if diff > 0 else "staged ahead")
+                out[b].append({"joint": j, "staged": st, "diff": diff, "se": se, "verdict": word})
     return out
 
 
@@ -344,7 +403,39 @@ def report(args: argparse.Namespace) -> None:
     )
     for r in rows:
         r.pop("_paid", None)
-    write("table2", {"summary": summ, "verdicts": v, "rows": rows, "evaluations": args.evaluations}, table, notes)
+    extra: dict[str, Any] = {}
+    on_test = {tuple(r["genes"]): r for r in read_rows(TEST_ROWS)}
+    if on_test:
+        cells = distinct_cells(rows, on_test)
+        versus = each_against_each(cells)
+        extra = {"test_images": {"cells": cells, "each_against_each": versus}}
+        table.append(["**on the 10,000 test images**", *["" for _ in labels], "", ""])
+        for m in METHODS:
+            row = [m]
+            for b in labels:
+                c = cells[b].get(m)
+                seeds = "" if c is None or c["n"] == c["seeds"] else f" of {c['seeds']} picks"
+                row.append("" if c is None else f"{100 * c['mean']:.2f} ± {100 * c['se']:.2f} (n={c['n']}{seeds})")
+            table.append([*row, "", ""])
+        lines = []
+        for b, vs in versus.items():
+            ahead = [f"{x['joint']} > {x['staged']} ({100 * x['diff']:+.2f} ± {100 * x['se']:.2f})" for x in vs
+                     if x["verdict"] == "joint ahead"]  # fmt: skip
+            behind = [f"{x['joint']} < {x['staged']} ({100 * x['diff']:+.2f} ± {100 * x['se']:.2f})" for x in vs
+                      if x["verdict"] == "staged ahead"]  # fmt: skip
+            rest = sum(x["verdict"] == "not separable" for x in vs)
+            lines.append(
+                f"- {b}, test images: {len(vs)} joint-staged pairs; joint ahead: {', '.join(ahead) or 'none'}; "
+                f"staged ahead: {', '.join(behind) or 'none'}; not separable: {rest}"
+            )
+        notes += (
+            "\n\nTest-image rows: every distinct pick measured again on the 10,000 test images (same fine-tune "
+            "seed; `python benchmarks/bench_table2.py --test-images`), each distinct network counted once per cell "
+            "(n = distinct networks; 'of k picks' where seeds picked the same one). Each joint method against each "
+            "staged one, separated only beyond 1.96 SE of the difference:\n\n" + "\n".join(lines)
+        )
+    data = {"summary": summ, "verdicts": v, "rows": rows, "evaluations": args.evaluations, **extra}
+    write("table2", data, table, notes)
 
 
 def main() -> None:
@@ -355,9 +446,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads of this process")
     ap.add_argument("--refined", default=str(REFINED_DEFAULT), help="the predictor after 3 refine rounds")
     ap.add_argument("--report", action="store_true", help="only write the table from the rows so far")
+    ap.add_argument("--test-images", action="store_true", help="measure every pick again on the test images")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if not args.report:
+    if args.test_images:
+        measure_on_test(args.threads)
+    elif not args.report:
         bench = Bench(args)
         for i in (int(x) for x in args.budgets.split(",")):
             bench.run_budget(BUDGETS[i])
