@@ -286,8 +286,14 @@ class CompareReport:
             raise ConfigError(f"no studies recorded by compare under {tags} in {storage}")
         budgets = meta.latency_budgets
         ref = meta.reference_point
-        report = cls(str(meta.space_name), int(meta.budget or 0), meta.constraints, (ref[0], ref[1]), budgets)
-        report.verify_images = meta.verify_images
+        report = cls(
+            str(meta.space_name),
+            int(meta.budget or 0),
+            meta.constraints,
+            (ref[0], ref[1]),
+            budgets,
+            verify_images=meta.verify_images,
+        )
         for study in picked.values():
             report.runs.append(run_from_study(study, budgets)[0])
         order = {n: i for i, n in enumerate(dict.fromkeys(n for n, _ in picked))}
@@ -469,8 +475,9 @@ def compare(
             if store is not None:
                 action = check_study_name(store, study_name, settings_digest(settings), overwrite, str(storage))
             plan.append((searcher, study_name, settings, action))
-    report = CompareReport(problem.space.name, budget, dict(problem.constraints), ref, latency_budgets)
-    report.verify_images = verify_images
+    report = CompareReport(
+        problem.space.name, budget, dict(problem.constraints), ref, latency_budgets, verify_images=verify_images
+    )
     results = []
     checkpoints = np.linspace(budget / CURVE_POINTS, budget, CURVE_POINTS).astype(int)
     bar = tqdm(total=len(plan), desc="compare", disable=not progress)
