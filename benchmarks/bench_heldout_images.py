@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import numpy as np
@@ -31,9 +30,10 @@ from bench_cost_dose import DATA as COST_DATA
 from tqdm import tqdm
 
 from apqopt.predictor import AccuracyPredictor
+from apqopt.predictor.metrics import pairwise_accuracy
 from apqopt.predictor.train import load_xy
 from apqopt.shipped import asset_dir, predictor_path, supernet_path
-from apqopt.supernet.collect import CollectConfig, load_dataset, measured_network
+from apqopt.supernet.collect import CollectConfig, append_record, cut_torn_line, load_dataset, measured_network
 from apqopt.supernet.data import Split, accuracy_stderr, load_split
 from apqopt.supernet.evaluate import accuracy
 from apqopt.supernet.quant import FinetuneConfig
@@ -51,10 +51,8 @@ def _done(settings: dict) -> dict[int, dict]:
         OUT.write_text(json.dumps({"type": "header", "settings": settings}) + "\n")
         return {}
     raw = OUT.read_bytes()
-    keep = raw[: raw.rfind(b"\n") + 1]
-    if len(keep) != len(raw):
-        OUT.write_bytes(keep)
-    lines = keep.decode().splitlines()
+    cut_torn_line(OUT, raw.rfind(b"\n") + 1)
+    lines = OUT.read_text().splitlines()
     if json.loads(lines[0]).get("settings") != settings:
         sys.exit(f"{OUT}: measured with other settings; move it away to start again")
     return {r["index"]: r for r in map(json.loads, lines[1:])}
@@ -84,9 +82,7 @@ def remeasure() -> list[dict]:
             row = {"index": r["index"], **{k: accuracy(net, s) for k, s in splits.items() if k != "own"}}
             if r["index"] < CHECKED:
                 row["own"] = accuracy(net, splits["own"])
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+            append_record(f, row)
             done[r["index"]] = row
     return [done[r["index"]] for r in held]
 
@@ -102,21 +98,15 @@ def ceiling(y: np.ndarray, sd: np.ndarray, draws: int = 400) -> dict[str, float]
     out: dict[str, list[float]] = {"pairwise": [], "mae_points": [], "high_n": [], "high_pairwise": [], "high_bias": []}
     for _ in range(draws):
         noisy = true + rng.normal(0, sd)
-        out["pairwise"].append(pairwise(noisy, true))
+        out["pairwise"].append(pairwise_accuracy(true, noisy))
         out["mae_points"].append(100 * float(np.mean(np.abs(noisy - true))))
         good = noisy >= HIGH
         out["high_n"].append(int(good.sum()))
         if good.sum() >= 3:
-            out["high_pairwise"].append(pairwise(noisy[good], true[good]))
+            out["high_pairwise"].append(pairwise_accuracy(true[good], noisy[good]))
             out["high_bias"].append(100 * float(np.mean(true[good] - noisy[good])))
     res = {k: float(np.mean(v)) if v else float("nan") for k, v in out.items()}
     return res | {"pairwise_sd": float(np.std(out["pairwise"]))}
-
-
-def pairwise(measured: np.ndarray, predicted: np.ndarray) -> float:
-    """Share of pairs ordered alike (ties in either count as disagreement, as ranking_report does)."""
-    i, j = np.triu_indices(len(measured), 1)
-    return float(np.mean(np.sign(measured[i] - measured[j]) == np.sign(predicted[i] - predicted[j])))
 
 
 def main() -> None:
@@ -132,7 +122,8 @@ def main() -> None:
         rows = [by_index[r["index"]] for r in held if r["index"] in by_index]
     else:
         rows = remeasure()
-    keep = np.array([r["index"] in {x["index"] for x in rows} for r in held])
+    measured = {x["index"] for x in rows}
+    keep = np.array([r["index"] in measured for r in held])
     own = np.array([r["accuracy"] for r in held])[keep]
     recorded = {r["index"]: r["accuracy"] for r in held}
     rebuilt = np.array([[r["own"], recorded[r["index"]]] for r in rows if "own" in r])
@@ -201,7 +192,7 @@ def main() -> None:
                 "bias_points": 100 * float(np.mean((p - more)[chosen])),
                 "relative_bias_points": 100 * float(np.mean((p - more)[chosen]) - np.mean(p - more)),
                 "se_points": 100 * float(np.std((p - more)[chosen], ddof=1) / np.sqrt(chosen.sum())),
-                "pairwise": pairwise(more[chosen], p[chosen]),
+                "pairwise": pairwise_accuracy(more[chosen], p[chosen]),
             }
             for name, p in predicted.items()
         }
