@@ -265,9 +265,16 @@ def measure_on_test(threads: int) -> None:
             fh.write(json.dumps({**rec, "measure_s": round(time.perf_counter() - t0, 1), "threads": threads}) + "\n")
 
 
+def mean_se(acc: np.ndarray, stderr: np.ndarray) -> float:
+    """SE of a mean over picks: their spread, but never below what measurement noise alone gives (three
+    seeds can agree by luck; each measurement's binomial SE is ~0.4 points)."""
+    var = max(float(acc.var(ddof=1)) if len(acc) > 1 else 0.0, float(np.mean(stderr**2)))
+    return float(np.sqrt(var / len(acc)))
+
+
 def distinct_cells(rows: list[dict[str, Any]], on: dict[tuple[int, ...], dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per budget and method, on the test images: mean ± SE over the *distinct* networks its seeds picked
-    (SE as in :func:`summary`: never below one measurement's binomial SE)."""
+    """Per budget and method, on the test images: mean ± SE (:func:`mean_se`) over the *distinct* networks
+    its seeds picked."""
     out: dict[str, dict[str, Any]] = {}
     for b in (budget_label(x) for x in BUDGETS):
         out[b] = {}
@@ -277,9 +284,8 @@ def distinct_cells(rows: list[dict[str, Any]], on: dict[tuple[int, ...], dict[st
             if not got or len(got) < len(picks):
                 continue
             acc, meas = np.array([g["test"] for g in got]), np.array([g["stderr"] for g in got])
-            var = max(float(acc.var(ddof=1)) if len(acc) > 1 else 0.0, float(np.mean(meas**2)))
             seeds = sum(1 for r in rows if r["budget"] == b and r["method"] == m and r.get("feasible"))
-            out[b][m] = {"n": len(acc), "seeds": seeds, "mean": float(acc.mean()), "se": float(np.sqrt(var / len(acc)))}
+            out[b][m] = {"n": len(acc), "seeds": seeds, "mean": float(acc.mean()), "se": mean_se(acc, meas)}
     return out
 
 
@@ -320,10 +326,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
                 continue
             acc = np.array([r["measured"] for r in ok])
             meas = np.array([r["stderr"] for r in ok])
-            # SE of the mean: the spread over seeds, but never below what measurement noise alone gives
-            # (three seeds can agree by luck; each measurement's binomial SE is ~0.4 points)
-            var = max(float(acc.var(ddof=1)) if len(acc) > 1 else 0.0, float(np.mean(meas**2))) if ok else 0.0
-            se = float(np.sqrt(var / max(len(acc), 1)))
+            se = mean_se(acc, meas) if ok else 0.0
             out[b][m] = {
                 "n": len(ok),
                 "runs": len(rs),
