@@ -8,7 +8,13 @@ NSGA-II restricted to that architecture's bits (their most accurate predicted fe
 Every chosen policy is then measured for real: quantized on the supernet, fixed fine-tune, val
 accuracy (`apqopt.supernet.collect.measure`, the same as the datasets). MQE's time is reported too.
 
+Scored again on images nothing chose with (#32): ``--test-images`` measures every distinct pick once more on
+the 10,000 test images (same fine-tune seed; resumable, one line per network in ``related_methods.test.jsonl``)
+and writes ``related_methods_test``: each cell on test with the predictor's mean ± calibrated std, OHQ against
+each other method at 95%, and the predictor's errors on these good policies.
+
 Run: python benchmarks/bench_related.py [--evaluations 200] [--haq-updates 20]
+     python benchmarks/bench_related.py --test-images [--threads 1]
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, write
+import torch
+from _common import RESULTS, error_scores, write
 
 from apqopt import get_space
 from apqopt.hardware.lut import load_shipped
@@ -27,21 +35,120 @@ from apqopt.search import make_searcher
 from apqopt.search.problem import Problem
 from apqopt.settings import mqe_cache_dir
 from apqopt.shipped import predictor_path, supernet_path
-from apqopt.supernet.collect import CollectConfig, measure
+from apqopt.supernet.collect import CollectConfig, append_record, cut_torn_line, measure
+from apqopt.supernet.data import accuracy_stderr
 from apqopt.supernet.evaluate import bn_slice, reestimate_bn
 from apqopt.supernet.mqe import mqe_sensitivity, synthetic_inputs
 from apqopt.supernet.train import load_supernet
+from apqopt.verify import measure_config
 
 METHODS = ("haq", "ohq", "evolution", "pymoo-nsga2")
 ROWS = RESULTS / "related_methods.rows.jsonl"  # one line per finished (architecture, budget, method): resumable
+TEST_ROWS = RESULTS / "related_methods.test.jsonl"  # the picks measured again on the test images
+MEASURE_SEED = 11  # the fine-tune seed of every measurement here
+# A measurement's own fine-tune noise beside the images' binomial one (sd, as a fraction), measured by
+# benchmarks/bench_heldout_images.py (benchmarks/results/heldout_images.md): counted in every SE below.
+FINE_TUNE_SD = 0.0033
 CACHE = mqe_cache_dir()  # MQE sensitivities, keyed by architecture, inputs and weights ($APQOPT_HOME)
+
+
+def read_lines(path: Path) -> list[dict]:
+    """The complete lines of a resumable rows file (a torn last line, from a kill, is cut)."""
+    if not path.exists():
+        return []
+    text = path.read_bytes()
+    good = text.rfind(b"\n") + 1
+    cut_torn_line(path, good)
+    return [json.loads(line) for line in text[:good].decode().splitlines()]
+
+
+def measure_on_test(threads: int) -> None:
+    """Every distinct pick once more, on the test images (one line per network, kept as it finishes)."""
+    from tqdm import tqdm
+
+    sp, net, cfg = get_space("fmnist"), load_supernet(supernet_path("fmnist")), measure_config("fmnist", "test")
+    done = {tuple(r["genes"]) for r in read_lines(TEST_ROWS)}
+    todo = [g for g in dict.fromkeys(tuple(r["genes"]) for r in read_lines(ROWS)) if g not in done]
+    with TEST_ROWS.open("a") as fh:
+        for genes in tqdm(todo, desc="picks on test images"):
+            t0 = time.perf_counter()
+            acc = measure(net, sp.to_candidates(np.array(genes)[None])[0], cfg, seed=MEASURE_SEED)
+            rec = {"genes": list(genes), "test": acc, "stderr": accuracy_stderr(acc, cfg.eval_images)}
+            append_record(fh, {**rec, "measure_s": round(time.perf_counter() - t0, 1), "threads": threads})
+
+
+def test_report() -> None:
+    """The picks on the test images: cells, OHQ against each method at 95%, the predictor's errors there."""
+    rows, on_test = read_lines(ROWS), {tuple(r["genes"]): r for r in read_lines(TEST_ROWS)}
+    rows = [r for r in rows if tuple(r["genes"]) in on_test]
+    pred = AccuracyPredictor.load(predictor_path("fmnist"), space="fmnist")
+    genes = np.array([r["genes"] for r in rows])
+    mean, std = pred.predict_genes(genes, return_std=True)
+    test = np.array([on_test[tuple(r["genes"])]["test"] for r in rows])
+    se = np.array([on_test[tuple(r["genes"])]["stderr"] for r in rows])
+    table = [["architecture", "budget (ms)", *METHODS]]
+    cells: dict[tuple[str, float], dict[str, int]] = {}
+    for i, r in enumerate(rows):
+        cells.setdefault((r["architecture"], r["budget_ms"]), {})[r["method"]] = i
+    versus = []
+    for (arch, budget), by in cells.items():
+        line = [arch, f"{budget:.3f}"]
+        for m in METHODS:
+            i = by.get(m)
+            line.append("" if i is None else f"{100 * test[i]:.2f} (pred {100 * mean[i]:.1f} ± {100 * std[i]:.1f})")
+        table.append(line)
+        if "ohq" in by:
+            o = by["ohq"]
+            for m in (x for x in METHODS if x != "ohq" and x in by):
+                i = by[m]
+                if rows[i]["genes"] == rows[o]["genes"]:
+                    versus.append({"cell": f"{arch} {budget:.3f}", "other": m, "verdict": "same network"})
+                    continue
+                diff, s = test[o] - test[i], float(np.sqrt(se[o] ** 2 + se[i] ** 2 + 2 * FINE_TUNE_SD**2))
+                word = "not separable" if abs(diff) <= 1.96 * s else ("ohq ahead" if diff > 0 else "ohq behind")
+                versus.append(
+                    {"cell": f"{arch} {budget:.3f}", "other": m, "diff": float(diff), "se": s, "verdict": word}
+                )
+    distinct = dict.fromkeys(tuple(g) for g in genes)
+    first = [list(map(tuple, genes)).index(g) for g in distinct]
+    scores, _ = error_scores(mean[first], test[first])
+    cover = float(np.mean(np.abs(mean[first] - test[first]) <= 1.2816 * std[first]))
+    ohq = [i for i in first if rows[i]["method"] == "ohq"]
+    ohq_scores, _ = error_scores(mean[ohq], test[ohq])
+    counts = {w: sum(v["verdict"] == w for v in versus) for w in ("ohq ahead", "not separable", "ohq behind")}
+    notes = (
+        "Cell: accuracy % on the 10,000 test images (SE ≈ 0.3 points binomial; a measurement also carries ~0.33 "
+        "points of fine-tune noise) of the pick `python benchmarks/bench_related.py` made and measured on the val "
+        "images, measured again with the same fine-tune seed (`--test-images`); in brackets the shipped "
+        "predictor's mean ± calibrated std. OHQ against each other method in the same cell, separated only beyond "
+        "1.96 SEs of the difference (binomial and fine-tune noise of both): "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+        + f". The predictor on the {len(first)} distinct picks: MAE {scores['mae_points']:.2f} ± "
+        f"{scores['mae_se']:.2f} points, bias {scores['bias_points']:+.2f} ± {scores['bias_se']:.2f}, pairwise "
+        f"{scores['pairwise']:.3f}, 80% intervals cover {cover:.2f}; on OHQ's {len(ohq)} picks bias "
+        f"{ohq_scores['bias_points']:+.2f} ± {ohq_scores['bias_se']:.2f}."
+    )
+    out = [
+        {**r, "test": float(test[i]), "test_stderr": float(se[i]), "predicted_mean": float(mean[i]),
+         "predicted_std": float(std[i])} for i, r in enumerate(rows)
+    ]  # fmt: skip
+    data = {"rows": out, "ohq_against_each": versus, "predictor": scores, "predictor_on_ohq": ohq_scores,
+            "coverage80": cover}  # fmt: skip
+    write("related_methods_test", data, table, notes)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--evaluations", type=int, default=200, help="predictor evaluations per method and budget")
     ap.add_argument("--haq-updates", type=int, default=20, help="DDPG updates per HAQ episode")
+    ap.add_argument("--test-images", action="store_true", help="measure every pick again on the test images")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of this process (--test-images)")
     args = ap.parse_args()
+    if args.test_images:
+        torch.set_num_threads(args.threads)
+        measure_on_test(args.threads)
+        test_report()
+        return
     sp = get_space("fmnist")
     lut = load_shipped("fmnist")
     pred = AccuracyPredictor.load(predictor_path("fmnist"), space="fmnist")

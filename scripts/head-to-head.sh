@@ -33,6 +33,10 @@ if part fmnist-5000; then  # optuna-tpe left out: multivariate TPE grows to seco
   # shellcheck disable=SC2086
   run compare_fmnist_5000 --space fmnist --latency 0.5 --budget 5000 --seeds 0 1 2 3 4 --verify-top 3 --searchers $ALL
 fi
+if part fmnist-5000-test; then  # the 5,000 comparison's five searchers in one run, picks measured on test (#32)
+  run compare_fmnist_5000_test --space fmnist --latency 0.5 --budget 5000 --seeds 0 1 2 3 4 --verify-top 3 \
+    --verify-images test --searchers random evolution pymoo-nsga2 optuna-nsga2 optuna-random-raw
+fi
 if part apq-mbv2; then  # Optuna's samplers left out: ~16 ms per trial is 13 min per 50,000-trial run
   python - "$OUT" <<'PY'
 import sys

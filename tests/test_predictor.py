@@ -254,25 +254,28 @@ def test_scikit_learn_sees_a_regressor_and_its_tools_work() -> None:
     check_is_fitted(pred.fit(X, y))
 
 
-def test_train_cli_on_a_slice_of_the_shipped_data(tmp_path: Path) -> None:
+def test_train_cli_on_a_slice_of_the_shipped_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`apqopt predictor train` end to end on the first records of the shipped (measured) datasets:
-    predictors and report.json land in --out, and `predictor evaluate` reproduces the report."""
+    predictors and report.json land in --out, and `predictor evaluate` reproduces the report. Two quantized
+    datasets (the uniform and the cost draw, as the shipped build) are pooled; one measured otherwise is refused,
+    named (exit 2)."""
     from apqopt.cli import main
     from apqopt.supernet.collect import load_dataset
 
     assets = Path(__file__).resolve().parents[1] / "apqopt" / "assets" / "fmnist"
-    sizes = {"fp": 80, "quant": 40, "quant_heldout": 40}
+    sizes = {"fp": 80, "quant": 40, "quant_cost": 20, "quant_heldout": 40}
     for name, n in sizes.items():
         header, recs = load_dataset(assets / f"{name}.jsonl")
         lines = [json.dumps(header)] + [json.dumps(r) for r in recs[:n]]
         (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
     out = tmp_path / "pred"
-    flags = {"fp": "fp", "quant": "quant", "heldout": "quant_heldout"}
-    data = [f"--{flag}={tmp_path / f'{name}.jsonl'}" for flag, name in flags.items()]
-    args = ["predictor", "train", *data, "--out", str(out), "--variant", "wide", "--members", "2", "--quiet"]
+    data = [f"--fp={tmp_path / 'fp.jsonl'}", f"--heldout={tmp_path / 'quant_heldout.jsonl'}", "--quant"]
+    pooled = [str(tmp_path / "quant.jsonl"), str(tmp_path / "quant_cost.jsonl")]
+    args = ["predictor", "train", *data, *pooled, "--out", str(out), "--variant", "wide", "--members", "2", "--quiet"]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
-    assert (report["n_fp"], report["n_quant"], report["n_heldout"]) == (80, 40, 40)
+    assert (report["n_fp"], report["n_quant"], report["n_heldout"]) == (80, 60, 40)
+    assert report["data"]["quant"] == pooled
     assert report["settings"]["variant"] == "wide" and {"transfer_wide", "transfer_branch", "scratch"} <= set(report)
     assert len(report["transfer_wide"]["members_pairwise_accuracy"]) == 2
     assert report["wall_s"] > 0  # the build's predictor step, for bench_supernet
@@ -282,6 +285,14 @@ def test_train_cli_on_a_slice_of_the_shipped_data(tmp_path: Path) -> None:
 
     X, y = load_xy(tmp_path / "quant_heldout.jsonl", "fmnist", bits=True)
     assert quant.score(X, y) == pytest.approx(report["transfer_wide"]["pairwise_accuracy"])
+    header, recs = load_dataset(tmp_path / "quant_cost.jsonl")  # the same networks, measured on 1,000 images
+    header["config"]["eval_images"] = 1000
+    other = tmp_path / "quant_1k.jsonl"
+    other.write_text("\n".join(json.dumps(x) for x in [header, *recs]) + "\n")
+    args[args.index(pooled[1])] = str(other)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "quant_1k.jsonl" in err[0] and "eval_images" in err[0], err
 
 
 def test_shipped_predictor_reproduces_its_report() -> None:
@@ -299,7 +310,7 @@ def test_shipped_predictor_reproduces_its_report() -> None:
     shipped = report[f"transfer_{report['settings']['variant']}"]
     assert quant.score(X, y) == pytest.approx(shipped["pairwise_accuracy"], abs=1e-6)
     assert shipped["pairwise_accuracy"] >= 0.80  # the issue's bar
-    for name in ("fp", "quant", "quant_heldout"):
+    for name in ("fp", "quant", "quant_cost", "quant_heldout"):
         header, _ = load_dataset(assets / f"{name}.jsonl")
         assert header["config"]["supernet"] == weights_identity(assets / "supernet.pt")
 

@@ -282,7 +282,11 @@ def add_predictor_parser(sub: Sub) -> None:
     space_arg(ptrain)
     ptrain.add_argument("--fp", type=file_path, required=True, help="fp dataset (apqopt collect fp)")
     ptrain.add_argument(
-        "--quant", type=file_path, required=True, help="quantized training dataset (apqopt collect quant)"
+        "--quant",
+        type=file_path,
+        nargs="+",
+        required=True,
+        help="quantized training dataset(s) (apqopt collect quant); several are pooled, measured alike",
     )
     ptrain.add_argument("--heldout", type=file_path, required=True, help="quantized held-out dataset (another --seed)")
     ptrain.add_argument("--out", required=True, help="folder for fp.pt, quant.pt and their .json")
