@@ -12,6 +12,7 @@ import optuna
 import pytest
 
 from apqopt.compare import CompareReport, MeasureOnce, compare, write_report
+from apqopt.predictor import AccuracyPredictor
 from apqopt.record import RecordCodec
 from apqopt.search import make_searcher
 from apqopt.search.pareto import budget_picks, non_dominated
@@ -591,13 +592,21 @@ def test_extrapolated_predictions_are_marked_in_the_study_and_the_summary(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A recorded run names the trials whose prediction lies outside the predictor's training data (a study
-    attr Optuna's users can read), and `search` marks them '!' in its summary."""
+    attr Optuna's users can read), and `search` marks them '!' in its summary. The predictor here learnt from
+    6- and 8-bit policies only (the shipped one holds the space's corners, so it flags nothing), and a
+    0.2 ms limit needs 4-bit layers."""
     from apqopt.cli import main
     from apqopt.problem_spec import load_problem
     from apqopt.record import RecordCodec
 
+    sp, rng = get_space("fmnist"), np.random.default_rng(0)
+    genes = sp.sample(300, rng)
+    sp.block_genes(genes)[..., 2:] = np.maximum(sp.block_genes(genes)[..., 2:], 1)
+    narrow = AccuracyPredictor("fmnist", "branch", hidden=16, depth=1, max_epochs=2)
+    narrow.fit(sp.encode(genes), 0.8 + 0.1 * rng.random(300)).save(tmp_path / "narrow.pt")
     url = f"sqlite:///{tmp_path / 's.db'}"
     args = ["search", "--latency", "0.2", "--budget", "2000", "--storage", url, "--quiet", "--top", "8"]
+    args += ["--predictor", str(tmp_path / "narrow.pt")]
     assert main([*args, "--json"]) == 0
     best = json.loads(capsys.readouterr().out)["best"]
     study = optuna.load_study(study_name="evolution-fmnist-seed0", storage=open_storage(url))
@@ -605,7 +614,7 @@ def test_extrapolated_predictions_are_marked_in_the_study_and_the_summary(
     assert marked["margin"] == 0.25 and marked["trials"]
     codec = RecordCodec(get_space("fmnist"))
     genes = np.stack([codec.genes(t.params) for t in study.get_trials()])
-    flagged = load_problem("fmnist").outside_data(genes)
+    flagged = load_problem("fmnist", predictor=str(tmp_path / "narrow.pt")).outside_data(genes)
     assert np.flatnonzero(flagged).tolist() == marked["trials"]
     assert any(b["outside_predictor_data"] for b in best)
     assert main([*args, "--study", "again"]) == 0
