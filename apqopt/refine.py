@@ -144,15 +144,16 @@ def refine(
     """Run (or resume) ``cfg.rounds`` rounds; returns the report (also ``OUT/report.json`` and ``.md``).
 
     ``predictor``: where round 1 starts (default: the space's shipped quantized predictor);
-    ``base_data``: the quantized dataset it was trained on (default: the space's shipped one);
+    ``base_data``: the quantized dataset it was trained on (default: the space's shipped ones, pooled);
     ``supernet_id``: which weights measure (``weights_identity`` of the file; stored, and checked on resume)."""
     from apqopt.predictor import AccuracyPredictor
     from apqopt.predictor.metrics import pairwise_accuracy
+    from apqopt.predictor.train import load_pooled
     from apqopt.problem_spec import load_problem
     from apqopt.search import make_searcher
-    from apqopt.shipped import asset_dir, predictor_path
+    from apqopt.shipped import predictor_path, quant_training_paths
     from apqopt.studies import check_study_name, open_storage, record, run_settings, settings_digest
-    from apqopt.supernet.collect import CollectConfig, append_record, dataset_arrays, measure
+    from apqopt.supernet.collect import CollectConfig, append_record, measure
     from apqopt.supernet.data import accuracy_stderr, load_split
     from apqopt.supernet.quant import FinetuneConfig
 
@@ -164,7 +165,9 @@ def refine(
         raise ConfigError(f"refine: --out {out} is a file; refine writes a folder (its rounds and report)")
     start = Path(predictor) if predictor else predictor_path(space.name)
     label = str(start) if predictor else f"shipped {space.name} quant.pt"  # a shipped file moves with the package
-    base = Path(base_data) if base_data else asset_dir(space.name) / "quant.jsonl"
+    base = [Path(base_data)] if base_data else quant_training_paths(space.name)
+    if not base:
+        raise ConfigError(f"refine: space '{space.name}' ships no quantized dataset; give --base-data")
     if not start.exists():
         raise ConfigError(f"refine: no predictor at {start}")
     store = open_storage(storage)  # a storage that cannot be used fails before anything is written
@@ -182,7 +185,7 @@ def refine(
     data_path = out / "refine.jsonl"
     recs = _read(data_path, header)
     split = load_split(measure_cfg.split, supernet.data, space.name).subset(cfg.eval_images)
-    X_base, y_base = _xy(dataset_arrays(base), space)
+    X_base, y_base = load_pooled(base, space.name)
     rounds: list[dict[str, Any]] = []
     current = start
     for r in range(1, cfg.rounds + 1):
@@ -269,13 +272,6 @@ def refine(
     atomic_write(out / "report.json", json.dumps(summary, indent=2) + "\n")
     atomic_write(out / "report.md", _markdown(summary))
     return summary
-
-
-def _xy(arrays: tuple[Any, np.ndarray, np.ndarray], space: Any) -> tuple[np.ndarray, np.ndarray]:
-    sp, genes, acc = arrays
-    if sp.name != space.name:
-        raise ConfigError(f"refine: the base dataset holds space '{sp.name}', not '{space.name}'")
-    return space.encode(genes, bits=True), acc
 
 
 def _markdown(s: dict[str, Any]) -> str:

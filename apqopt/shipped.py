@@ -25,6 +25,18 @@ def predictor_path(space: str, kind: str = "quant") -> Path:
     return asset_dir(space) / "predictor" / f"{kind}.pt"
 
 
+# The quantized datasets the shipped predictor learnt from, pooled (`apqopt predictor train --quant ...`,
+# scripts/build-fmnist-assets.sh): a uniform draw and, since #32, a cost draw that reaches the cheap and
+# dear ends where searches go. refine fine-tunes on the same pool; benchmarks leave these networks out.
+QUANT_TRAINING = ("quant.jsonl", "quant_cost.jsonl")
+
+
+def quant_training_paths(space: str) -> list[Path]:
+    """The shipped predictor's quantized training datasets that ``space`` has (a dataset may be sharded)."""
+    folder = asset_dir(space)
+    return [folder / n for n in QUANT_TRAINING if any(folder.glob(f"{Path(n).stem}.*jsonl"))]
+
+
 def sensitivity_path(space: str) -> Path:
     """The shipped supernet-wide sensitivity table (``joint-ilp``'s per-layer costs; `apqopt sensitivity`)."""
     return asset_dir(space) / "sensitivity.json"

@@ -14,6 +14,9 @@ from pathlib import Path
 import optuna
 import pytest
 
+from apqopt.shipped import quant_training_paths
+from apqopt.supernet.collect import dataset_arrays
+
 ARGS = ["--rounds", "2", "--per-round", "2", "--budget", "40", "--eval-images", "100", "--finetune-steps", "5"]
 
 
@@ -61,6 +64,8 @@ def test_refine_rounds_resume_without_remeasuring(tmp_path: Path, shipped_supern
     # a round's predictor rebuilt from the file (its .pt is not committed) is the one it was: round 1 learns
     # round 1's networks only, never those of a later round that the file already holds
     first = (out / "round-1" / "predictor.pt.json").read_text()
+    base = sum(len(dataset_arrays(p)[2]) for p in quant_training_paths("fmnist"))  # the shipped pool, all of it
+    assert json.loads(first)["fit"]["n"] == base + 10 * 2 and len(quant_training_paths("fmnist")) == 2
     (out / "round-1" / "predictor.pt").unlink()
     rebuilt = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert rebuilt.returncode == 0 and (out / "round-1" / "predictor.pt.json").read_text() == first

@@ -37,6 +37,8 @@ def load_pooled(paths: PathLike | Sequence[PathLike], space: str) -> tuple[np.nd
     """Several quantized datasets as one training set: they may draw their networks differently (a
     uniform draw and a cost draw), but must be measured the same way; the first that is not is named."""
     paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    if not paths:
+        raise PredictorError("no quantized dataset to train on")
     first: dict[str, Any] | None = None
     xs, ys = [], []
     for path in paths:
