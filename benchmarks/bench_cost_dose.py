@@ -9,11 +9,16 @@ epochs at most, lr 3e-4, seed 0) on its first 48, 96, ... records. Each predicto
 held-out networks and on the refine_pick front networks that no dose learnt from (the same set for all).
 
 Run: python benchmarks/bench_cost_dose.py   (2 torch threads; collecting is the long part, ~10 s a network)
+Published numbers (2026-12-07): ``--predictor`` the fmnist predictor shipped before that day's rebuild
+(``git show a07bf03:apqopt/assets/fmnist/predictor/quant.pt``, and its ``.json``); the rebuilt one learnt
+these networks, so against it this measures nothing new.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,6 +54,9 @@ def noise_ceiling(measured: np.ndarray, stderr: np.ndarray, draws: int = 200) ->
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--predictor", type=Path, default=predictor_path("fmnist"), help="the one fine-tuned")
+    args = ap.parse_args()
     torch.set_num_threads(2)
     records = [json.loads(x) for x in DATA.read_text().splitlines()[1:]]
     n_all = len(records)
@@ -64,7 +72,7 @@ def main() -> None:
     result: dict = {"doses": {}, "front_left_out": left_out, "collected": n_all, "heldout_noise_ceiling": ceiling}
     errors = {}
     for dose in (0, *doses):
-        pred = AccuracyPredictor.load(predictor_path("fmnist"))
+        pred = AccuracyPredictor.load(args.predictor)
         if dose:
             warm_fit(pred, (X_base, y_base), (X_all[:dose], y_all[:dose]))
         held, e_h = error_scores(pred.predict(Xh), yh)

@@ -15,6 +15,9 @@ the *front* networks of ``benchmarks/results/refine_pick`` (its 48 picks and 14 
 once, leaving out any an arm learnt from (the cost draw's first corner, the cheapest network, is on the fronts).
 
 Run: python benchmarks/bench_stratified.py [--n 48]   (2 torch threads; measuring ~10 s per network)
+Published numbers (2026-12-07): ``--predictor`` the fmnist predictor shipped before that day's rebuild
+(``git show a07bf03:apqopt/assets/fmnist/predictor/quant.pt``, and its ``.json``); the rebuilt one learnt
+these networks, so against it this measures nothing new.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -70,6 +74,7 @@ def front_set(learnt: set[bytes]) -> tuple[np.ndarray, np.ndarray, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=48, help="networks per extra dataset")
+    ap.add_argument("--predictor", type=Path, default=predictor_path("fmnist"), help="the one fine-tuned")
     args = ap.parse_args()
     torch.set_num_threads(2)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -83,9 +88,9 @@ def main() -> None:
     Xf, yf, left_out = front_set(learnt)
     result["front_left_out"] = left_out
     errors: dict = {}
-    shipped = AccuracyPredictor.load(predictor_path("fmnist"))
+    shipped = AccuracyPredictor.load(args.predictor)
     for name in ("shipped", *ARMS):
-        pred = AccuracyPredictor.load(predictor_path("fmnist"))
+        pred = AccuracyPredictor.load(args.predictor)
         if name != "shipped":
             X, y = load_xy(OUT / f"quant_{name}.jsonl", "fmnist", bits=True)
             warm_fit(pred, (X_base, y_base), (X, y))
