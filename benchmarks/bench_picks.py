@@ -42,10 +42,11 @@ def picks(storage: str, tag: str) -> tuple[dict[str, dict[bytes, dict]], str]:
         if rec.compare_tag != tag:
             continue
         study = optuna.load_study(study_name=summary.study_name, storage=store)
+        trials = study.get_trials(deepcopy=False)  # once: study.trials copies every trial at each access
         codec, space = rec.codec(), rec.space()
         images.add(rec.verify_images)
         for number, v in rec.verified.items():
-            genes = codec.genes(study.trials[number].params)
+            genes = codec.genes(trials[number].params)
             key = space.canonical(genes[None])[0].astype(np.int64)
             row = {"genes": key.tolist(), "measured": v.measured_accuracy, "stderr": v.stderr}
             out[str(rec.searcher)].setdefault(key.tobytes(), {**row, "latency_ms": v.latency_ms})
@@ -64,6 +65,12 @@ def main() -> None:
     name_out = args.name or f"picks_{args.tag}"
     by_searcher, images = picks(args.storage, args.tag)
     pred = AccuracyPredictor.load(args.predictor)
+    shipped = args.predictor.resolve() == predictor_path("fmnist").resolve()
+    label = (
+        f"the shipped predictor ({pred.metadata_.get('fit', {}).get('n', '?')} training pairs)"
+        if shipped
+        else str(args.predictor)
+    )
     rows = [["searcher", "distinct picks", "MAE (points) ± SE", "bias ± SE", "worst |error|", "80% interval coverage"]]
     result: dict = {"tag": args.tag, "images": images, "searchers": {}}
     everything: dict[bytes, dict] = {}
@@ -105,7 +112,7 @@ def main() -> None:
     wrong = [f"{a['measured_better']} > {a['than']}" for a in agree if not a["predicted_agrees"]]
     notes = (
         f"Picks of `{args.tag}` (every searcher x seed, K budget picks per run), each network once per searcher "
-        f"and once in 'all'; measured on the {images} images; predicted by {args.predictor} (its calibrated "
+        f"and once in 'all'; measured on the {images} images; predicted by {label} (its calibrated "
         "std; the hypervolumes are the searches' own predictions). #32's targets: MAE <= 1.0 point for every "
         "searcher, worst error <= 3 points, 80% intervals cover 70-90%. Predicted HV ranks the searchers as "
         f"measured HV does in {sum(a['predicted_agrees'] for a in agree)} of the {len(agree)} pairs the measured "

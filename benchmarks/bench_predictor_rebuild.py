@@ -136,9 +136,12 @@ def main() -> None:
                  "" if which == "before" else f"{d['mean_points']:+.2f} ± {d['se_points']:.2f}, "
                  f"{d['pairwise_diff']:+.3f} ± {d['pairwise_diff_se']:.3f}"]
             )  # fmt: skip
+    shipped = args.after.resolve() == predictor_path("fmnist").resolve()
+    after = "the shipped predictor" if shipped else str(args.after)
     notes = (
-        f"before: {args.before}; after: {args.after} ({preds['after'].metadata_.get('fit', {}).get('n', '?')} "
-        f"training pairs). Networks a training dataset holds ({len(trained)}) are left out of every set. "
+        f"before: {args.before} ({preds['before'].metadata_.get('fit', {}).get('n', '?')} training pairs); after: "
+        f"{after} ({preds['after'].metadata_.get('fit', {}).get('n', '?')} training pairs). Networks a training "
+        f"dataset holds ({len(trained)}) are left out of every set. "
         f"Val picks from {', '.join(val_files)}; test picks from {', '.join(test_files)}. "
         "Coverage: the calibrated 80% intervals (each predictor's own scale). "
         f"Command: python benchmarks/bench_predictor_rebuild.py --before {args.before}"
