@@ -29,11 +29,10 @@ from _common import RESULTS, error_scores, paired, write
 
 from apqopt.predictor import AccuracyPredictor
 from apqopt.predictor.metrics import interval_coverage, pairwise_accuracy
-from apqopt.shipped import asset_dir, predictor_path
+from apqopt.shipped import asset_dir, predictor_path, quant_training_paths
 from apqopt.supernet.collect import dataset_arrays
 
 GOOD = 0.89  # #32: "among policies measured >= 89%"
-TRAINING = ("quant.jsonl", "quant_cost.jsonl")  # the assets' quantized training datasets
 HELDOUT_IMAGES = RESULTS / "heldout_images" / "remeasured.jsonl"
 VAL_PICKS = {  # file -> the key of its val-measured accuracy
     "table2.rows.jsonl": "measured",
@@ -96,8 +95,8 @@ def main() -> None:
     args = ap.parse_args()
     preds = {"before": AccuracyPredictor.load(args.before), "after": AccuracyPredictor.load(args.after)}
     trained = set()
-    for name in TRAINING:
-        _, g, _ = dataset_arrays(asset_dir("fmnist") / name)
+    for path in quant_training_paths("fmnist"):
+        _, g, _ = dataset_arrays(path)
         trained.update(row.astype(np.int64).tobytes() for row in g)
     sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     _, held, y_rec = dataset_arrays(asset_dir("fmnist") / "quant_heldout.jsonl")

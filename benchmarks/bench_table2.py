@@ -26,7 +26,13 @@ results/table2.test.jsonl (resumable), and the report adds the table on them: ea
 once per cell (two seeds that picked one network are one piece of evidence), and each joint method against
 each staged one (not the best of six against the best of two).
 
+With the predictor rebuilt on 2026-12-07 (#32), ``--rebuilt`` runs the three joint searches again with the
+predictor shipped now (rows in results/table2_rebuilt.rows.jsonl, the same seeds and budgets), measures their
+picks on val and on test, and reports them on the test images against the staged pipelines' picks above
+(staged OHQ does not use the quantization-aware predictor; staged HAQ's rows are the old predictor's).
+
 Run: python benchmarks/bench_table2.py [--seeds 3] [--evaluations 1000] [--budgets 0,1,2,3] [--threads 1]
+     python benchmarks/bench_table2.py --rebuilt [--budgets 0,1] [--threads 1]   # then --rebuilt --test-images
      python benchmarks/bench_table2.py --test-images [--threads 1]   # the picks again, on test images
      python benchmarks/bench_table2.py --report      # the table from the rows written so far
 """
@@ -60,6 +66,8 @@ from apqopt.verify import measure_config
 
 ROWS = RESULTS / "table2.rows.jsonl"
 TEST_ROWS = RESULTS / "table2.test.jsonl"  # the picks measured again on the test images
+REBUILT_ROWS = RESULTS / "table2_rebuilt.rows.jsonl"  # the joint searches with the rebuilt predictor
+REBUILT_TEST_ROWS = RESULTS / "table2_rebuilt.test.jsonl"
 BUDGETS = (("latency", 0.35), ("latency", 0.45), ("latency", 0.56), ("energy", 0.42))
 FIXED = ("fixed-W8A8", "fixed-W6A6", "fixed-W4A4")
 STAGED = ("staged-haq", "staged-ohq")
@@ -108,17 +116,20 @@ class Bench:
         self.quant = AccuracyPredictor.load(predictor_path("fmnist"), space="fmnist")
         self.fp = AccuracyPredictor.load(predictor_path("fmnist", "fp"), space="fmnist")
         refined = Path(args.refined)
-        if not refined.exists():
+        if not refined.exists() and not args.rebuilt:  # --rebuilt runs no refined search
             raise SystemExit(
                 f"no refined predictor at {refined}: rebuild it with "
                 "`apqopt refine --rounds 3 --out benchmarks/results/refine_fmnist` (no new measurements)"
             )
-        self.refined = AccuracyPredictor.load(refined, space="fmnist")
+        self.refined = AccuracyPredictor.load(refined, space="fmnist") if refined.exists() else None
         self.net = load_supernet(supernet_path("fmnist"))
         self.cfg = CollectConfig(kind="quant", space="fmnist")
-        self.rows = read_rows()
+        self.rows_path = REBUILT_ROWS if args.rebuilt else ROWS
+        self.rows = read_rows(self.rows_path)
         self.done = {(r["budget"], r["method"], r["seed"]) for r in self.rows}
-        self.measured = {tuple(r["genes"]): (r["measured"], r["measure_s"]) for r in self.rows}
+        # one network, one number: picks the first run measured are not measured again
+        known = [*read_rows(), *self.rows] if args.rebuilt else self.rows
+        self.measured = {tuple(r["genes"]): (r["measured"], r["measure_s"]) for r in known if "measured" in r}
 
     def measure(self, genes: np.ndarray) -> tuple[float, float]:
         """(accuracy, seconds): a network measured before (by any method) is not measured again."""
@@ -154,7 +165,7 @@ class Bench:
             }
         self.rows.append(rec)
         self.done.add((rec["budget"], method, seed))
-        with ROWS.open("a") as fh:  # one short line per write: appends of two workers do not interleave
+        with self.rows_path.open("a") as fh:  # one short line per write: appends of two workers do not interleave
             fh.write(json.dumps(rec) + "\n")
         print({k: v for k, v in rec.items() if k != "genes"}, flush=True)
 
@@ -164,6 +175,12 @@ class Bench:
     def run_budget(self, budget: tuple[str, float]) -> None:
         name, limit = budget
         problem = Problem(SP, self.quant, self.lut, constraints={name: limit})
+        if self.args.rebuilt:  # only what the rebuilt predictor changes the search of
+            for seed in range(self.args.seeds):
+                for method in JOINT:
+                    if self.todo(budget, method, seed):
+                        self.joint(budget, method, seed, self.quant)
+            return
         for bits, method in zip((8, 6, 4), FIXED):
             if self.todo(budget, method, 0):
                 self.record(budget, method, 0, problem, SP.from_candidates([fixed_architecture(bits)])[0], search_s=0.0)
@@ -171,22 +188,24 @@ class Bench:
             if any(self.todo(budget, m, seed) for m in STAGED):
                 self.staged(budget, seed)
             for method in (*JOINT, *REFINED):
-                if not self.todo(budget, method, seed):
-                    continue
-                pred = self.refined if method.endswith("+refine") else self.quant
-                p = Problem(SP, pred, self.lut, constraints={name: limit})
-                res = make_searcher(method.removesuffix("+refine"), seed=seed).run(p, self.args.evaluations)
-                i = res.best()
-                # the searched problem's predictor scores it; the table reports the quantization-aware one too
-                self.record(
-                    budget,
-                    method,
-                    seed,
-                    p,
-                    None if i < 0 else res.evaluated.genes[i],
-                    search_s=round(res.wall_s, 1),
-                    evaluations=len(res.evaluated),
-                )
+                if self.todo(budget, method, seed):
+                    self.joint(budget, method, seed, self.refined if method.endswith("+refine") else self.quant)
+
+    def joint(self, budget: tuple[str, float], method: str, seed: int, pred: AccuracyPredictor) -> None:
+        name, limit = budget
+        p = Problem(SP, pred, self.lut, constraints={name: limit})
+        res = make_searcher(method.removesuffix("+refine"), seed=seed).run(p, self.args.evaluations)
+        i = res.best()
+        # the searched problem's predictor scores it
+        self.record(
+            budget,
+            method,
+            seed,
+            p,
+            None if i < 0 else res.evaluated.genes[i],
+            search_s=round(res.wall_s, 1),
+            evaluations=len(res.evaluated),
+        )
 
     def staged(self, budget: tuple[str, float], seed: int) -> None:
         name, limit = budget
@@ -249,19 +268,19 @@ def read_rows(path: Path = ROWS) -> list[dict[str, Any]]:
     return out
 
 
-def measure_on_test(threads: int) -> None:
+def measure_on_test(threads: int, rows: Path = ROWS, test_rows: Path = TEST_ROWS) -> None:
     """Every distinct measured pick once more, on the test images (resumable: one line per network)."""
     from tqdm import tqdm
 
-    done = {tuple(r["genes"]) for r in read_rows(TEST_ROWS)}
-    todo = list(dict.fromkeys(tuple(r["genes"]) for r in read_rows() if "measured" in r))
+    done = {tuple(r["genes"]) for r in (*read_rows(test_rows), *read_rows(TEST_ROWS))}  # measured once
+    todo = list(dict.fromkeys(tuple(r["genes"]) for r in read_rows(rows) if "measured" in r))
     todo = [g for g in todo if g not in done]
     net, cfg = load_supernet(supernet_path("fmnist")), measure_config("fmnist", "test")
     for genes in tqdm(todo, desc="picks on test images"):
         t0 = time.perf_counter()
         acc = measure(net, SP.to_candidates(np.array(genes)[None])[0], cfg, seed=MEASURE_SEED)
         rec = {"genes": list(genes), "test": acc, "stderr": accuracy_stderr(acc, cfg.eval_images)}
-        with TEST_ROWS.open("a") as fh:
+        with test_rows.open("a") as fh:
             fh.write(json.dumps({**rec, "measure_s": round(time.perf_counter() - t0, 1), "threads": threads}) + "\n")
 
 
@@ -441,6 +460,47 @@ def report(args: argparse.Namespace) -> None:
     write("table2", data, table, notes)
 
 
+def report_rebuilt() -> None:
+    """The joint searches with the rebuilt predictor against the staged pipelines, on the test images."""
+    old = [r for r in read_rows() if r["method"] in STAGED]
+    new = read_rows(REBUILT_ROWS)
+    on = {tuple(r["genes"]): r for r in (*read_rows(TEST_ROWS), *read_rows(REBUILT_TEST_ROWS))}
+    cells = distinct_cells([*old, *new], on)
+    versus = each_against_each(cells)
+    labels = [budget_label(b) for b in BUDGETS]
+    table = [["method", *labels]]
+    for m in (*STAGED, *JOINT):
+        row = [m + (" (rebuilt predictor)" if m in JOINT else "")]
+        for b in labels:
+            c = cells[b].get(m)
+            seeds = "" if c is None or c["n"] == c["seeds"] else f" of {c['seeds']} picks"
+            row.append("" if c is None else f"{100 * c['mean']:.2f} ± {100 * c['se']:.2f} (n={c['n']}{seeds})")
+        table.append(row)
+    lines = []
+    for b, vs in versus.items():
+        txt = [
+            f"{x['joint']} vs {x['staged']} {100 * x['diff']:+.2f} ± {100 * x['se']:.2f} ({x['verdict']})" for x in vs
+        ]
+        lines.append(f"- {b}: " + "; ".join(txt))
+    pred = {}
+    for m in JOINT:
+        rs = [r for r in new if r["method"] == m and r.get("feasible") and tuple(r["genes"]) in on]
+        if rs:
+            pred[m] = 100 * float(np.mean([r["predicted"] - r["measured"] for r in rs]))
+    notes = (
+        "Test-image accuracy % (mean ± SE over the distinct networks each method's 3 seeds picked; SE never below "
+        "the measurements' own). Joint rows: `python benchmarks/bench_table2.py --rebuilt`, then `--rebuilt "
+        "--test-images`, the predictor shipped since the 2026-12-07 rebuild; staged rows: the picks of the table2 "
+        "run (staged OHQ never reads the quantization-aware predictor; staged HAQ's agent was rewarded by the old "
+        "one). Each joint method against each staged one, separated beyond 1.96 SE:\n\n"
+        + "\n".join(lines)
+        + "\n\nPredicted − measured (val) on the rebuilt joint picks, points: "
+        + ", ".join(f"{m} {v:+.2f}" for m, v in pred.items())
+    )
+    write("table2_rebuilt", {"cells": cells, "each_against_each": versus, "bias_points_val": pred, "rows": new},
+          table, notes)  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
@@ -450,8 +510,18 @@ def main() -> None:
     ap.add_argument("--refined", default=str(REFINED_DEFAULT), help="the predictor after 3 refine rounds")
     ap.add_argument("--report", action="store_true", help="only write the table from the rows so far")
     ap.add_argument("--test-images", action="store_true", help="measure every pick again on the test images")
+    ap.add_argument("--rebuilt", action="store_true", help="the joint searches again with the shipped predictor")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.rebuilt:
+        if args.test_images:
+            measure_on_test(args.threads, REBUILT_ROWS, REBUILT_TEST_ROWS)
+        elif not args.report:
+            bench = Bench(args)
+            for i in (int(x) for x in args.budgets.split(",")):
+                bench.run_budget(BUDGETS[i])
+        report_rebuilt()
+        return
     if args.test_images:
         measure_on_test(args.threads)
     elif not args.report:
