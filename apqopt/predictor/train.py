@@ -33,10 +33,15 @@ def load_xy(path: PathLike, space: str, bits: bool) -> tuple[np.ndarray, np.ndar
     return sp.encode(genes, bits=bits), acc
 
 
+def dataset_list(paths: PathLike | Sequence[PathLike]) -> list[PathLike]:
+    """One dataset or several, as a list."""
+    return [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+
+
 def load_pooled(paths: PathLike | Sequence[PathLike], space: str) -> tuple[np.ndarray, np.ndarray]:
     """Several quantized datasets as one training set: they may draw their networks differently (a
     uniform draw and a cost draw), but must be measured the same way; the first that is not is named."""
-    paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    paths = dataset_list(paths)
     if not paths:
         raise PredictorError("no quantized dataset to train on")
     first: dict[str, Any] | None = None
@@ -98,7 +103,7 @@ def train_predictors(
     assert best is not None
     fp.save(out / "fp.pt", metrics={"fp_predictor_on_quantized_heldout": results["fp_on_heldout"]})
     best.save(out / "quant.pt", metrics=results[f"transfer_{variant}"])
-    quant = [str(p) for p in quant_data] if not isinstance(quant_data, str | os.PathLike) else [str(quant_data)]
+    quant = [str(p) for p in dataset_list(quant_data)]
     results["data"] = {"fp": str(fp_data), "quant": quant if len(quant) > 1 else quant[0], "heldout": str(heldout_data)}
     results["settings"] = {"space": space, "variant": variant, "seed": seed, "members": members}
     results["wall_s"] = round(time.perf_counter() - t0, 1)  # the build's last step (bench_supernet reports it)
