@@ -58,6 +58,26 @@ def _done(settings: dict) -> dict[int, dict]:
     return {r["index"]: r for r in map(json.loads, lines[1:])}
 
 
+def remeasured() -> dict[int, dict]:
+    """The held-out networks measured so far on the other images, by dataset index."""
+    return {r["index"]: r for r in map(json.loads, OUT.read_text().splitlines()[1:])}
+
+
+def other_images(rows: list[dict]) -> np.ndarray:
+    """Each network's accuracy on the 15,000 other images: its val-rest and test accuracies pooled by size."""
+    return (np.array([r["val_rest"] for r in rows]) * 5000 + np.array([r["test"] for r in rows]) * 10000) / 15000
+
+
+def other_labels() -> np.ndarray | None:
+    """:func:`other_images` of every held-out network in the dataset's order (None until all are measured):
+    the less noisy labels other benchmarks score predictors against."""
+    if not OUT.exists():
+        return None
+    by_index = remeasured()
+    held = load_dataset(asset_dir("fmnist") / "quant_heldout.jsonl")[1]
+    return other_images([by_index[r["index"]] for r in held]) if all(r["index"] in by_index for r in held) else None
+
+
 def remeasure() -> list[dict]:
     header, held = load_dataset(asset_dir("fmnist") / "quant_heldout.jsonl")
     conf = dict(header["config"])
@@ -117,8 +137,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     held = load_dataset(asset_dir("fmnist") / "quant_heldout.jsonl")[1]
     if args.no_measure:
-        lines = OUT.read_text().splitlines()[1:]
-        by_index = {r["index"]: r for r in map(json.loads, lines)}
+        by_index = remeasured()
         rows = [by_index[r["index"]] for r in held if r["index"] in by_index]
     else:
         rows = remeasure()
@@ -130,7 +149,7 @@ def main() -> None:
     # two fine-tunes of one network on the same images differ by float rounding alone: their spread is the
     # fine-tune's own noise, which a record carries beside the binomial noise of its images
     ft_sd = float(np.std(rebuilt[:, 0] - rebuilt[:, 1], ddof=1) / np.sqrt(2))
-    more = (np.array([r["val_rest"] for r in rows]) * 5000 + np.array([r["test"] for r in rows]) * 10000) / 15000
+    more = other_images(rows)
     binom = np.vectorize(accuracy_stderr)
     sd_own = np.sqrt(binom(own, 5000) ** 2 + ft_sd**2)
     sd_more = np.sqrt(binom(more, 15000) ** 2 + ft_sd**2)

@@ -17,11 +17,11 @@ Run: python benchmarks/bench_predictor_models.py   (1 torch thread; ~5 min)
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import torch
-from _common import RESULTS, write
+from _common import write
+from bench_heldout_images import other_labels
+from bench_sensitivity_feature import operator_sensitivity
 
 from apqopt.predictor import AccuracyPredictor
 from apqopt.predictor.metrics import pairwise_accuracy
@@ -30,20 +30,6 @@ from apqopt.sensitivity import SensitivityTable
 from apqopt.shipped import asset_dir, predictor_path, quant_training_paths, sensitivity_path
 from apqopt.supernet.collect import dataset_arrays
 
-HELDOUT_IMAGES = RESULTS / "heldout_images" / "remeasured.jsonl"
-
-
-def operator_sensitivity(table: SensitivityTable, space, genes: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Per network, each block's pointwise and depthwise MQE sensitivity at its bits (0 where inactive)."""
-    choice = {c: i for i, c in enumerate(table.choices)}
-    out = np.zeros((len(genes), 2 * table.values.shape[0]))
-    for r, cand in enumerate(space.to_candidates(genes)):
-        for b, blk in space.active_blocks(cand):
-            k, m = space.kernels.index(blk.kernel), space.middle_choices[b].index(blk.middle)
-            out[r, 2 * b] = table.values[b, k, m, 0, choice[(blk.pw_w, blk.pw_a)]]
-            out[r, 2 * b + 1] = table.values[b, k, m, 1, choice[(blk.dw_w, blk.dw_a)]]
-    return out
-
 
 def main() -> None:
     from sklearn.ensemble import HistGradientBoostingRegressor
@@ -51,8 +37,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     sp, held, y_rec = dataset_arrays(asset_dir("fmnist") / "quant_heldout.jsonl")
-    rem = sorted((json.loads(x) for x in HELDOUT_IMAGES.read_text().splitlines()[1:]), key=lambda r: r["index"])
-    other = np.array([(5000 * r["val_rest"] + 10000 * r["test"]) / 15000 for r in rem])
+    other = other_labels()
+    if other is None:
+        raise SystemExit("the held-out networks are not all re-measured: run benchmarks/bench_heldout_images.py")
     labels = {"record": y_rec, "averaged": (y_rec + other) / 2}
     table = SensitivityTable.load(sensitivity_path("fmnist"))
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import RESULTS, error_scores, paired, write
+from bench_heldout_images import other_labels
 
 from apqopt.predictor import AccuracyPredictor
 from apqopt.predictor.metrics import interval_coverage, pairwise_accuracy
@@ -33,7 +34,6 @@ from apqopt.shipped import asset_dir, predictor_path, quant_training_paths
 from apqopt.supernet.collect import dataset_arrays
 
 GOOD = 0.89  # #32: "among policies measured >= 89%"
-HELDOUT_IMAGES = RESULTS / "heldout_images" / "remeasured.jsonl"
 VAL_PICKS = {  # file -> the key of its val-measured accuracy
     "table2.rows.jsonl": "measured",
     "related_methods.rows.jsonl": "measured",
@@ -100,9 +100,8 @@ def main() -> None:
         trained.update(row.astype(np.int64).tobytes() for row in g)
     sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     _, held, y_rec = dataset_arrays(asset_dir("fmnist") / "quant_heldout.jsonl")
-    if HELDOUT_IMAGES.exists():
-        rem = sorted((json.loads(x) for x in HELDOUT_IMAGES.read_text().splitlines()[1:]), key=lambda r: r["index"])
-        other = np.array([(5000 * r["val_rest"] + 10000 * r["test"]) / 15000 for r in rem])
+    other = other_labels()
+    if other is not None:
         sets["200 held-out, record labels"] = (held, y_rec)
         sets["200 held-out, other 15,000 images"] = (held, other)
         sets["200 held-out, both averaged"] = (held, (y_rec + other) / 2)

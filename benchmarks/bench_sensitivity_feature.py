@@ -26,16 +26,21 @@ from apqopt.shipped import asset_dir, predictor_path, sensitivity_path
 from apqopt.supernet.collect import dataset_arrays
 
 
-def sensitivity_sum(table: SensitivityTable, space, genes: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """S per network: the MQE sensitivity of every active operator at its bits, summed."""
+def operator_sensitivity(table: SensitivityTable, space, genes: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Per network, each block's pointwise and depthwise MQE sensitivity at its bits (0 where inactive)."""
     choice = {c: i for i, c in enumerate(table.choices)}
-    out = np.zeros(len(genes))
+    out = np.zeros((len(genes), 2 * table.values.shape[0]))
     for r, cand in enumerate(space.to_candidates(genes)):
         for b, blk in space.active_blocks(cand):
             k, m = space.kernels.index(blk.kernel), space.middle_choices[b].index(blk.middle)
-            out[r] += table.values[b, k, m, 0, choice[(blk.pw_w, blk.pw_a)]]
-            out[r] += table.values[b, k, m, 1, choice[(blk.dw_w, blk.dw_a)]]
+            out[r, 2 * b] = table.values[b, k, m, 0, choice[(blk.pw_w, blk.pw_a)]]
+            out[r, 2 * b + 1] = table.values[b, k, m, 1, choice[(blk.dw_w, blk.dw_a)]]
     return out
+
+
+def sensitivity_sum(table: SensitivityTable, space, genes: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """S per network: the MQE sensitivity of every active operator at its bits, summed."""
+    return operator_sensitivity(table, space, genes).sum(axis=1)
 
 
 def main() -> None:
