@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+MEASURE_SEED = 11  # fine-tune seed of every pick bench_related and bench_table2 measure: one network, one number
 
 
 def machine() -> dict[str, Any]:
@@ -85,3 +87,44 @@ def warm_fit(pred: Any, base: tuple[np.ndarray, np.ndarray], extra: tuple[np.nda
     X = np.concatenate([base[0], np.repeat(extra[0], 10, 0)])
     pred.fit(X, np.concatenate([base[1], np.repeat(extra[1], 10)]), True)
     return pred
+
+
+def read_own_lines(path: Path) -> list[dict[str, Any]]:
+    """The complete lines of a rows file that only this process appends to: a torn last line (a kill
+    mid-write) is cut off, so the next append starts on a line of its own. A file that several
+    processes append to must not be cut (the tail may be another's write in flight)."""
+    from apqopt.supernet.collect import cut_torn_line
+
+    if not path.exists():
+        return []
+    text = path.read_bytes()
+    good = text.rfind(b"\n") + 1
+    cut_torn_line(path, good)
+    return [json.loads(line) for line in text[:good].decode().splitlines()]
+
+
+def measure_on_test(
+    picks: Iterable[Sequence[int]], out: Path, threads: int, skip: Iterable[Sequence[int]] = ()
+) -> None:
+    """Each distinct pick (genes) measured once more on the fmnist test images, one line per network in
+    ``out`` as it finishes (resumable: networks already in ``out`` or in ``skip`` are not measured again)."""
+    from tqdm import tqdm
+
+    from apqopt import get_space
+    from apqopt.shipped import supernet_path
+    from apqopt.supernet.collect import append_record, measure
+    from apqopt.supernet.data import accuracy_stderr
+    from apqopt.supernet.train import load_supernet
+    from apqopt.verify import measure_config
+
+    done = {tuple(r["genes"]) for r in read_own_lines(out)} | {tuple(g) for g in skip}
+    todo = [g for g in dict.fromkeys(tuple(g) for g in picks) if g not in done]
+    if not todo:
+        return
+    sp, net, cfg = get_space("fmnist"), load_supernet(supernet_path("fmnist")), measure_config("fmnist", "test")
+    with out.open("a") as fh:
+        for genes in tqdm(todo, desc="picks on test images"):
+            t0 = time.perf_counter()
+            acc = measure(net, sp.to_candidates(np.array(genes)[None])[0], cfg, seed=MEASURE_SEED)
+            rec = {"genes": list(genes), "test": acc, "stderr": accuracy_stderr(acc, cfg.eval_images)}
+            append_record(fh, {**rec, "measure_s": round(time.perf_counter() - t0, 1), "threads": threads})

@@ -22,11 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, error_scores, write
+from _common import MEASURE_SEED, RESULTS, error_scores, measure_on_test, read_own_lines, write
 
 from apqopt import get_space
 from apqopt.hardware.lut import load_shipped
@@ -35,51 +34,23 @@ from apqopt.search import make_searcher
 from apqopt.search.problem import Problem
 from apqopt.settings import mqe_cache_dir
 from apqopt.shipped import predictor_path, supernet_path
-from apqopt.supernet.collect import CollectConfig, append_record, cut_torn_line, measure
-from apqopt.supernet.data import accuracy_stderr
+from apqopt.supernet.collect import CollectConfig, measure
 from apqopt.supernet.evaluate import bn_slice, reestimate_bn
 from apqopt.supernet.mqe import mqe_sensitivity, synthetic_inputs
 from apqopt.supernet.train import load_supernet
-from apqopt.verify import measure_config
 
 METHODS = ("haq", "ohq", "evolution", "pymoo-nsga2")
 ROWS = RESULTS / "related_methods.rows.jsonl"  # one line per finished (architecture, budget, method): resumable
 TEST_ROWS = RESULTS / "related_methods.test.jsonl"  # the picks measured again on the test images
-MEASURE_SEED = 11  # the fine-tune seed of every measurement here
 # A measurement's own fine-tune noise beside the images' binomial one (sd, as a fraction), measured by
 # benchmarks/bench_heldout_images.py (benchmarks/results/heldout_images.md): counted in every SE below.
 FINE_TUNE_SD = 0.0033
 CACHE = mqe_cache_dir()  # MQE sensitivities, keyed by architecture, inputs and weights ($APQOPT_HOME)
 
 
-def read_lines(path: Path) -> list[dict]:
-    """The complete lines of a resumable rows file (a torn last line, from a kill, is cut)."""
-    if not path.exists():
-        return []
-    text = path.read_bytes()
-    good = text.rfind(b"\n") + 1
-    cut_torn_line(path, good)
-    return [json.loads(line) for line in text[:good].decode().splitlines()]
-
-
-def measure_on_test(threads: int) -> None:
-    """Every distinct pick once more, on the test images (one line per network, kept as it finishes)."""
-    from tqdm import tqdm
-
-    sp, net, cfg = get_space("fmnist"), load_supernet(supernet_path("fmnist")), measure_config("fmnist", "test")
-    done = {tuple(r["genes"]) for r in read_lines(TEST_ROWS)}
-    todo = [g for g in dict.fromkeys(tuple(r["genes"]) for r in read_lines(ROWS)) if g not in done]
-    with TEST_ROWS.open("a") as fh:
-        for genes in tqdm(todo, desc="picks on test images"):
-            t0 = time.perf_counter()
-            acc = measure(net, sp.to_candidates(np.array(genes)[None])[0], cfg, seed=MEASURE_SEED)
-            rec = {"genes": list(genes), "test": acc, "stderr": accuracy_stderr(acc, cfg.eval_images)}
-            append_record(fh, {**rec, "measure_s": round(time.perf_counter() - t0, 1), "threads": threads})
-
-
 def test_report() -> None:
     """The picks on the test images: cells, OHQ against each method at 95%, the predictor's errors there."""
-    rows, on_test = read_lines(ROWS), {tuple(r["genes"]): r for r in read_lines(TEST_ROWS)}
+    rows, on_test = read_own_lines(ROWS), {tuple(r["genes"]): r for r in read_own_lines(TEST_ROWS)}
     rows = [r for r in rows if tuple(r["genes"]) in on_test]
     pred = AccuracyPredictor.load(predictor_path("fmnist"), space="fmnist")
     genes = np.array([r["genes"] for r in rows])
@@ -146,7 +117,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.test_images:
         torch.set_num_threads(args.threads)
-        measure_on_test(args.threads)
+        measure_on_test((r["genes"] for r in read_own_lines(ROWS)), TEST_ROWS, args.threads)
         test_report()
         return
     sp = get_space("fmnist")
@@ -190,7 +161,7 @@ def main() -> None:
                 row = ev.genes[i]
                 key = tuple(int(v) for v in row)
                 if key not in measured:
-                    measured[key] = measure(net, sp.to_candidates(row[None])[0], cfg, seed=11)
+                    measured[key] = measure(net, sp.to_candidates(row[None])[0], cfg, seed=MEASURE_SEED)
                 rec = {
                     "architecture": label,
                     "budget_ms": limit,

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import RESULTS, write
+from _common import MEASURE_SEED, RESULTS, measure_on_test, write
 
 from apqopt import get_space
 from apqopt.hardware.lut import load_shipped
@@ -62,7 +62,6 @@ from apqopt.supernet.collect import CollectConfig, measure
 from apqopt.supernet.data import accuracy_stderr
 from apqopt.supernet.mqe import calibration_inputs, supernet_mqe
 from apqopt.supernet.train import load_supernet
-from apqopt.verify import measure_config
 
 ROWS = RESULTS / "table2.rows.jsonl"
 TEST_ROWS = RESULTS / "table2.test.jsonl"  # the picks measured again on the test images
@@ -75,7 +74,6 @@ JOINT = ("evolution", "pymoo-nsga2", "joint-ilp")
 REFINED = tuple(f"{m}+refine" for m in JOINT)
 METHODS = (*FIXED, *STAGED, *JOINT, *REFINED)
 REFINED_DEFAULT = RESULTS / "refine_fmnist" / "round-3" / "predictor.pt"
-MEASURE_SEED = 11  # the fine-tune seed of every measurement (bench_related's): one network, one number
 SP = get_space("fmnist")
 
 
@@ -268,20 +266,9 @@ def read_rows(path: Path = ROWS) -> list[dict[str, Any]]:
     return out
 
 
-def measure_on_test(threads: int, rows: Path = ROWS, test_rows: Path = TEST_ROWS) -> None:
-    """Every distinct measured pick once more, on the test images (resumable: one line per network)."""
-    from tqdm import tqdm
-
-    done = {tuple(r["genes"]) for r in (*read_rows(test_rows), *read_rows(TEST_ROWS))}  # measured once
-    todo = list(dict.fromkeys(tuple(r["genes"]) for r in read_rows(rows) if "measured" in r))
-    todo = [g for g in todo if g not in done]
-    net, cfg = load_supernet(supernet_path("fmnist")), measure_config("fmnist", "test")
-    for genes in tqdm(todo, desc="picks on test images"):
-        t0 = time.perf_counter()
-        acc = measure(net, SP.to_candidates(np.array(genes)[None])[0], cfg, seed=MEASURE_SEED)
-        rec = {"genes": list(genes), "test": acc, "stderr": accuracy_stderr(acc, cfg.eval_images)}
-        with test_rows.open("a") as fh:
-            fh.write(json.dumps({**rec, "measure_s": round(time.perf_counter() - t0, 1), "threads": threads}) + "\n")
+def picks(path: Path) -> list[list[int]]:
+    """The genes of every measured pick in a rows file (read by skipping torn lines: two runs append to it)."""
+    return [r["genes"] for r in read_rows(path) if "measured" in r]
 
 
 def mean_se(acc: np.ndarray, stderr: np.ndarray) -> float:
@@ -515,7 +502,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.rebuilt:
         if args.test_images:
-            measure_on_test(args.threads, REBUILT_ROWS, REBUILT_TEST_ROWS)
+            first = (r["genes"] for r in read_rows(TEST_ROWS))  # measured on test in the first run
+            measure_on_test(picks(REBUILT_ROWS), REBUILT_TEST_ROWS, args.threads, skip=first)
         elif not args.report:
             bench = Bench(args)
             for i in (int(x) for x in args.budgets.split(",")):
@@ -523,7 +511,7 @@ def main() -> None:
         report_rebuilt()
         return
     if args.test_images:
-        measure_on_test(args.threads)
+        measure_on_test(picks(ROWS), TEST_ROWS, args.threads)
     elif not args.report:
         bench = Bench(args)
         for i in (int(x) for x in args.budgets.split(",")):
