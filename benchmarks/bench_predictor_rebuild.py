@@ -92,6 +92,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", required=True, type=Path, help="the predictor the rebuild replaces (quant.pt)")
     ap.add_argument("--after", type=Path, default=predictor_path("fmnist"), help="the rebuilt one (default: shipped)")
+    ap.add_argument("--name", default="predictor_rebuild", help="results/NAME.{json,md} (default: %(default)s)")
     args = ap.parse_args()
     preds = {"before": AccuracyPredictor.load(args.before), "after": AccuracyPredictor.load(args.after)}
     trained = set()
@@ -143,8 +144,9 @@ def main() -> None:
         f"Val picks from {', '.join(val_files)}; test picks from {', '.join(test_files)}. "
         "Coverage: the calibrated 80% intervals (each predictor's own scale). "
         f"Command: python benchmarks/bench_predictor_rebuild.py --before {args.before}"
+        + ("" if args.name == "predictor_rebuild" else f" --name {args.name}")
     )
-    write("predictor_rebuild", result, rows, notes)
+    write(args.name, result, rows, notes)
 
 
 if __name__ == "__main__":
