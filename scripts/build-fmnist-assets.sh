@@ -6,7 +6,7 @@
 #
 #   scripts/build-fmnist-assets.sh [OUT]          # default OUT: runs/fmnist-assets
 #
-# Settings (environment): SHARDS (default: cores), N_FP=2000, N_QUANT=800, N_COST=466, N_HELDOUT=200,
+# Settings (environment): SHARDS (default: cores), N_FP=2000, N_QUANT=800, N_COST=966, N_HELDOUT=200,
 # EVAL_IMAGES=5000, MEMBERS=5; TRAIN_IMAGES=N trains on the first N images only (smoke runs);
 # SUPERNET=FILE skips training and measures on those weights (e.g. more data for the shipped ones).
 # The shipped assets are this script's output copied into apqopt/assets/fmnist/.
@@ -41,7 +41,7 @@ collect() {  # kind n file [more collect options]: all shards in parallel, fail 
 [[ -n ${SUPERNET:-} ]] || step supernet apqopt supernet train --out "$out/supernet" ${TRAIN_IMAGES:+--train-images "$TRAIN_IMAGES"}
 step fp collect fp "${N_FP:-2000}" fp.jsonl
 step quant collect quant "${N_QUANT:-800}" quant.jsonl
-step quant_cost collect quant "${N_COST:-466}" quant_cost.jsonl --draw cost  # where searches go (#32)
+step quant_cost collect quant "${N_COST:-966}" quant_cost.jsonl --draw cost  # where searches go (#32)
 step heldout collect quant "${N_HELDOUT:-200}" quant_heldout.jsonl --seed 1
 step predictor apqopt predictor train --fp "$out/fp.jsonl" --quant "$out/quant.jsonl" "$out/quant_cost.jsonl" \
     --heldout "$out/quant_heldout.jsonl" --out "$out/predictor" --variant branch --members "${MEMBERS:-5}" --quiet
