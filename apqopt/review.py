@@ -37,7 +37,7 @@ from apqopt.record import (
 from apqopt.search.pareto import non_dominated
 from apqopt.settings import parse_storage
 from apqopt.space import Candidate
-from apqopt.studies import StorageError, driver_missing
+from apqopt.studies import SQLITE_BUSY_S, StorageError, driver_missing
 
 STUDY_COLUMNS = [
     "study",
@@ -118,7 +118,9 @@ class StudyReader:
             self.tables: OptunaTables | SqlTables = OptunaTables(self._journal(Path(url)))
         else:
             try:
-                engine = sa.create_engine(_read_only_url(url))
+                ro_url = _read_only_url(url)
+                wait = {"timeout": SQLITE_BUSY_S} if ro_url.startswith("sqlite") else {}  # workers commit meanwhile
+                engine = sa.create_engine(ro_url, connect_args=wait)
                 with engine.connect() as c:
                     c.execute(sa.text("SELECT 1 FROM studies LIMIT 1"))
             except StorageError:

@@ -57,6 +57,9 @@ from apqopt.settings import parse_storage
 # Largest run recorded trial by trial, per storage kind: a 125-param trial costs ~1-2 ms to write in
 # batches into SQLite or a journal file (benchmarks/bench_storage.py); beyond, the front + the history.
 FULL_LIMIT = {"rdb": 5000, "journal": 5000}
+# seconds a SQLite reader or writer waits for another process's lock: sqlite3's default 5 s is what
+# one slow commit on a loaded disk takes, and then a dashboard or a worker fails with "database is locked"
+SQLITE_BUSY_S = 120
 HISTORY_CHUNK = 512 * 1024  # characters of base64 per system attr (TEXT columns of SQLite and PostgreSQL)
 _HISTORY_FIELDS = ("genes", "accuracy", "latency", "energy", "violation")
 
@@ -189,7 +192,7 @@ def open_storage(url: str | None = None, create: bool = True, **rdb_kw: Any) -> 
             assert target.path is not None
             target.path.parent.mkdir(parents=True, exist_ok=True)
             # concurrent writers on one file wait for each other instead of failing with "database is locked"
-            rdb_kw.setdefault("engine_kwargs", {"connect_args": {"timeout": 120}})
+            rdb_kw.setdefault("engine_kwargs", {"connect_args": {"timeout": SQLITE_BUSY_S}})
         return rdb_storage(target.url, **rdb_kw)
     except StorageError:
         raise

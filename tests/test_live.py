@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from apqopt.errors import ConfigError
 from apqopt.live import LiveSpec, create_live_study, enqueue, work, workers_joined
 from apqopt.predictor import AccuracyPredictor
-from apqopt.studies import StorageError
+from apqopt.studies import StorageError, open_storage
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,8 @@ def test_sigkill_mid_run_then_resume(storage_url: str, predictor_file: str) -> N
     budget = 30
     create_live_study(spec(predictor_file, budget, heartbeat_s=1, grace_s=2), storage_url, "kill")
     proc = subprocess.Popen(worker_cmd(storage_url, "kill"))
-    study = optuna.load_study(study_name="kill", storage=storage_url)
+    # read while the worker writes as apqopt's readers do (SQLite: a busy timeout, not sqlite3's 5 s)
+    study = optuna.load_study(study_name="kill", storage=open_storage(storage_url, create=False))
     deadline = time.time() + 300
     while states(study)["COMPLETE"] < 8 and time.time() < deadline:
         time.sleep(0.05)

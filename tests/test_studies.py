@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -386,6 +387,41 @@ def test_two_runs_record_into_one_sqlite_file_at_once(tmp_path: Path) -> None:
     for k in (0, 1):
         study = optuna.load_study(study_name=f"random-fmnist-seed{k}", storage=url)
         assert len(study.trials) == 150 and study.user_attrs["recorded"]["trials"] == 150
+
+
+def test_a_reader_waits_out_a_writer_that_holds_sqlite_longer_than_5_s(tmp_path: Path) -> None:
+    """The dashboard or `results` reading a SQLite study while a worker commits wait for the lock; with
+    sqlite3's default 5-s busy timeout it would fail with 'database is locked' when a commit is slow
+    (a loaded disk), as a plain `optuna.load_study(storage="sqlite:///...")` does here."""
+    import sqlite3
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from apqopt.review import StudyReader
+
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    optuna.create_study(study_name="s", storage=open_storage(url))
+    ours, plain = open_storage(url, create=False), optuna.storages.RDBStorage(url)  # opened, then locked out
+    dashboard = StudyReader(url)
+    writer = sqlite3.connect(tmp_path / "busy.db", isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN EXCLUSIVE")  # a slow commit in flight: readers wait
+    release = threading.Timer(7.0, writer.execute, ("COMMIT",))
+    release.start()
+    try:
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(2) as pool:  # apqopt's two readers, at once
+            name = pool.submit(lambda: optuna.load_study(study_name="s", storage=ours).study_name)
+            counts = pool.submit(dashboard.tables.trial_counts)
+            assert name.result() == "s" and counts.result() == {"s": 0}
+        assert time.perf_counter() - t0 >= 6.5  # they waited the 7 s out, then read
+    finally:
+        release.join()
+    writer.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(optuna.exceptions.StorageInternalError) as failed:  # sqlite3's default: 5 s, then fails
+        optuna.load_study(study_name="s", storage=plain)
+    assert "database is locked" in str(failed.value.__cause__)
+    writer.execute("COMMIT")
+    writer.close()
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
