@@ -29,6 +29,12 @@ if part fmnist-1000-test; then  # the same comparison, each pick measured on the
   run compare_fmnist_1000_test --space fmnist --latency 0.5 --budget 1000 --seeds 0 1 2 3 4 --verify-top 3 \
     --verify-images test --searchers $ALL optuna-tpe
 fi
+if part fmnist-1000-rebuilt; then  # the same on test, searched with the predictor shipped since its rebuild
+  # (800 uniform + 966 cost-drawn networks, 2026-12-07): what its searches find, not only how it rescores
+  # shellcheck disable=SC2086
+  run compare_fmnist_1000_test_rebuilt --space fmnist --latency 0.5 --budget 1000 --seeds 0 1 2 3 4 \
+    --verify-top 3 --verify-images test --searchers $ALL optuna-tpe
+fi
 if part fmnist-5000; then  # optuna-tpe left out: multivariate TPE grows to seconds per trial past ~2,000 trials
   # shellcheck disable=SC2086
   run compare_fmnist_5000 --space fmnist --latency 0.5 --budget 5000 --seeds 0 1 2 3 4 --verify-top 3 --searchers $ALL
