@@ -5,6 +5,9 @@
 # behaviour only). Writes benchmarks/results/compare_*/ and the studies under $OUT (default /tmp/h2h).
 # Resumable per part: a part whose compare.json exists is skipped. Run the parts in parallel, one core each:
 #   PART=fmnist-1000 OMP_NUM_THREADS=1 bash scripts/head-to-head.sh & PART=fmnist-5000 OMP_NUM_THREADS=1 bash ...
+# PREDICTOR=FILE searches the fmnist parts with that predictor instead of the shipped one: the published
+# fmnist-1000/-5000 tables used the one shipped before the rebuilds (git show a07bf03:apqopt/assets/fmnist/
+# predictor/quant.pt and quant.pt.json, both into one folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/h2h}
@@ -14,6 +17,7 @@ run() {  # name, then compare arguments
   local name=$1; shift
   if [ -f "benchmarks/results/$name/compare.json" ]; then echo "$name: done"; return; fi
   rm -f "$OUT/$name.log"
+  if [[ -n ${PREDICTOR:-} && $name == compare_fmnist_* ]]; then set -- "$@" --predictor "$PREDICTOR"; fi
   ( time apqopt compare "$@" --storage "$OUT/$name.log" --out "benchmarks/results/$name" --tag "$name" --quiet ) \
     > "$OUT/$name.stdout" 2> "$OUT/$name.stderr"
   echo "$name: $(tail -3 "$OUT/$name.stderr" | tr '\n' ' ')"
