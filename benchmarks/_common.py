@@ -128,3 +128,13 @@ def measure_on_test(
             acc = measure(net, sp.to_candidates(np.array(genes)[None])[0], cfg, seed=MEASURE_SEED)
             rec = {"genes": list(genes), "test": acc, "stderr": accuracy_stderr(acc, cfg.eval_images)}
             append_record(fh, {**rec, "measure_s": round(time.perf_counter() - t0, 1), "threads": threads})
+
+
+def measured_separated(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(better, worse) for each pair of searchers a compare report's measured verdicts separate: where a
+    predictor's hypervolume ranking is checked against measurement."""
+    out = []
+    for v in report["verdicts"]:
+        if v["separable"] and v["metric"] == "measured HV":
+            out.append((v["a"], v["b"]) if v["mean_diff"] > 0 else (v["b"], v["a"]))
+    return out

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import optuna
-from _common import RESULTS, write
+from _common import RESULTS, measured_separated, write
 
 from apqopt.compare import hypervolume, measured_best_under
 from apqopt.evaluation import Evaluation
@@ -67,10 +67,8 @@ def mean_se(x: np.ndarray) -> tuple[float, float]:
 
 def ranking_agreement(report: dict[str, Any]) -> tuple[int, int]:
     """(agreeing, separated): measured-separated pairs whose predicted hypervolumes are in the same order."""
-    summ = report["summary"]
-    sep = [v for v in report["verdicts"] if v["separable"] and v["metric"] == "measured HV"]
-    agree = sum(np.sign(summ[v["a"]]["hv_mean"] - summ[v["b"]]["hv_mean"]) == np.sign(v["mean_diff"]) for v in sep)
-    return int(agree), len(sep)
+    summ, pairs = report["summary"], measured_separated(report)
+    return sum(summ[hi]["hv_mean"] > summ[lo]["hv_mean"] for hi, lo in pairs), len(pairs)
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import optuna
-from _common import RESULTS, error_scores, write
+from _common import RESULTS, error_scores, measured_separated, write
 
 from apqopt.compare import hypervolume, reference_point
 from apqopt.predictor import AccuracyPredictor
@@ -133,10 +133,7 @@ def main() -> None:
     summ = report["summary"]
     rescored = rescored_hv(runs, args.predictor, float(report["reference"][0]))
     agree = []
-    for v in report["verdicts"]:
-        if not v["separable"]:
-            continue
-        hi, lo = (v["a"], v["b"]) if v["mean_diff"] > 0 else (v["b"], v["a"])
+    for hi, lo in measured_separated(report):
         agree.append({"measured_better": hi, "than": lo, "predicted_agrees": summ[hi]["hv_mean"] > summ[lo]["hv_mean"],
                       "rescored_agrees": rescored[hi] > rescored[lo]})  # fmt: skip
     result["hv_ranking"], result["rescored_hv"] = agree, rescored
