@@ -65,6 +65,13 @@ def mean_se(x: np.ndarray) -> tuple[float, float]:
     return float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
 
 
+def difference(before: np.ndarray, after: np.ndarray) -> tuple[float, float]:
+    """after - before with the SE of a difference of two independent means (NaN where a side has one run:
+    its spread is unknown, not zero)."""
+    (b, b_se), (a, a_se) = mean_se(before), mean_se(after)
+    return a - b, float(np.hypot(a_se, b_se))
+
+
 def ranking_agreement(report: dict[str, Any]) -> tuple[int, int]:
     """(agreeing, separated): measured-separated pairs whose predicted hypervolumes are in the same order."""
     summ, pairs = report["summary"], measured_separated(report)
@@ -95,9 +102,7 @@ def main() -> None:
         hv = {s: hv_common(sides[s]["runs"][name], ref) for s in ("before", "after")}
         for s in ("before", "after"):
             row[f"hv_{s}"] = mean_se(hv[s])
-        diff = hv["after"].mean() - hv["before"].mean()
-        se = float(np.sqrt(sum(hv[s].var(ddof=1) / len(hv[s]) for s in hv)))
-        row["hv_diff"] = (float(diff), se)
+        row["hv_diff"] = diff, se = difference(hv["before"], hv["after"])
         cells = [name, *(f"{row[f'hv_{s}'][0]:.5f} ± {row[f'hv_{s}'][1]:.5f}" for s in hv), f"{diff:+.5f} ± {se:.5f}"]
         for b in budgets:
             best = {}
@@ -106,8 +111,8 @@ def main() -> None:
                 best[s] = np.array([x[0] for x in per_run if x is not None])
             row[f"best@{b:g}"] = {s: best[s].tolist() for s in best}
             if len(best["before"]) and len(best["after"]):
-                d = 100 * (best["after"].mean() - best["before"].mean())
-                dse = 100 * np.sqrt(sum(best[s].var(ddof=1) / len(best[s]) if len(best[s]) > 1 else 0.0 for s in best))
+                d, dse = (100 * x for x in difference(best["before"], best["after"]))
+                row[f"best@{b:g}"]["difference_points"] = (d, dse)
                 cells.append(
                     f"{100 * best['before'].mean():.2f} ({len(best['before'])}) → "
                     f"{100 * best['after'].mean():.2f} ({len(best['after'])}) ({d:+.2f} ± {dse:.2f})"
